@@ -1,0 +1,93 @@
+# memwatch: `make` builds ./memwatch, `make test` runs every test,
+# `make demo` profiles the bundled demo workload.
+OUTPUT    := .output
+CLANG     ?= clang
+CC        ?= gcc
+BPFTOOL   ?= $(shell command -v bpftool 2>/dev/null || echo /usr/sbin/bpftool)
+PROTOC_C  ?= protoc-c
+ARCH      := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
+VMLINUX   := vmlinux/$(ARCH)/vmlinux.h
+LIBBPF_A  ?= $(firstword $(wildcard /usr/lib/$(shell $(CC) -dumpmachine)/libbpf.a /usr/lib64/libbpf.a /usr/lib/libbpf.a))
+VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+PREFIX    ?= /usr/local
+
+CFLAGS    ?= -O2 -g
+CFLAGS    += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
+CPPFLAGS  += -Iinclude -Iuser -I$(OUTPUT) -DMW_VERSION='"$(VERSION)"' -D_GNU_SOURCE
+LDLIBS    += $(LIBBPF_A) -lelf -ldw -lz -lprotobuf-c -lcapstone -lmicrohttpd -lstdc++ -lpthread -lm
+
+BPF_SRCS  := $(wildcard bpf/*.bpf.c)
+BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.bpf.o,$(BPF_SRCS))
+SKELS     := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.skel.h,$(BPF_SRCS))
+PROTO_C   := $(OUTPUT)/profile.pb-c.c
+USER_SRCS := $(filter-out user/main.c,$(wildcard user/*.c))
+USER_OBJS := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(USER_SRCS)) $(OUTPUT)/profile.pb-c.o
+LIBMW     := $(OUTPUT)/libmemwatch.a
+
+.PHONY: all clean install test unit e2e demo bench deps workloads
+.SECONDARY:
+all: memwatch
+
+deps:
+	tools/deps.sh
+
+$(OUTPUT) $(OUTPUT)/user $(OUTPUT)/tests:
+	mkdir -p $@
+
+$(OUTPUT)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) include/memwatch.h $(VMLINUX) | $(OUTPUT)
+	$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Iinclude -I$(dir $(VMLINUX)) -c $< -o $@
+
+$(OUTPUT)/%.skel.h: $(OUTPUT)/%.bpf.o
+	$(BPFTOOL) gen skeleton $< > $@
+
+$(OUTPUT)/profile.pb-c.c $(OUTPUT)/profile.pb-c.h: proto/profile.proto | $(OUTPUT)
+	$(PROTOC_C) --proto_path=proto --c_out=$(OUTPUT) $<
+
+$(OUTPUT)/profile.pb-c.o: $(OUTPUT)/profile.pb-c.c
+	$(CC) $(CPPFLAGS) -O2 -g -c $< -o $@
+
+$(OUTPUT)/user/%.o: user/%.c $(wildcard user/*.h) include/memwatch.h $(SKELS) $(OUTPUT)/profile.pb-c.h | $(OUTPUT)/user
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(LIBMW): $(USER_OBJS)
+	rm -f $@ && ar rcs $@ $^
+
+memwatch: $(OUTPUT)/user/main.o $(LIBMW)
+	$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
+
+install: memwatch
+	install -D -m 0755 memwatch $(DESTDIR)$(PREFIX)/bin/memwatch
+
+# Unit tests: tests/unit/test_*.c, each linked against the library and cmocka.
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%,$(UNIT_SRCS))
+$(OUTPUT)/tests/%: tests/unit/%.c $(LIBMW) | $(OUTPUT)/tests
+	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(LIBMW) $(LDLIBS) -lcmocka -o $@
+
+# Workloads the tests and benchmarks run: tests/workloads/Makefile.
+workloads:
+	$(MAKE) -C tests/workloads
+
+unit: $(UNIT_BINS) workloads
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+e2e: memwatch workloads
+	python3 tests/e2e/run.py $(E2E_ARGS)
+
+test:
+	tools/deps.sh
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) e2e
+
+demo:
+	tools/deps.sh
+	$(MAKE) all workloads
+	tools/demo.sh
+
+bench: memwatch workloads
+	tools/bench.sh
+
+clean:
+	rm -rf $(OUTPUT) memwatch
+	$(MAKE) -C tests/workloads clean

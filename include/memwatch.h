@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/* Types shared by the BPF programs and the user-space loader. */
+#ifndef MEMWATCH_H
+#define MEMWATCH_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define MW_MAX_FRAMES		127	/* frame-pointer walk depth (kernel limit) */
+#define MW_EXP_BITS		12
+#define MW_EXP_SIZE		(1u << MW_EXP_BITS)	/* exponential table cells */
+#define MW_EXP_FRAC_BITS	20	/* interpolation bits inside a cell */
+#define MW_NEST_RANGES		8	/* allocator bodies that nest probed calls */
+#define MW_STACK_MAX		65536	/* largest stack snapshot (--stack-bytes) */
+#define MW_STACK_CHUNK		4096	/* snapshots are copied page by page */
+#define MW_NREGS		17	/* DWARF x86_64 registers 0..16 (rip last) */
+
+/* Stack capture modes (--stack-mode). */
+enum mw_stack_mode {
+	MW_STACK_FP = 0,	/* bpf_get_stack frame-pointer walk + [sp] */
+	MW_STACK_SNAPSHOT = 1,	/* registers + top of user stack, unwound later */
+};
+
+/*
+ * Entry points. The attach cookie of each probe holds its enum mw_fn in the
+ * low byte and MW_COOKIE_* flags above it.
+ */
+#define MW_COOKIE_FN(c)		((c) & 0xff)
+/* The function tail-calls another probed entry (glibc realloc(NULL, n) jumps
+ * to malloc): its calls always register, so the inner entry sees them. */
+#define MW_COOKIE_TAILCALLS	(1u << 8)
+
+enum mw_fn {
+	MW_FN_MALLOC,
+	MW_FN_CALLOC,
+	MW_FN_REALLOC,
+	MW_FN_REALLOCARRAY,
+	MW_FN_POSIX_MEMALIGN,
+	MW_FN_ALIGNED_ALLOC,
+	MW_FN_MEMALIGN,
+	MW_FN_VALLOC,
+	MW_FN_PVALLOC,
+	MW_FN_FREE,
+	MW_FN_NEW,		/* operator new / new[] and variants */
+	MW_FN_DELETE,		/* operator delete / delete[] and variants */
+	MW_FN_MALLOCX,
+	MW_FN_RALLOCX,
+	MW_FN_XALLOCX,
+	MW_FN_DALLOCX,
+	MW_FN_SDALLOCX,
+	MW_FN_COUNT,
+};
+
+/*
+ * Argument layouts: each has its own entry program, so the hot path reads
+ * registers at fixed offsets. Arguments are numbered from 0 (rdi).
+ */
+enum mw_layout {
+	MW_LAYOUT_SIZE0,	/* malloc(size), valloc, pvalloc, operator new, mallocx */
+	MW_LAYOUT_SIZE1,	/* memalign(align, size), aligned_alloc */
+	MW_LAYOUT_CALLOC,	/* calloc(count, size) */
+	MW_LAYOUT_REALLOC,	/* realloc(old, size), rallocx */
+	MW_LAYOUT_REALLOCARRAY,	/* reallocarray(old, count, size) */
+	MW_LAYOUT_MEMALIGN_OUT,	/* posix_memalign(&out, align, size) */
+	MW_LAYOUT_FREE,		/* free(old), operator delete, dallocx, sdallocx */
+	MW_LAYOUT_COUNT,
+};
+
+/* Loss and activity counters, one per-CPU array slot each. */
+enum mw_counter {
+	MW_CNT_SAMPLES,		/* sampled allocation calls */
+	MW_CNT_RINGBUF_FULL,	/* sample events dropped: ring buffer full */
+	MW_CNT_LIVE_FULL,	/* sampled blocks not tracked: live map full */
+	MW_CNT_PENDING_FULL,	/* calls lost between entry and return */
+	MW_CNT_NESTED,		/* allocator-internal calls skipped */
+	MW_CNT_STACK_FAIL,	/* stacks that could not be read at all */
+	MW_CNT_FREES_TRACKED,	/* frees of sampled blocks */
+	MW_CNT_RETURNS,		/* return probes that found their call */
+	MW_CNT_LOADER,		/* dynamic loader notifications */
+	MW_CNT_NR,
+};
+
+enum mw_event_type {
+	MW_EV_SAMPLE = 1,	/* a sampled allocation call, with its stack */
+	MW_EV_CANCEL,		/* that call failed: it allocated nothing */
+	MW_EV_LOADER,		/* the dynamic loader changed the link map */
+};
+
+struct mw_event_head {
+	__u32 type;
+	__u32 tgid;
+	__u32 tid;
+	__u32 fn;
+	__u64 ts;		/* CLOCK_MONOTONIC ns */
+};
+
+/*
+ * Followed by nframes u64 addresses (MW_STACK_FP; leaf first) or by
+ * stack_len bytes copied from regs[7] (rsp) upwards (MW_STACK_SNAPSHOT).
+ */
+struct mw_sample_event {
+	struct mw_event_head h;
+	__u64 sample_id;
+	__u64 size;
+	__u32 mode;		/* enum mw_stack_mode */
+	__u32 nframes;
+	__u32 stack_len;
+	__u32 pad;
+	__u64 regs[MW_NREGS];	/* DWARF numbering; zero in FP mode */
+	__u8 data[];
+};
+
+struct mw_cancel_event {
+	struct mw_event_head h;
+	__u64 sample_id;
+};
+
+/* Live sampled blocks: (tgid, address) -> sample id. */
+struct mw_live_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 addr;
+};
+
+/* Per-process ranges of allocator code that call other probed entries. */
+struct mw_nest {
+	__u64 start[MW_NEST_RANGES];
+	__u64 end[MW_NEST_RANGES];
+};
+
+#endif /* MEMWATCH_H */

@@ -1,0 +1,58 @@
+/* Allocator discovery and probe attachment: which files in a process hold an
+ * allocator, where its entry points are, where to put each probe, and the
+ * uprobes themselves. */
+#ifndef MW_ATTACH_H
+#define MW_ATTACH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "hashmap.h"
+#include "memwatch.h"
+#include "placement.h"
+
+struct bpf_program;
+struct bpf_link;
+struct process;
+struct procs;
+struct objfile;
+
+/* The BPF programs put at probe sites (memwatch's, or empty ones). */
+struct probe_progs {
+	struct bpf_program *enter[MW_LAYOUT_COUNT];	/* entry, by argument layout */
+	struct bpf_program *exit;	/* allocation return */
+	struct bpf_program *loader;	/* ld.so _dl_debug_state; may be NULL */
+	int nests_fd;			/* BPF map of nesting ranges; -1: none */
+};
+
+struct attacher {
+	struct probe_progs progs;
+	bool multi;			/* programs were loaded for uprobe_multi links */
+	FILE *log;			/* -v output, or NULL */
+	struct bpf_link **links;	/* classic perf-event uprobes */
+	size_t nlinks, cap_links;
+	int *link_fds;			/* uprobe_multi links */
+	size_t nfds, cap_fds;
+	struct hmap done;		/* (pid, objfile) pairs already probed */
+	unsigned nprobes;		/* probe sites attached */
+	char allocators[128];		/* names of the allocators found, for reports */
+};
+
+/* multi: the programs were loaded with expected attach type
+ * BPF_TRACE_UPROBE_MULTI (heapbpf_load decides). */
+void attacher_init(struct attacher *a, const struct probe_progs *progs, bool multi, FILE *log);
+/* Probes every allocator p maps that is not probed yet. Returns how many
+ * allocator files were newly probed, or -errno. */
+int attach_allocators(struct attacher *a, struct procs *ps, struct process *p);
+/* Hooks the dynamic loader mapped in p (or, when p has not exec'd yet, the
+ * interpreter file at path) so that memwatch hears of dlopen. */
+int attach_loader(struct attacher *a, pid_t pid, const char *path);
+void attacher_detach(struct attacher *a);
+/* What discovery looks for, for error messages. */
+const char *attach_looked_for(void);
+/* drop_frames regex covering every entry point memwatch probes. */
+const char *attach_drop_frames(void);
+
+#endif

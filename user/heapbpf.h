@@ -1,0 +1,43 @@
+/* The BPF side's lifecycle: configure, load, seed the samplers, read the
+ * counters, poll events. */
+#ifndef MW_HEAPBPF_H
+#define MW_HEAPBPF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "attach.h"
+#include "memwatch.h"
+
+struct heap_bpf;
+struct floor_bpf;
+struct ring_buffer;
+
+struct heapbpf_config {
+	pid_t tgid;		/* 0: any process the probes are attached to */
+	uint64_t sample_bytes;
+	uint32_t stack_mode, stack_bytes;
+	uint32_t max_live, ring_bytes;
+	bool empty;		/* load the empty floor programs instead */
+};
+
+struct heapbpf {
+	struct heap_bpf *skel;
+	struct floor_bpf *floor;
+	struct ring_buffer *rb;
+	bool multi;		/* programs take uprobe_multi links (kernel 6.6+) */
+};
+
+/* 0 or -errno; on failure nothing stays loaded. */
+int heapbpf_load(struct heapbpf *b, const struct heapbpf_config *cfg, int (*on_event)(void *ctx, void *data, size_t len),
+		 void *ctx);
+void heapbpf_progs(const struct heapbpf *b, struct probe_progs *out);
+void heapbpf_counters(const struct heapbpf *b, uint64_t out[MW_CNT_NR]);
+int heapbpf_live_fd(const struct heapbpf *b);
+int heapbpf_poll_fd(const struct heapbpf *b);	/* -1 without events */
+int heapbpf_consume(struct heapbpf *b);
+void heapbpf_stop_on_loader(struct heapbpf *b, bool stop);
+void heapbpf_destroy(struct heapbpf *b);
+
+#endif

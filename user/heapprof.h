@@ -1,0 +1,69 @@
+/* The heap profile: sampled allocations aggregated by site (stack, size,
+ * process), live blocks read back from the BPF live map, pprof output. */
+#ifndef MW_HEAPPROF_H
+#define MW_HEAPPROF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <regex.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "hashmap.h"
+#include "memwatch.h"
+#include "stacks.h"
+
+struct procs;
+
+struct heap_site {
+	uint32_t stack;
+	pid_t pid;
+	uint64_t size;
+	uint64_t alloc_samples;
+	double alloc_objects, alloc_bytes;	/* unsampled estimates */
+	uint64_t inuse_samples;		/* as of the last live scan */
+	double inuse_objects, inuse_bytes;
+};
+
+struct heap_totals {
+	uint64_t samples, cancels;
+	uint64_t live_unknown;		/* live entries whose sample was never seen */
+	uint64_t stack_oom;		/* samples dropped: out of memory */
+	double alloc_bytes, alloc_objects, inuse_bytes, inuse_objects;
+	uint64_t inuse_samples;
+};
+
+struct heapprof {
+	uint64_t rate;			/* mean sampling interval in bytes */
+	struct stacks st;
+	struct heap_site *sites;
+	uint32_t nsites, cap_sites;
+	struct hmap site_index;
+	struct hmap samples;		/* sample id -> site | last scan seen << 32 */
+	uint32_t scan_gen;
+	struct heap_totals tot;
+	const char *drop_frames;	/* allocator functions, a pprof regex */
+	regex_t drop_rx;
+	bool have_drop_rx;
+};
+
+struct profile_meta {
+	int64_t start_ns, end_ns;	/* CLOCK_REALTIME */
+	const char *const *comments;	/* NULL-terminated */
+};
+
+void heapprof_init(struct heapprof *hp, uint64_t rate, const char *drop_frames);
+void heapprof_free(struct heapprof *hp);
+/* Records a sample whose stack was already interned. */
+int heapprof_add(struct heapprof *hp, uint64_t sample_id, uint32_t stack, pid_t pid, uint64_t size);
+void heapprof_cancel(struct heapprof *hp, uint64_t sample_id);
+/* Recomputes in-use values from the BPF live map; forgets samples whose block
+ * has been absent from two scans in a row. 0 or -errno. */
+int heapprof_scan_live(struct heapprof *hp, int live_fd);
+int heapprof_write(struct heapprof *hp, struct procs *ps, const struct profile_meta *meta, int fd);
+/* The top sites by in-use bytes, one line each, for live summaries. */
+void heapprof_print_top(struct heapprof *hp, struct procs *ps, FILE *out, unsigned n);
+/* Name of the first frame of a stack that is not allocator code. */
+const char *heapprof_site_name(struct heapprof *hp, struct procs *ps, uint32_t stack);
+
+#endif

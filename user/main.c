@@ -1,0 +1,718 @@
+/* memwatch: attach to a process (or start one), sample its heap, write pprof. */
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "attach.h"
+#include "elf_file.h"
+#include "heapbpf.h"
+#include "heapprof.h"
+#include "options.h"
+#include "process.h"
+
+#define MAINTENANCE_NS 1000000000ull	/* live-map scans keep memory bounded */
+
+struct session {
+	struct options opt;
+	struct heapbpf bpf;
+	struct attacher att;
+	struct procs procs;
+	struct heapprof hp;
+	pid_t target;
+	pid_t child;			/* -- CMD */
+	int child_status;
+	bool child_done;
+	bool detached;
+	int pidfd, sigfd, epfd;
+	char *out_path, *tmp_path;
+	int out_fd;
+	int64_t start_real_ns;
+	uint64_t start_ns, next_scan_ns, next_summary_ns;
+	bool stop;
+	bool rescan;			/* the loader changed the target's maps */
+	char last_libbpf_error[256];
+};
+
+static void fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("memwatch: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static uint64_t now_ns(clockid_t clk)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static struct session *libbpf_owner;
+
+static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	if (level == LIBBPF_DEBUG)
+		return 0;
+	if (libbpf_owner) {
+		va_list copy;
+		va_copy(copy, ap);
+		vsnprintf(libbpf_owner->last_libbpf_error, sizeof(libbpf_owner->last_libbpf_error), fmt, copy);
+		va_end(copy);
+		libbpf_owner->last_libbpf_error[strcspn(libbpf_owner->last_libbpf_error, "\n")] = 0;
+		if (libbpf_owner->opt.verbose < 2)
+			return 0;
+	}
+	return vfprintf(stderr, fmt, ap);
+}
+
+/* CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON, in the effective set. */
+static bool have_privileges(void)
+{
+	FILE *f = fopen("/proc/self/status", "re");
+	unsigned long long caps = 0;
+	char line[256];
+
+	if (!f)
+		return geteuid() == 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "CapEff: %llx", &caps) == 1)
+			break;
+	fclose(f);
+	bool sys_admin = caps & (1ull << 21);
+	bool bpf_perfmon = (caps & (1ull << 39)) && (caps & (1ull << 38));
+	return sys_admin || bpf_perfmon;
+}
+
+static int check_environment(void)
+{
+	if (!have_privileges()) {
+		fail("permission denied: run as root (needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN; uid %d has none)",
+		     (int)geteuid());
+		return -1;
+	}
+	if (access("/sys/kernel/btf/vmlinux", R_OK)) {
+		fail("this kernel has no BTF (/sys/kernel/btf/vmlinux): memwatch needs CONFIG_DEBUG_INFO_BTF=y");
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- output ---------------------------------------------------------- */
+
+static int open_output(struct session *s)
+{
+	char dflt[64];
+	const char *path = s->opt.output;
+
+	if (!path) {
+		snprintf(dflt, sizeof(dflt), "memwatch-%d.pb.gz", (int)s->target);
+		path = dflt;
+	}
+	s->out_path = strdup(path);
+	if (!s->out_path || asprintf(&s->tmp_path, "%s.XXXXXX", path) < 0)
+		return -ENOMEM;
+	s->out_fd = mkstemp(s->tmp_path);
+	if (s->out_fd < 0) {
+		int err = errno;
+		fail("cannot write %s: %s", path, strerror(err));
+		free(s->tmp_path);
+		s->tmp_path = NULL;
+		return -err;
+	}
+	fchmod(s->out_fd, 0644);
+	return 0;
+}
+
+static void discard_output(struct session *s)
+{
+	if (s->tmp_path) {
+		unlink(s->tmp_path);
+		close(s->out_fd);
+		free(s->tmp_path);
+		s->tmp_path = NULL;
+	}
+}
+
+/* ---- the command ----------------------------------------------------- */
+
+static char *find_in_path(const char *cmd)
+{
+	const char *path = getenv("PATH");
+	char buf[PATH_MAX];
+
+	if (strchr(cmd, '/'))
+		return access(cmd, X_OK) ? NULL : strdup(cmd);
+	if (!path)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	for (const char *p = path; *p;) {
+		size_t len = strcspn(p, ":");
+		if (snprintf(buf, sizeof(buf), "%.*s/%s", (int)len, len ? p : ".", cmd) < (int)sizeof(buf)) {
+			struct stat st;
+			if (!stat(buf, &st) && S_ISREG(st.st_mode) && !access(buf, X_OK))
+				return strdup(buf);
+		}
+		p += len + (p[len] == ':');
+	}
+	return NULL;
+}
+
+/* The dynamic loader the command will run under: PT_INTERP of the
+ * executable, or of a script's #! interpreter. NULL for a static binary. */
+static char *command_interpreter(const char *exe, int depth)
+{
+	int fd = open(exe, O_RDONLY | O_CLOEXEC);
+	char head[256] = "";
+	char *interp = NULL;
+
+	if (fd < 0)
+		return NULL;
+	ssize_t n = pread(fd, head, sizeof(head) - 1, 0);
+	if (n > 2 && head[0] == '#' && head[1] == '!' && depth == 0) {
+		head[n] = 0;
+		char *p = head + 2 + strspn(head + 2, " \t");
+		p[strcspn(p, " \t\n")] = 0;
+		close(fd);
+		return command_interpreter(p, depth + 1);
+	}
+	struct elf_file *elf = elf_file_open(fd);
+	close(fd);
+	if (elf) {
+		if (elf_file_interp(elf))
+			interp = strdup(elf_file_interp(elf));
+		elf_file_close(elf);
+	}
+	return interp;
+}
+
+/* Forks the command stopped before exec: it waits for a byte on a pipe so
+ * the loader hook is in place before ld.so runs. */
+static pid_t fork_command(char *path, char **argv, int *go_fd)
+{
+	int pfd[2];
+	pid_t pid;
+
+	if (pipe2(pfd, O_CLOEXEC))
+		return -1;
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		sigset_t none;
+		char go;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		close(pfd[1]);
+		if (read(pfd[0], &go, 1) != 1)
+			_exit(127);
+		execv(path, argv);
+		fprintf(stderr, "memwatch: cannot run %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(pfd[0]);
+	*go_fd = pfd[1];
+	return pid;
+}
+
+/* ---- events ---------------------------------------------------------- */
+
+static void on_sample(struct session *s, const struct mw_sample_event *e, size_t len)
+{
+	struct process *p = procs_find(&s->procs, e->h.tgid);
+	uint32_t n = e->nframes;
+
+	if (!p)
+		p = procs_get(&s->procs, e->h.tgid);
+	if (!p) {
+		s->hp.tot.stack_oom++;
+		return;
+	}
+	if (sizeof(*e) + n * sizeof(uint64_t) > len)
+		n = (len - sizeof(*e)) / sizeof(uint64_t);
+	uint32_t stack = stacks_intern(&s->hp.st, &s->procs, p, (const uint64_t *)e->data, n, NULL);
+	if (stack == UINT32_MAX) {
+		s->hp.tot.stack_oom++;
+		return;
+	}
+	heapprof_add(&s->hp, e->sample_id, stack, e->h.tgid, e->size);
+}
+
+static int on_event(void *ctx, void *data, size_t len)
+{
+	struct session *s = ctx;
+	const struct mw_event_head *h = data;
+
+	if (len < sizeof(*h))
+		return 0;
+	switch (h->type) {
+	case MW_EV_SAMPLE:
+		if (len >= sizeof(struct mw_sample_event))
+			on_sample(s, data, len);
+		break;
+	case MW_EV_CANCEL:
+		if (len >= sizeof(struct mw_cancel_event))
+			heapprof_cancel(&s->hp, ((const struct mw_cancel_event *)data)->sample_id);
+		break;
+	case MW_EV_LOADER:
+		s->rescan = true;
+		break;
+	}
+	return 0;
+}
+
+/* ---- attaching ------------------------------------------------------- */
+
+static int load_bpf(struct session *s, pid_t tgid)
+{
+	struct heapbpf_config cfg = {
+		.tgid = tgid,
+		.sample_bytes = s->opt.sample_bytes,
+		.stack_mode = MW_STACK_FP,
+		.stack_bytes = 16384,
+		.max_live = s->opt.max_live,
+		.ring_bytes = s->opt.ring_bytes,
+		.empty = s->opt.empty_probes,
+	};
+	struct probe_progs progs;
+	int err = heapbpf_load(&s->bpf, &cfg, on_event, s);
+
+	if (err) {
+		fail("cannot load BPF programs: %s%s%s", strerror(-err), s->last_libbpf_error[0] ? ": " : "",
+		     s->last_libbpf_error);
+		return -1;
+	}
+	heapbpf_progs(&s->bpf, &progs);
+	attacher_init(&s->att, &progs, s->bpf.multi, s->opt.verbose ? stderr : NULL);
+	if (s->opt.verbose)
+		fprintf(stderr, "memwatch: probes attach as %s\n",
+			s->bpf.multi ? "uprobe_multi links (one per program and file)" : "classic perf-event uprobes");
+	return 0;
+}
+
+/* Probes the allocators the target maps now; the loader hook reports later
+ * changes. Returns the number of allocator files newly probed. */
+static int attach_target(struct session *s, struct process *p)
+{
+	int n = attach_allocators(&s->att, &s->procs, p);
+
+	if (n < 0)
+		fail("cannot attach to pid %d: %s%s%s", (int)p->pid, strerror(-n),
+		     s->last_libbpf_error[0] ? ": " : "", s->last_libbpf_error);
+	return n;
+}
+
+static const char *loader_path(const struct process *p, char *buf, size_t len)
+{
+	for (size_t i = 0; i < p->maps.n; i++) {
+		const struct mapping *m = &p->maps.v[i];
+		const char *base = strrchr(m->path, '/');
+		if (m->executable && base && !strncmp(base + 1, "ld-", 3)) {
+			snprintf(buf, len, "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)p->pid, m->start, m->end);
+			return buf;
+		}
+	}
+	return NULL;
+}
+
+static void announce(struct session *s, const struct process *p)
+{
+	fprintf(stderr, "memwatch: profiling pid %d (%s): %u probe sites in %s%s\n", (int)p->pid, p->comm,
+		s->att.nprobes, s->att.allocators, s->opt.empty_probes ? " (empty programs)" : "");
+}
+
+static int start_pid(struct session *s)
+{
+	char buf[96];
+	struct process *p;
+
+	if (kill(s->target, 0) && errno == ESRCH) {
+		fail("no process with pid %d", (int)s->target);
+		return -ESRCH;
+	}
+	if (s->target == getpid()) {
+		fail("memwatch does not profile itself");
+		return -EINVAL;
+	}
+	if (open_output(s))
+		return -1;
+	if (load_bpf(s, s->target))
+		return -1;
+	p = procs_get(&s->procs, s->target);
+	if (!p) {
+		fail("cannot read the memory map of pid %d: %s", (int)s->target, strerror(errno));
+		return -1;
+	}
+	int n = attach_target(s, p);
+	if (n < 0)
+		return -1;
+	if (n == 0) {
+		fail("pid %d (%s) maps no allocator memwatch knows (looked for %s)", (int)p->pid, p->comm,
+		     attach_looked_for());
+		return -1;
+	}
+	const char *ld = loader_path(p, buf, sizeof(buf));
+	if (ld && !s->opt.empty_probes)
+		attach_loader(&s->att, p->pid, ld);
+	s->pidfd = syscall(SYS_pidfd_open, s->target, 0);
+	announce(s, p);
+	return 0;
+}
+
+static int start_command(struct session *s)
+{
+	char *path = find_in_path(s->opt.cmd[0]);
+	int go_fd = -1;
+
+	if (!path) {
+		fail("%s: command not found", s->opt.cmd[0]);
+		return 127;
+	}
+	if (s->opt.empty_probes) {
+		fail("--empty-probes works with -p PID only");
+		free(path);
+		return 2;
+	}
+	char *interp = command_interpreter(path, 0);
+	if (!interp) {
+		fail("%s is statically linked: it maps no allocator library memwatch knows (looked for %s)",
+		     s->opt.cmd[0], attach_looked_for());
+		free(path);
+		return 1;
+	}
+	s->child = s->target = fork_command(path, s->opt.cmd, &go_fd);
+	free(path);
+	if (s->child < 0) {
+		fail("cannot fork: %s", strerror(errno));
+		free(interp);
+		return 1;
+	}
+	int err = open_output(s) ? -1 : load_bpf(s, s->child);
+	if (!err)
+		err = attach_loader(&s->att, s->child, interp);
+	if (err) {
+		if (err != -1)
+			fail("cannot hook the dynamic loader %s: %s", interp, strerror(-err));
+		free(interp);
+		close(go_fd);	/* the child exits without running the command */
+		waitpid(s->child, NULL, 0);
+		s->child = 0;
+		return 1;
+	}
+	free(interp);
+	heapbpf_stop_on_loader(&s->bpf, true);
+	if (write(go_fd, "g", 1) != 1)
+		err = -errno;
+	close(go_fd);
+	return err ? 1 : 0;
+}
+
+/* ld.so stopped the command at a link-map change: probe what it mapped. */
+static void on_loader_stop(struct session *s)
+{
+	struct process *p = procs_find(&s->procs, s->child);
+	bool first = !p;
+
+	if (!p)
+		p = procs_get(&s->procs, s->child);
+	else
+		process_refresh(&s->procs, p);
+	if (p && attach_target(s, p) > 0 && first)
+		announce(s, p);
+	else if (p && s->att.nprobes && !s->att.links)
+		announce(s, p);
+	kill(s->child, SIGCONT);
+}
+
+/* ---- the main loop --------------------------------------------------- */
+
+static void reap_child(struct session *s)
+{
+	int status;
+
+	for (;;) {
+		pid_t r = waitpid(s->child, &status, WNOHANG | WUNTRACED);
+		if (r <= 0)
+			return;
+		if (WIFSTOPPED(status)) {
+			if (WSTOPSIG(status) == SIGSTOP && !s->detached)
+				on_loader_stop(s);
+			continue;
+		}
+		s->child_status = status;
+		s->child_done = true;
+		s->stop = true;
+		return;
+	}
+}
+
+static void on_signal(struct session *s)
+{
+	struct signalfd_siginfo si;
+
+	while (read(s->sigfd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGCHLD) {
+			if (s->child)
+				reap_child(s);
+		} else {
+			s->stop = true;
+			/* The command gets SIGTERM/SIGHUP too, as under a shell. */
+			if (s->child && !s->child_done && si.ssi_signo != SIGINT)
+				kill(s->child, si.ssi_signo);
+		}
+	}
+}
+
+static void print_losses(struct session *s, FILE *out)
+{
+	uint64_t c[MW_CNT_NR];
+
+	heapbpf_counters(&s->bpf, c);
+	fprintf(out, "memwatch: losses: ring buffer full %" PRIu64 ", live map full %" PRIu64
+		     ", calls lost %" PRIu64 ", unreadable stacks %" PRIu64 "\n",
+		c[MW_CNT_RINGBUF_FULL], c[MW_CNT_LIVE_FULL], c[MW_CNT_PENDING_FULL], c[MW_CNT_STACK_FAIL]);
+}
+
+static void print_summary(struct session *s, const char *when)
+{
+	const struct heap_totals *t = &s->hp.tot;
+
+	fprintf(stderr, "memwatch: %s %.1fs: %" PRIu64 " samples; in use %.0f bytes in %.0f objects (est.), "
+			"allocated %.0f bytes in %.0f objects (est.)\n",
+		when, (now_ns(CLOCK_MONOTONIC) - s->start_ns) / 1e9, t->samples, t->inuse_bytes, t->inuse_objects,
+		t->alloc_bytes, t->alloc_objects);
+	heapprof_print_top(&s->hp, &s->procs, stderr, 10);
+	print_losses(s, stderr);
+}
+
+static void maintain(struct session *s)
+{
+	uint64_t now = now_ns(CLOCK_MONOTONIC);
+
+	if (s->rescan && !s->child) {
+		/* -p: a dlopen may have brought a new allocator. */
+		struct process *p = procs_find(&s->procs, s->target);
+		s->rescan = false;
+		if (p && !process_refresh(&s->procs, p))
+			attach_target(s, p);
+	}
+	if (now >= s->next_scan_ns) {
+		heapbpf_consume(&s->bpf);
+		heapprof_scan_live(&s->hp, heapbpf_live_fd(&s->bpf));
+		s->next_scan_ns = now + MAINTENANCE_NS;
+	}
+	if (s->opt.interval && now >= s->next_summary_ns) {
+		print_summary(s, "after");
+		s->next_summary_ns = now + (uint64_t)(s->opt.interval * 1e9);
+	}
+	if (s->opt.duration && now - s->start_ns >= (uint64_t)(s->opt.duration * 1e9))
+		s->stop = true;
+}
+
+static int setup_loop(struct session *s)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	sigset_t mask;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGCHLD);
+	s->sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	s->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (s->sigfd < 0 || s->epfd < 0)
+		return -errno;
+	ev.data.fd = s->sigfd;
+	epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->sigfd, &ev);
+	if (heapbpf_poll_fd(&s->bpf) >= 0) {
+		ev.data.fd = heapbpf_poll_fd(&s->bpf);
+		epoll_ctl(s->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
+	}
+	if (s->pidfd >= 0) {
+		ev.data.fd = s->pidfd;
+		epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->pidfd, &ev);
+	}
+	return 0;
+}
+
+static void run_loop(struct session *s)
+{
+	struct epoll_event evs[8];
+
+	s->start_ns = now_ns(CLOCK_MONOTONIC);
+	s->next_scan_ns = s->start_ns + MAINTENANCE_NS;
+	s->next_summary_ns = s->start_ns + (uint64_t)(s->opt.interval * 1e9);
+	while (!s->stop) {
+		int n = epoll_wait(s->epfd, evs, 8, 100);
+		for (int i = 0; i < n; i++) {
+			if (evs[i].data.fd == s->sigfd)
+				on_signal(s);
+			else if (evs[i].data.fd == s->pidfd)
+				s->stop = true;
+			else
+				heapbpf_consume(&s->bpf);
+		}
+		maintain(s);
+	}
+}
+
+/* ---- the end --------------------------------------------------------- */
+
+static int write_profile(struct session *s)
+{
+	char *comments[8] = { 0 };
+	uint64_t c[MW_CNT_NR];
+	struct process *p = procs_find(&s->procs, s->target);
+	int nc = 0;
+
+	heapbpf_counters(&s->bpf, c);
+	asprintf(&comments[nc++], "memwatch %s: pid %d (%s), allocators: %s", MW_VERSION, (int)s->target,
+		 p ? p->comm : "?", s->att.allocators[0] ? s->att.allocators : "none");
+	asprintf(&comments[nc++], "sampling: Poisson by bytes, mean interval %" PRIu64 " bytes; values are estimates",
+		 s->opt.sample_bytes);
+	asprintf(&comments[nc++], "stacks: frame pointers (caller from [sp])");
+	asprintf(&comments[nc++], "samples %" PRIu64 ", cancelled %" PRIu64 "; losses: ring buffer full %" PRIu64
+				  ", live map full %" PRIu64 ", calls lost %" PRIu64 ", unreadable stacks %" PRIu64
+				  ", unknown live blocks %" PRIu64,
+		 s->hp.tot.samples, s->hp.tot.cancels, c[MW_CNT_RINGBUF_FULL], c[MW_CNT_LIVE_FULL],
+		 c[MW_CNT_PENDING_FULL], c[MW_CNT_STACK_FAIL], s->hp.tot.live_unknown);
+	struct profile_meta meta = {
+		.start_ns = s->start_real_ns,
+		.end_ns = (int64_t)now_ns(CLOCK_REALTIME),
+		.comments = (const char *const *)comments,
+	};
+	int err = heapprof_write(&s->hp, &s->procs, &meta, s->out_fd);
+	for (int i = 0; i < nc; i++)
+		free(comments[i]);
+	if (!err && (fsync(s->out_fd) || rename(s->tmp_path, s->out_path)))
+		err = -errno;
+	if (err) {
+		fail("cannot write %s: %s", s->out_path, strerror(-err));
+		discard_output(s);
+		return err;
+	}
+	close(s->out_fd);
+	free(s->tmp_path);
+	s->tmp_path = NULL;
+	return 0;
+}
+
+static int finish(struct session *s)
+{
+	/* Detach first so the target runs at full speed while we write. */
+	attacher_detach(&s->att);
+	s->detached = true;
+	if (s->child && !s->child_done)
+		kill(s->child, SIGCONT);
+	heapbpf_consume(&s->bpf);
+	heapprof_scan_live(&s->hp, heapbpf_live_fd(&s->bpf));
+	if (s->opt.empty_probes) {
+		discard_output(s);
+		return 0;
+	}
+	print_summary(s, "done after");
+	int err = write_profile(s);
+	if (!err)
+		fprintf(stderr, "memwatch: wrote %s\n", s->out_path);
+	return err;
+}
+
+static int child_exit_code(int status)
+{
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return 1;
+}
+
+static int wait_child(struct session *s)
+{
+	int status;
+
+	if (!s->child_done) {
+		while (waitpid(s->child, &status, 0) < 0 && errno == EINTR)
+			;
+		s->child_status = status;
+	}
+	return child_exit_code(s->child_status);
+}
+
+int main(int argc, char **argv)
+{
+	static struct session s = { .pidfd = -1, .sigfd = -1, .epfd = -1, .out_fd = -1 };
+	sigset_t mask;
+	int r = options_parse(argc, argv, &s.opt);
+
+	if (r)
+		return r > 0 ? 0 : 2;
+	setvbuf(stderr, NULL, _IOLBF, 0);
+	signal(SIGPIPE, SIG_IGN);
+	libbpf_owner = &s;
+	libbpf_set_print(libbpf_log);
+	if (check_environment())
+		return 1;
+	/* Signals are read from a signalfd; block them before forking. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	procs_init(&s.procs);
+	heapprof_init(&s.hp, s.opt.sample_bytes, attach_drop_frames());
+	s.start_real_ns = (int64_t)now_ns(CLOCK_REALTIME);
+
+	if (s.opt.cmd) {
+		r = start_command(&s);
+		if (r)
+			goto out;
+	} else {
+		s.target = s.opt.pid;
+		if (start_pid(&s)) {
+			r = 1;
+			goto out;
+		}
+	}
+	if (setup_loop(&s)) {
+		fail("cannot set up the event loop: %s", strerror(errno));
+		r = 1;
+		goto out;
+	}
+	if (s.child)
+		reap_child(&s);	/* a stop may have come before the signalfd */
+	run_loop(&s);
+	r = finish(&s) ? 1 : 0;
+	if (s.child)
+		r = wait_child(&s);
+out:
+	attacher_detach(&s.att);
+	if (s.child && !s.child_done && r != 0 && !s.detached) {
+		kill(s.child, SIGCONT);
+		wait_child(&s);
+	}
+	discard_output(&s);
+	heapbpf_destroy(&s.bpf);
+	heapprof_free(&s.hp);
+	procs_free(&s.procs);
+	return r;
+}

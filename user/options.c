@@ -1,0 +1,185 @@
+#include "options.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+	OPT_MAX_LIVE = 256,
+	OPT_RING_BYTES,
+	OPT_EMPTY_PROBES,
+};
+
+static const char usage_text[] =
+	"Usage: memwatch -p PID [options]\n"
+	"       memwatch [options] -- CMD [ARGS...]\n"
+	"\n"
+	"Attaches to a running process (or starts CMD) and samples its heap\n"
+	"allocations with uprobes, then writes a gzipped pprof heap profile\n"
+	"(alloc_objects, alloc_space, inuse_objects, inuse_space) that go tool\n"
+	"pprof, Parca and Pyroscope read. Needs root (CAP_BPF, CAP_PERFMON,\n"
+	"CAP_SYS_ADMIN) and a kernel with BTF.\n"
+	"\n"
+	"Target:\n"
+	"  -p, --pid PID            profile the running process PID (all threads)\n"
+	"  -- CMD [ARGS...]         run CMD and profile it from its first allocation;\n"
+	"                           memwatch exits with CMD's exit status (127 if CMD\n"
+	"                           cannot be run)\n"
+	"\n"
+	"Output:\n"
+	"  -o, --output FILE        profile file (default memwatch-PID.pb.gz)\n"
+	"  -d, --duration SEC       stop after SEC seconds (default: when the target\n"
+	"                           exits or on SIGINT/SIGTERM); the profile is always\n"
+	"                           written\n"
+	"  -i, --interval SEC       print a live summary to stderr every SEC seconds:\n"
+	"                           top sites by in-use bytes, totals, samples, losses\n"
+	"  -v, --verbose            say which files, functions and offsets were probed\n"
+	"\n"
+	"Sampling:\n"
+	"  -s, --sample-bytes N     mean sampling interval in bytes (default 524288;\n"
+	"                           suffixes k, m, g); 1 records every allocation\n"
+	"      --max-live N         sampled blocks tracked at once (default 262144);\n"
+	"                           more are counted as lost\n"
+	"      --ring-bytes N       ring buffer for events (default 16m)\n"
+	"\n"
+	"Benchmarking:\n"
+	"      --empty-probes       attach empty programs at the same probe sites and\n"
+	"                           collect nothing: the cost floor of the probes\n"
+	"\n"
+	"  -h, --help               this help\n"
+	"  -V, --version            print the version\n";
+
+int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	unsigned shift = 0;
+
+	if (errno || end == s || *s == '-')
+		return -1;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	}
+	if (*end == 'i' || *end == 'B')
+		end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
+	if (*end || (shift && v > (ULLONG_MAX >> shift)))
+		return -1;
+	*out = v << shift;
+	return 0;
+}
+
+static int parse_seconds(const char *s, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+
+	if (errno || end == s || *end || !(v > 0) || v > 1e9)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int bad(const char *what, const char *arg)
+{
+	fprintf(stderr, "memwatch: invalid %s '%s' (see memwatch --help)\n", what, arg);
+	return -1;
+}
+
+static int parse_u32(const char *s, uint32_t min, uint32_t *out)
+{
+	uint64_t v;
+
+	if (parse_size(s, &v) || v < min || v > UINT32_MAX)
+		return -1;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+int options_parse(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{ "pid", required_argument, NULL, 'p' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "duration", required_argument, NULL, 'd' },
+		{ "sample-bytes", required_argument, NULL, 's' },
+		{ "interval", required_argument, NULL, 'i' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "max-live", required_argument, NULL, OPT_MAX_LIVE },
+		{ "ring-bytes", required_argument, NULL, OPT_RING_BYTES },
+		{ "empty-probes", no_argument, NULL, OPT_EMPTY_PROBES },
+		{ 0 },
+	};
+	uint64_t v;
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->sample_bytes = 524288;
+	o->max_live = 262144;
+	o->ring_bytes = 16 << 20;
+	while ((c = getopt_long(argc, argv, "+p:o:d:s:i:vhV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			if (parse_size(optarg, &v) || v < 1 || v > INT_MAX)
+				return bad("PID", optarg);
+			o->pid = (pid_t)v;
+			break;
+		case 'o':
+			if (!*optarg)
+				return bad("output file", optarg);
+			o->output = optarg;
+			break;
+		case 'd':
+			if (parse_seconds(optarg, &o->duration))
+				return bad("duration", optarg);
+			break;
+		case 's':
+			if (parse_size(optarg, &o->sample_bytes) || !o->sample_bytes)
+				return bad("sampling interval", optarg);
+			break;
+		case 'i':
+			if (parse_seconds(optarg, &o->interval))
+				return bad("interval", optarg);
+			break;
+		case 'v':
+			o->verbose++;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			return 1;
+		case 'V':
+			printf("memwatch %s\n", MW_VERSION);
+			return 1;
+		case OPT_MAX_LIVE:
+			if (parse_u32(optarg, 1, &o->max_live))
+				return bad("--max-live", optarg);
+			break;
+		case OPT_RING_BYTES:
+			if (parse_u32(optarg, 4096, &o->ring_bytes) || (o->ring_bytes & (o->ring_bytes - 1)))
+				return bad("--ring-bytes (a power of two)", optarg);
+			break;
+		case OPT_EMPTY_PROBES:
+			o->empty_probes = true;
+			break;
+		default:
+			fprintf(stderr, "memwatch: see memwatch --help\n");
+			return -1;
+		}
+	}
+	if (optind < argc)
+		o->cmd = &argv[optind];
+	if (!o->pid == !o->cmd) {
+		fprintf(stderr, "memwatch: %s (see memwatch --help)\n",
+			o->pid ? "give either -p PID or -- CMD, not both" : "no target: give -p PID or -- CMD");
+		return -1;
+	}
+	return 0;
+}

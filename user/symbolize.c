@@ -1,0 +1,1223 @@
+/* Symbolizer over elfutils libdwfl; see symbolize.h.
+ *
+ * One Dwfl per distinct file, the file reported at base 0 so that module
+ * addresses are ELF virtual addresses. libdwfl never gets a path it could
+ * open by itself: the main file comes as an fd, and separate debug files come
+ * from our own find_debuginfo callback, which searches the target's root
+ * first. Demangling: __cxa_demangle from libstdc++ (link -lstdc++). */
+#include "symbolize.h"
+#include "hashmap.h"
+
+#include <dwarf.h>
+#include <elfutils/libdw.h>
+#include <elfutils/libdwelf.h>
+#include <elfutils/libdwfl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <linux/openat2.h>
+#include <stdalign.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
+
+#define ARENA_BLOCK (64 * 1024)
+#define DEBUG_ROOT "/usr/lib/debug"
+
+/* ---- arena: results and interned strings live until symbolizer_free ---- */
+
+struct arena_block {
+	struct arena_block *next;
+	size_t used, cap;
+	alignas(max_align_t) char data[];
+};
+
+struct arena {
+	struct arena_block *head;
+};
+
+static void *arena_alloc(struct arena *a, size_t size, size_t align)
+{
+	struct arena_block *b = a->head;
+	if (b) {
+		size_t at = (b->used + align - 1) & ~(align - 1);
+		if (at + size <= b->cap) {
+			b->used = at + size;
+			return b->data + at;
+		}
+	}
+	size_t cap = size > ARENA_BLOCK ? size : ARENA_BLOCK;
+	b = malloc(sizeof(*b) + cap);
+	if (!b)
+		return NULL;
+	b->cap = cap;
+	b->used = size;
+	/* An oversized block goes behind the head so the head keeps its room. */
+	if (size > ARENA_BLOCK && a->head) {
+		b->next = a->head->next;
+		a->head->next = b;
+	} else {
+		b->next = a->head;
+		a->head = b;
+	}
+	return b->data;
+}
+
+static void arena_free(struct arena *a)
+{
+	while (a->head) {
+		struct arena_block *next = a->head->next;
+		free(a->head);
+		a->head = next;
+	}
+}
+
+/* ---- types ---- */
+
+struct sym_index;
+
+struct file_identity {
+	unsigned char *build_id;	/* NULL: identified by the stat fields */
+	size_t build_id_len;
+	uint64_t dev, ino, size;
+	int64_t mtime_sec, mtime_nsec;
+};
+
+struct sym_file {
+	struct symbolizer *owner;
+	struct file_identity id;
+	char *build_id_hex;
+	char *target_path;	/* display_path: the file's path in the target, or NULL */
+	char *root_prefix;	/* target root as a path of ours; "" for the host */
+	int root_fd;		/* O_PATH fd of the target root; -1 once DWARF is loaded */
+	bool host_root;		/* the target shares our root */
+	char *debuglink;	/* .gnu_debuglink name, or NULL */
+	uint32_t debuglink_crc;
+	char *debug_target_path;/* separate debug file found, as the target sees it */
+	bool main_debug_searched;
+	Dwfl *dwfl;
+	Dwfl_Module *mod;
+	Dwarf *dw;
+	bool dwarf_loaded;
+	bool has_lines;
+	struct hmap results;	/* vaddr -> const struct sym_result * */
+	struct hmap cu_funcs;	/* CU DIE address -> struct cu_funcs * */
+	struct sym_index *symbols;	/* built on first use */
+};
+
+struct symbolizer {
+	struct hmap files;	/* &file_identity -> struct sym_file * */
+	struct hmap strings;	/* interned string -> itself */
+	struct hmap demangled;	/* interned raw name -> interned demangled (or raw) */
+	struct arena arena;
+	struct sym_stats stats;
+};
+
+/* One frame while it is being collected: strings still owned by libdw. */
+struct frame {
+	const char *linkage;	/* mangled / symbol name */
+	const char *name;	/* DW_AT_name */
+	const char *file;
+	unsigned line;
+};
+
+static const struct sym_result empty_result;
+
+static void free_lookup_indexes(struct sym_file *f);
+
+/* ---- string interning ---- */
+
+static bool str_eq(uint64_t a, uint64_t b, void *ctx)
+{
+	return strcmp((const char *)(uintptr_t)a, (const char *)(uintptr_t)b) == 0;
+}
+
+static const char *intern(struct symbolizer *s, const char *str)
+{
+	if (!str)
+		return NULL;
+	uint64_t h = hash_str(str);
+	void **slot = hmap_find(&s->strings, h, (uint64_t)(uintptr_t)str);
+	if (slot)
+		return *slot;
+	size_t len = strlen(str) + 1;
+	char *copy = arena_alloc(&s->arena, len, 1);
+	if (!copy)
+		return NULL;
+	memcpy(copy, str, len);
+	if (hmap_put(&s->strings, h, (uint64_t)(uintptr_t)copy, copy))
+		return NULL;
+	return copy;
+}
+
+/* The demangled form of an interned raw name; raw itself when it does not
+ * demangle. Cached per raw name. */
+static const char *demangle_interned(struct symbolizer *s, const char *raw)
+{
+	uint64_t key = (uint64_t)(uintptr_t)raw;
+	uint64_t h = hash_u64(key);
+	void **slot = hmap_find(&s->demangled, h, key);
+	if (slot)
+		return *slot;
+	const char *result = raw;
+	if (strncmp(raw, "_Z", 2) == 0) {
+		int status = -1;
+		char *d = __cxa_demangle(raw, NULL, NULL, &status);
+		if (d && status == 0)
+			result = intern(s, d) ?: raw;
+		free(d);
+	}
+	hmap_put(&s->demangled, h, key, (void *)result);
+	return result;
+}
+
+/* ---- file identity ---- */
+
+static bool identity_eq(uint64_t a, uint64_t b, void *ctx)
+{
+	const struct file_identity *x = (const void *)(uintptr_t)a;
+	const struct file_identity *y = (const void *)(uintptr_t)b;
+	if (x->build_id || y->build_id)
+		return x->build_id_len == y->build_id_len &&
+		       memcmp(x->build_id, y->build_id, x->build_id_len) == 0;
+	return x->dev == y->dev && x->ino == y->ino && x->size == y->size &&
+	       x->mtime_sec == y->mtime_sec && x->mtime_nsec == y->mtime_nsec;
+}
+
+static uint64_t identity_hash(const struct file_identity *id)
+{
+	if (id->build_id)
+		return hash_bytes(id->build_id, id->build_id_len, 0xb1d);
+	uint64_t h = hash_u64(id->dev ^ 0x57a7);
+	h = hash_u64(h ^ id->ino);
+	h = hash_u64(h ^ id->size);
+	h = hash_u64(h ^ (uint64_t)id->mtime_sec);
+	return hash_u64(h ^ (uint64_t)id->mtime_nsec);
+}
+
+static char *hex_string(const unsigned char *bytes, size_t len)
+{
+	char *hex = malloc(2 * len + 1);
+	if (!hex)
+		return NULL;
+	for (size_t i = 0; i < len; i++)
+		sprintf(hex + 2 * i, "%02x", bytes[i]);
+	hex[2 * len] = '\0';
+	return hex;
+}
+
+/* What registration learns from the caller's fd without opening anything. */
+struct probe {
+	struct file_identity id;
+	char *debuglink;
+	uint32_t debuglink_crc;
+};
+
+static void probe_release(struct probe *p)
+{
+	free(p->id.build_id);
+	free(p->debuglink);
+}
+
+static bool usable_elf(Elf *elf)
+{
+	GElf_Ehdr ehdr;
+	if (elf_kind(elf) != ELF_K_ELF || !gelf_getehdr(elf, &ehdr))
+		return false;
+	return ehdr.e_type == ET_EXEC || ehdr.e_type == ET_DYN;
+}
+
+static int probe_file(int fd, struct probe *p)
+{
+	memset(p, 0, sizeof(*p));
+	struct stat st;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode))
+		return -1;
+	p->id.dev = st.st_dev;
+	p->id.ino = st.st_ino;
+	p->id.size = st.st_size;
+	p->id.mtime_sec = st.st_mtim.tv_sec;
+	p->id.mtime_nsec = st.st_mtim.tv_nsec;
+
+	Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	if (!elf)
+		return -1;
+	int ret = -1;
+	if (!usable_elf(elf))
+		goto out;
+	const void *bits;
+	ssize_t len = dwelf_elf_gnu_build_id(elf, &bits);
+	if (len > 0) {
+		p->id.build_id = malloc(len);
+		if (!p->id.build_id)
+			goto out;
+		memcpy(p->id.build_id, bits, len);
+		p->id.build_id_len = len;
+	}
+	GElf_Word crc = 0;
+	const char *link = dwelf_elf_gnu_debuglink(elf, &crc);
+	if (link && !(p->debuglink = strdup(link)))
+		goto out;
+	p->debuglink_crc = crc;
+	ret = 0;
+out:
+	elf_end(elf);
+	if (ret)
+		probe_release(p);
+	return ret;
+}
+
+/* ---- opening debug files ---- */
+
+/* Opens path inside the directory root_fd as if it were "/", so absolute
+ * symlinks and ".." in the target's tree stay in the target's tree. */
+static int open_in_root(int root_fd, const char *path)
+{
+	const int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK;
+#ifdef SYS_openat2
+	struct open_how how = { .flags = flags, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
+	for (int tries = 0; tries < 3; tries++) {
+		int fd = syscall(SYS_openat2, root_fd, path, &how, sizeof(how));
+		if (fd >= 0)
+			return fd;
+		if (errno == EAGAIN)
+			continue;
+		if (errno != ENOSYS && errno != EPERM)
+			return -1;
+		break;	/* no openat2 (or seccomp forbids it): plain openat */
+	}
+#endif
+	while (*path == '/')
+		path++;
+	return openat(root_fd, path, flags);
+}
+
+enum where { IN_TARGET, IN_HOST };
+
+struct candidate {
+	int fd;
+	char *our_path;	/* the file as a path of ours, for libdwfl's messages */
+	char *target_path;
+};
+
+static bool join_path(char *buf, size_t size, const char *a, const char *b)
+{
+	int n = snprintf(buf, size, "%s%s", a, b);
+	return n >= 0 && (size_t)n < size;
+}
+
+/* Opens path (absolute, as the target or the host sees it) as a regular file. */
+static int open_candidate(struct sym_file *f, enum where where, const char *path, struct candidate *c)
+{
+	char ours[4096];
+	int fd;
+	if (where == IN_TARGET && !f->host_root) {
+		if (f->root_fd < 0 || !join_path(ours, sizeof(ours), f->root_prefix, path))
+			return -1;
+		fd = open_in_root(f->root_fd, path);
+	} else {
+		if (!join_path(ours, sizeof(ours), "", path))
+			return -1;
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	}
+	if (fd < 0)
+		return -1;
+	struct stat st;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) ||
+	    (st.st_dev == f->id.dev && st.st_ino == f->id.ino)) {
+		close(fd);
+		return -1;
+	}
+	f->owner->stats.elf_opens++;
+	c->our_path = strdup(ours);
+	c->target_path = strdup(path);
+	if (!c->our_path || !c->target_path) {
+		free(c->our_path);
+		free(c->target_path);
+		close(fd);
+		return -1;
+	}
+	c->fd = fd;
+	return 0;
+}
+
+static void candidate_drop(struct candidate *c)
+{
+	close(c->fd);
+	free(c->our_path);
+	free(c->target_path);
+}
+
+static uint32_t crc32_fd(int fd, bool *ok)
+{
+	uint32_t table[256];
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+		for (int k = 0; k < 8; k++)
+			c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+		table[i] = c;
+	}
+	*ok = false;
+	enum { CHUNK = 64 * 1024 };
+	unsigned char *buf = malloc(CHUNK);
+	if (!buf)
+		return 0;
+	uint32_t crc = 0xffffffffu;
+	off_t off = 0;
+	ssize_t n;
+	while ((n = pread(fd, buf, CHUNK, off)) > 0) {
+		for (ssize_t i = 0; i < n; i++)
+			crc = table[(crc ^ buf[i]) & 0xff] ^ (crc >> 8);
+		off += n;
+	}
+	free(buf);
+	*ok = n == 0;
+	return crc ^ 0xffffffffu;
+}
+
+/* A debug file matches when its build-id equals the wanted one; without a
+ * wanted build-id, when its CRC equals the .gnu_debuglink CRC. */
+static bool debug_file_matches(int fd, const unsigned char *want_id, size_t want_len,
+			       bool check_crc, uint32_t want_crc)
+{
+	Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+	if (!elf)
+		return false;
+	bool match = elf_kind(elf) == ELF_K_ELF;
+	if (match && want_id) {
+		const void *bits;
+		ssize_t len = dwelf_elf_gnu_build_id(elf, &bits);
+		match = len == (ssize_t)want_len && memcmp(bits, want_id, want_len) == 0;
+	}
+	elf_end(elf);
+	if (match && !want_id && check_crc) {
+		bool ok;
+		match = crc32_fd(fd, &ok) == want_crc && ok;
+	}
+	return match;
+}
+
+struct debug_want {
+	const unsigned char *build_id;
+	size_t build_id_len;
+	bool check_crc;
+	uint32_t crc;
+};
+
+static int try_candidate(struct sym_file *f, enum where where, const char *path,
+			 const struct debug_want *want, struct candidate *c)
+{
+	if (open_candidate(f, where, path, c))
+		return -1;
+	if (debug_file_matches(c->fd, want->build_id, want->build_id_len, want->check_crc, want->crc))
+		return 0;
+	candidate_drop(c);
+	return -1;
+}
+
+static int find_by_build_id(struct sym_file *f, const struct debug_want *want, struct candidate *c)
+{
+	if (!want->build_id || want->build_id_len < 2)
+		return -1;
+	char *hex = hex_string(want->build_id, want->build_id_len);
+	if (!hex)
+		return -1;
+	char path[4096];
+	int ret = -1;
+	if (snprintf(path, sizeof(path), DEBUG_ROOT "/.build-id/%.2s/%s.debug", hex, hex + 2) < (int)sizeof(path)) {
+		ret = try_candidate(f, IN_TARGET, path, want, c);
+		if (ret && !f->host_root)
+			ret = try_candidate(f, IN_HOST, path, want, c);
+	}
+	free(hex);
+	return ret;
+}
+
+/* The directory part of an absolute path, without the trailing slash
+ * ("" for files in "/"); NULL if path is not absolute. */
+static char *dir_of(const char *path)
+{
+	if (!path || path[0] != '/')
+		return NULL;
+	const char *slash = strrchr(path, '/');
+	return strndup(path, slash - path);
+}
+
+static int find_by_debuglink(struct sym_file *f, const char *dir, const char *link,
+			     const struct debug_want *want, struct candidate *c)
+{
+	if (!dir || !link)
+		return -1;
+	if (link[0] == '/')
+		return try_candidate(f, IN_TARGET, link, want, c);
+	const char *formats[] = { "%s/%s", "%s/.debug/%s", DEBUG_ROOT "%s/%s" };
+	for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
+		char path[4096];
+		int n = snprintf(path, sizeof(path), formats[i], dir, link);
+		if (n > 0 && (size_t)n < sizeof(path) && !try_candidate(f, IN_TARGET, path, want, c))
+			return 0;
+	}
+	return -1;
+}
+
+static int find_main_debug(struct sym_file *f, const char *debuglink, uint32_t crc, struct candidate *c)
+{
+	struct debug_want want = {
+		.build_id = f->id.build_id, .build_id_len = f->id.build_id_len,
+		.check_crc = true, .crc = crc,
+	};
+	if (!find_by_build_id(f, &want, c))
+		return 0;
+	char *dir = dir_of(f->target_path);
+	int ret = find_by_debuglink(f, dir, debuglink, &want, c);
+	free(dir);
+	return ret;
+}
+
+/* The dwz "alternate" file that the already loaded DWARF refers to. */
+static int find_alt_debug(struct sym_file *f, Dwfl_Module *mod, struct candidate *c)
+{
+	Dwarf_Addr bias;
+	Dwarf *dw = dwfl_module_getdwarf(mod, &bias);
+	const char *altname;
+	const void *alt_id;
+	ssize_t len = dw ? dwelf_dwarf_gnu_debugaltlink(dw, &altname, &alt_id) : -1;
+	if (len <= 0)
+		return -1;
+	struct debug_want want = { .build_id = alt_id, .build_id_len = len };
+	if (!find_by_build_id(f, &want, c))
+		return 0;
+	if (altname[0] == '/')
+		return try_candidate(f, IN_TARGET, altname, &want, c);
+	/* Relative names are relative to the file holding the DWARF. */
+	char *dir = dir_of(f->debug_target_path ?: f->target_path);
+	char path[4096];
+	int ret = -1;
+	if (dir && join_path(path, sizeof(path), dir, "/") &&
+	    strlen(path) + strlen(altname) < sizeof(path)) {
+		strcat(path, altname);
+		ret = try_candidate(f, IN_TARGET, path, &want, c);
+	}
+	free(dir);
+	return ret;
+}
+
+/* libdwfl calls this for the main file's separate debug file and, once DWARF
+ * is loaded, for its dwz alternate file (then debuglink_file is the
+ * .gnu_debugaltlink name, which never equals the main .gnu_debuglink). */
+static int find_debuginfo_cb(Dwfl_Module *mod, void **userdata, const char *modname,
+			     Dwarf_Addr base, const char *file_name, const char *debuglink_file,
+			     GElf_Word debuglink_crc, char **debuginfo_file_name)
+{
+	struct sym_file *f = *userdata;
+	if (!f)
+		return -1;
+	struct candidate c;
+	int found = -1;
+	bool main_request = !debuglink_file || (f->debuglink && !strcmp(debuglink_file, f->debuglink));
+	if (main_request) {
+		if (!f->main_debug_searched) {
+			f->main_debug_searched = true;
+			found = find_main_debug(f, debuglink_file, debuglink_crc, &c);
+			if (!found) {
+				f->debug_target_path = c.target_path;
+				c.target_path = NULL;
+			}
+		}
+	} else {
+		found = find_alt_debug(f, mod, &c);
+	}
+	if (found) {
+		/* Nothing found: libdwfl must not fall back to opening a name. */
+		*debuginfo_file_name = NULL;
+		errno = 0;
+		return -1;
+	}
+	f->owner->stats.debug_files++;
+	*debuginfo_file_name = c.our_path;
+	free(c.target_path);
+	return c.fd;
+}
+
+static int no_find_elf(Dwfl_Module *mod, void **userdata, const char *modname,
+		       Dwarf_Addr base, char **file_name, Elf **elfp)
+{
+	return -1;
+}
+
+static const Dwfl_Callbacks dwfl_callbacks = {
+	.find_elf = no_find_elf,
+	.find_debuginfo = find_debuginfo_cb,
+	.section_address = dwfl_offline_section_address,
+};
+
+/* ---- sym_file lifetime ---- */
+
+static void sym_file_free(struct sym_file *f)
+{
+	if (f->dwfl)
+		dwfl_end(f->dwfl);	/* closes the dup'ed main fd and debug fds */
+	if (f->root_fd >= 0)
+		close(f->root_fd);
+	free_lookup_indexes(f);
+	hmap_free(&f->results);
+	free(f->id.build_id);
+	free(f->build_id_hex);
+	free(f->target_path);
+	free(f->root_prefix);
+	free(f->debuglink);
+	free(f->debug_target_path);
+	free(f);
+}
+
+static bool is_host_root(const char *root)
+{
+	if (!root)
+		return true;
+	while (*root == '/')
+		root++;
+	return *root == '\0';
+}
+
+static int setup_root(struct sym_file *f, const char *root)
+{
+	f->root_fd = -1;
+	f->host_root = is_host_root(root);
+	if (f->host_root)
+		return (f->root_prefix = strdup("")) ? 0 : -1;
+	size_t len = strlen(root);
+	while (len > 1 && root[len - 1] == '/')
+		len--;
+	if (!(f->root_prefix = strndup(root, len)))
+		return -1;
+	/* Held until DWARF is loaded: the target may exit meanwhile. An
+	 * unreachable root only disables searching the target's tree. */
+	f->root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	return 0;
+}
+
+/* Reports the file to a new Dwfl at base 0 (bias 0: module address == ELF vaddr). */
+static int setup_dwfl(struct sym_file *f, int fd)
+{
+	int dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (dupfd < 0)
+		return -1;
+	f->dwfl = dwfl_begin(&dwfl_callbacks);
+	if (!f->dwfl) {
+		close(dupfd);
+		return -1;
+	}
+	/* The name given is the file as seen through the target's root, so
+	 * that anything libdw resolves relative to it (split DWARF) stays in
+	 * the target's tree. */
+	char name[4096];
+	if (!join_path(name, sizeof(name), f->root_prefix, f->target_path ?: "/[unknown]")) {
+		close(dupfd);
+		return -1;
+	}
+	dwfl_report_begin(f->dwfl);
+	f->mod = dwfl_report_elf(f->dwfl, name, name, dupfd, 0, true);
+	dwfl_report_end(f->dwfl, NULL, NULL);
+	if (!f->mod) {
+		close(dupfd);	/* not consumed on failure */
+		return -1;
+	}
+	void **userdata;
+	dwfl_module_info(f->mod, &userdata, NULL, NULL, NULL, NULL, NULL, NULL);
+	*userdata = f;
+	return 0;
+}
+
+static struct sym_file *sym_file_create(struct symbolizer *s, int fd, struct probe *p,
+					const char *display_path, const char *root)
+{
+	struct sym_file *f = calloc(1, sizeof(*f));
+	if (!f)
+		return NULL;
+	f->owner = s;
+	f->id = p->id;
+	f->debuglink = p->debuglink;
+	f->debuglink_crc = p->debuglink_crc;
+	memset(p, 0, sizeof(*p));	/* f owns the probe's allocations now */
+	f->root_fd = -1;
+	hmap_init(&f->results, NULL, NULL);
+	hmap_init(&f->cu_funcs, NULL, NULL);
+	f->build_id_hex = f->id.build_id ? hex_string(f->id.build_id, f->id.build_id_len) : strdup("");
+	if (!f->build_id_hex || (display_path && !(f->target_path = strdup(display_path))) ||
+	    setup_root(f, root) || setup_dwfl(f, fd)) {
+		sym_file_free(f);
+		return NULL;
+	}
+	s->stats.elf_opens++;
+	return f;
+}
+
+/* ---- lookups ---- */
+
+static bool elf_has_section(Elf *elf, const char *name, const char *alt_name)
+{
+	size_t shstrndx;
+	if (!elf || elf_getshdrstrndx(elf, &shstrndx))
+		return false;
+	for (Elf_Scn *scn = NULL; (scn = elf_nextscn(elf, scn));) {
+		GElf_Shdr shdr;
+		if (!gelf_getshdr(scn, &shdr) || shdr.sh_type == SHT_NOBITS)
+			continue;
+		const char *sname = elf_strptr(elf, shstrndx, shdr.sh_name);
+		if (sname && (!strcmp(sname, name) || !strcmp(sname, alt_name)))
+			return true;
+	}
+	return false;
+}
+
+static void load_dwarf(struct sym_file *f)
+{
+	if (f->dwarf_loaded)
+		return;
+	f->dwarf_loaded = true;
+	Dwarf_Addr bias;
+	f->dw = dwfl_module_getdwarf(f->mod, &bias);
+	f->has_lines = f->dw && elf_has_section(dwarf_getelf(f->dw), ".debug_line", ".zdebug_line");
+	/* Every debug file search has happened by now. */
+	if (f->root_fd >= 0) {
+		close(f->root_fd);
+		f->root_fd = -1;
+	}
+}
+
+static void die_names(Dwarf_Die *die, struct frame *fr)
+{
+	Dwarf_Attribute attr;
+	fr->linkage = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_linkage_name, &attr));
+	if (!fr->linkage)
+		fr->linkage = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_MIPS_linkage_name, &attr));
+	fr->name = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_name, &attr));
+}
+
+/* Where the inlined instance die was called from (its caller's file:line). */
+static void call_site(Dwarf_Die *die, const char **file, unsigned *line)
+{
+	Dwarf_Attribute attr;
+	Dwarf_Word value;
+	*file = NULL;
+	*line = 0;
+	if (dwarf_formudata(dwarf_attr(die, DW_AT_call_line, &attr), &value) == 0)
+		*line = value;
+	if (dwarf_formudata(dwarf_attr(die, DW_AT_call_file, &attr), &value) != 0)
+		return;
+	/* The file index is into the line table of the unit holding die (a
+	 * dwz partial unit may differ from the CU holding the address). */
+	Dwarf_Die cu;
+	Dwarf_Files *files;
+	size_t nfiles;
+	if (dwarf_diecu(die, &cu, NULL, NULL) && dwarf_getsrcfiles(&cu, &files, &nfiles) == 0 &&
+	    value < nfiles)
+		*file = dwarf_filesrc(files, value, NULL, NULL);
+}
+
+static void source_line(struct sym_file *f, uint64_t vaddr, struct frame *fr)
+{
+	Dwfl_Line *l = dwfl_module_getsrc(f->mod, vaddr);
+	int line = 0;
+	fr->file = l ? dwfl_lineinfo(l, NULL, &line, NULL, NULL, NULL) : NULL;
+	fr->line = fr->file && line > 0 ? (unsigned)line : 0;
+}
+
+/* ---- per-CU function index ----
+ * dwarf_getscopes + dwarf_getscopes_die walk a whole CU per lookup (about
+ * 100 us per address in glibc's larger CUs). Instead, the first lookup in a
+ * CU sorts the pc ranges of its functions; a lookup then descends only into
+ * the one function containing the address. */
+
+struct fn_range {
+	Dwarf_Addr low, high;
+	Dwarf_Addr max_high;	/* highest .high among this and all earlier ranges */
+	Dwarf_Die die;
+};
+
+struct cu_funcs {
+	struct fn_range *v;
+	size_t n, cap;
+};
+
+#define MAX_DIE_NESTING 64
+
+static int add_fn_ranges(struct cu_funcs *cf, Dwarf_Die *die)
+{
+	Dwarf_Addr base, low, high;
+	ptrdiff_t off = 0;
+	while ((off = dwarf_ranges(die, off, &base, &low, &high)) > 0) {
+		if (high <= low)
+			continue;
+		if (cf->n == cf->cap) {
+			size_t cap = cf->cap ? 2 * cf->cap : 64;
+			struct fn_range *v = realloc(cf->v, cap * sizeof(*v));
+			if (!v)
+				return -1;
+			cf->v = v;
+			cf->cap = cap;
+		}
+		cf->v[cf->n++] = (struct fn_range){ .low = low, .high = high, .die = *die };
+	}
+	return 0;
+}
+
+/* Functions with code among the children of parent, looking through
+ * namespaces, types and imported (dwz partial) units. */
+static int index_children(struct cu_funcs *cf, Dwarf_Die *parent, int depth)
+{
+	Dwarf_Die child;
+	if (depth > MAX_DIE_NESTING || dwarf_child(parent, &child) != 0)
+		return 0;
+	do {
+		Dwarf_Attribute attr;
+		Dwarf_Die unit;
+		int ret = 0;
+		switch (dwarf_tag(&child)) {
+		case DW_TAG_subprogram:
+			ret = add_fn_ranges(cf, &child);
+			break;
+		case DW_TAG_namespace:
+		case DW_TAG_module:
+		case DW_TAG_class_type:
+		case DW_TAG_structure_type:
+		case DW_TAG_union_type:
+			ret = index_children(cf, &child, depth + 1);
+			break;
+		case DW_TAG_imported_unit:
+			if (dwarf_formref_die(dwarf_attr(&child, DW_AT_import, &attr), &unit))
+				ret = index_children(cf, &unit, depth + 1);
+			break;
+		}
+		if (ret)
+			return ret;
+	} while (dwarf_siblingof(&child, &child) == 0);
+	return 0;
+}
+
+static int fn_range_cmp(const void *a, const void *b)
+{
+	const struct fn_range *x = a, *y = b;
+	return x->low < y->low ? -1 : x->low > y->low;
+}
+
+static struct cu_funcs *build_cu_funcs(Dwarf_Die *cudie)
+{
+	struct cu_funcs *cf = calloc(1, sizeof(*cf));
+	if (!cf)
+		return NULL;
+	if (index_children(cf, cudie, 0)) {
+		free(cf->v);
+		free(cf);
+		return NULL;
+	}
+	qsort(cf->v, cf->n, sizeof(*cf->v), fn_range_cmp);
+	Dwarf_Addr max_high = 0;
+	for (size_t i = 0; i < cf->n; i++) {
+		if (cf->v[i].high > max_high)
+			max_high = cf->v[i].high;
+		cf->v[i].max_high = max_high;
+	}
+	return cf;
+}
+
+static struct cu_funcs *cu_funcs_of(struct sym_file *f, Dwarf_Die *cudie)
+{
+	uint64_t key = (uint64_t)(uintptr_t)cudie->addr;
+	uint64_t h = hash_u64(key);
+	void **slot = hmap_find(&f->cu_funcs, h, key);
+	if (slot)
+		return *slot;
+	struct cu_funcs *cf = build_cu_funcs(cudie);
+	if (cf && hmap_put(&f->cu_funcs, h, key, cf)) {
+		free(cf->v);
+		free(cf);
+		return NULL;
+	}
+	return cf;
+}
+
+static const Dwarf_Die *function_at(const struct cu_funcs *cf, Dwarf_Addr pc)
+{
+	size_t lo = 0, hi = cf->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (cf->v[mid].low <= pc)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	/* Ranges should not overlap; if they do, the max_high prefix bounds
+	 * the walk back. */
+	for (size_t i = lo; i-- > 0 && cf->v[i].max_high > pc;)
+		if (pc < cf->v[i].high)
+			return &cf->v[i].die;
+	return NULL;
+}
+
+static bool may_hold_code(int tag)
+{
+	switch (tag) {
+	case DW_TAG_subprogram:
+	case DW_TAG_inlined_subroutine:
+	case DW_TAG_lexical_block:
+	case DW_TAG_try_block:
+	case DW_TAG_catch_block:
+	case DW_TAG_with_stmt:
+	case DW_TAG_entry_point:
+		return true;
+	}
+	return false;
+}
+
+/* The DIEs from fn down to the innermost scope containing pc, outermost
+ * first; returns how many were stored in chain (at most MAX_DIE_NESTING). */
+static unsigned descend(const Dwarf_Die *fn, Dwarf_Addr pc, Dwarf_Die *chain)
+{
+	unsigned n = 0;
+	chain[n++] = *fn;
+	while (n < MAX_DIE_NESTING) {
+		Dwarf_Die child;
+		bool found = false;
+		if (dwarf_child(&chain[n - 1], &child) == 0) {
+			do {
+				found = may_hold_code(dwarf_tag(&child)) && dwarf_haspc(&child, pc) > 0;
+			} while (!found && dwarf_siblingof(&child, &child) == 0);
+		}
+		if (!found)
+			break;
+		chain[n++] = child;
+	}
+	return n;
+}
+
+/* Inline-expanded frames from DWARF, innermost first; returns how many were
+ * stored in frames (room for MAX_DIE_NESTING), 0 if DWARF knows nothing. */
+static unsigned dwarf_frames(struct sym_file *f, uint64_t vaddr, struct frame *frames)
+{
+	if (!f->dw)
+		return 0;
+	Dwarf_Addr bias;
+	Dwarf_Die *cudie = dwfl_module_addrdie(f->mod, vaddr, &bias);
+	if (!cudie)
+		return 0;
+	struct frame leaf = { 0 };
+	source_line(f, vaddr, &leaf);
+	struct cu_funcs *cf = cu_funcs_of(f, cudie);
+	const Dwarf_Die *fn = cf ? function_at(cf, vaddr - bias) : NULL;
+	Dwarf_Die chain[MAX_DIE_NESTING];
+	unsigned nchain = fn ? descend(fn, vaddr - bias, chain) : 0;
+
+	unsigned n = 0;
+	const char *file = leaf.file;
+	unsigned line = leaf.line;
+	for (unsigned i = nchain; i-- > 0;) {
+		int tag = dwarf_tag(&chain[i]);
+		if (tag != DW_TAG_subprogram && tag != DW_TAG_inlined_subroutine)
+			continue;
+		struct frame *fr = &frames[n++];
+		die_names(&chain[i], fr);
+		fr->file = file;
+		fr->line = line;
+		if (tag == DW_TAG_subprogram)
+			break;
+		call_site(&chain[i], &file, &line);
+	}
+	/* Line info without a function DIE (assembly sources): one frame,
+	 * named from the symbol table by the caller. */
+	if (n == 0 && leaf.file)
+		frames[n++] = leaf;
+	return n;
+}
+
+/* ---- symbol table index ----
+ * dwfl_module_addrinfo scans the whole symbol table on every call (about
+ * 150 us per address in libstdc++), so the table is read once through
+ * dwfl_module_getsym_info and sorted. Selection follows libdwfl's: a sized
+ * symbol containing the address wins; else the closest sizeless label
+ * below it in the same section, unless a sized symbol ends between them. */
+
+struct sym_entry {
+	uint64_t addr;
+	uint64_t end;		/* addr + size, or the section end for a sizeless label */
+	uint64_t max_sized_end;	/* highest end of the sized symbols up to this one */
+	const char *name;	/* in libelf's string table, valid while the Dwfl lives */
+	unsigned rank;		/* at one address, the higher rank names it */
+	unsigned order;
+	bool sized;
+};
+
+struct sym_index {
+	struct sym_entry *v;
+	size_t n;
+};
+
+static unsigned binding_rank(const GElf_Sym *sym)
+{
+	switch (GELF_ST_BIND(sym->st_info)) {
+	case STB_GLOBAL:
+		return 3;
+	case STB_WEAK:
+		return 2;
+	case STB_LOCAL:
+		return 1;
+	}
+	return 0;
+}
+
+/* A symbol for code: its entry, or false to skip it. */
+static bool code_symbol(const char *name, const GElf_Sym *sym, GElf_Addr addr, GElf_Word shndx,
+			Elf *elf, Dwarf_Addr bias, struct sym_entry *e)
+{
+	int type = GELF_ST_TYPE(sym->st_info);
+	if (!name || !*name || shndx == SHN_UNDEF || shndx == (GElf_Word)-1 || shndx >= SHN_LORESERVE ||
+	    (type != STT_FUNC && type != STT_GNU_IFUNC && type != STT_NOTYPE))
+		return false;
+	GElf_Shdr shdr;
+	Elf_Scn *scn = elf_getscn(elf, shndx);
+	if (!scn || !gelf_getshdr(scn, &shdr) || !(shdr.sh_flags & SHF_EXECINSTR))
+		return false;
+	uint64_t section_end = shdr.sh_addr + shdr.sh_size + bias;
+	*e = (struct sym_entry){
+		.addr = addr,
+		.end = sym->st_size ? addr + sym->st_size : section_end,
+		.name = name,
+		.rank = (sym->st_size ? 4 : 0) + binding_rank(sym),
+		.sized = sym->st_size != 0,
+	};
+	return e->addr < e->end;
+}
+
+static int sym_entry_cmp(const void *a, const void *b)
+{
+	const struct sym_entry *x = a, *y = b;
+	if (x->addr != y->addr)
+		return x->addr < y->addr ? -1 : 1;
+	if (x->rank != y->rank)
+		return x->rank > y->rank ? -1 : 1;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* Sorts, keeps the best-ranked symbol per address, fills max_sized_end. */
+static void finish_sym_index(struct sym_index *idx)
+{
+	qsort(idx->v, idx->n, sizeof(*idx->v), sym_entry_cmp);
+	size_t kept = 0;
+	uint64_t max_end = 0;
+	for (size_t i = 0; i < idx->n; i++) {
+		struct sym_entry *e = &idx->v[i];
+		if (kept && idx->v[kept - 1].addr == e->addr)
+			continue;
+		if (e->sized && e->end > max_end)
+			max_end = e->end;
+		e->max_sized_end = max_end;
+		idx->v[kept++] = *e;
+	}
+	idx->n = kept;
+}
+
+static struct sym_index *build_sym_index(Dwfl_Module *mod)
+{
+	struct sym_index *idx = calloc(1, sizeof(*idx));
+	int nsyms = dwfl_module_getsymtab(mod);
+	if (!idx || nsyms <= 0 || !(idx->v = calloc(nsyms, sizeof(*idx->v))))
+		return idx;
+	for (int i = 1; i < nsyms; i++) {
+		GElf_Sym sym;
+		GElf_Addr addr;
+		GElf_Word shndx;
+		Elf *elf;
+		Dwarf_Addr bias;
+		const char *name = dwfl_module_getsym_info(mod, i, &sym, &addr, &shndx, &elf, &bias);
+		struct sym_entry *e = &idx->v[idx->n];
+		if (code_symbol(name, &sym, addr, shndx, elf, bias, e)) {
+			e->order = i;
+			idx->n++;
+		}
+	}
+	finish_sym_index(idx);
+	return idx;
+}
+
+static const char *sym_index_lookup(const struct sym_index *idx, uint64_t vaddr)
+{
+	size_t lo = 0, hi = idx->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (idx->v[mid].addr <= vaddr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return NULL;
+	const struct sym_entry *closest = &idx->v[lo - 1];
+	for (size_t i = lo; i-- > 0 && idx->v[i].max_sized_end > vaddr;)
+		if (idx->v[i].sized && vaddr < idx->v[i].end)
+			return idx->v[i].name;
+	if (!closest->sized && vaddr < closest->end && closest->max_sized_end <= closest->addr)
+		return closest->name;
+	return NULL;
+}
+
+static void free_lookup_indexes(struct sym_file *f)
+{
+	struct hmap_slot *slot;
+	for (size_t i = 0; hmap_next(&f->cu_funcs, &i, &slot);) {
+		struct cu_funcs *cf = slot->val;
+		free(cf->v);
+		free(cf);
+	}
+	hmap_free(&f->cu_funcs);
+	if (f->symbols)
+		free(f->symbols->v);
+	free(f->symbols);
+	f->symbols = NULL;
+}
+
+static const char *symtab_name(struct sym_file *f, uint64_t vaddr)
+{
+	if (!f->symbols)
+		f->symbols = build_sym_index(f->mod);
+	return f->symbols ? sym_index_lookup(f->symbols, vaddr) : NULL;
+}
+
+static const struct sym_result *store_result(struct symbolizer *s, const struct frame *frames, unsigned n)
+{
+	struct sym_result *r = arena_alloc(&s->arena, sizeof(*r) + n * sizeof(struct sym_line),
+					   alignof(struct sym_result));
+	if (!r)
+		return &empty_result;
+	struct sym_line *lines = (struct sym_line *)(r + 1);
+	for (unsigned i = 0; i < n; i++) {
+		const struct frame *fr = &frames[i];
+		const char *raw = intern(s, fr->linkage ?: fr->name);
+		const char *function = raw;
+		if (fr->linkage) {
+			function = demangle_interned(s, raw);
+			if (function == raw && fr->name)
+				function = intern(s, fr->name);
+		}
+		lines[i] = (struct sym_line){
+			.function = function,
+			.system_name = raw,
+			.file = intern(s, fr->file),
+			.line = fr->line,
+		};
+	}
+	r->lines = lines;
+	r->nlines = n;
+	return r;
+}
+
+static const struct sym_result *symbolize(struct sym_file *f, uint64_t vaddr)
+{
+	load_dwarf(f);
+	struct frame frames[MAX_DIE_NESTING];
+	unsigned n = dwarf_frames(f, vaddr, frames);
+	if (n == 0) {
+		frames[0] = (struct frame){ .linkage = symtab_name(f, vaddr) };
+		n = frames[0].linkage ? 1 : 0;
+	} else if (!frames[n - 1].linkage && !frames[n - 1].name) {
+		frames[n - 1].linkage = symtab_name(f, vaddr);
+	}
+	return n ? store_result(f->owner, frames, n) : &empty_result;
+}
+
+/* ---- public API ---- */
+
+struct symbolizer *symbolizer_new(void)
+{
+	if (elf_version(EV_CURRENT) == EV_NONE)
+		return NULL;
+	struct symbolizer *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	hmap_init(&s->files, identity_eq, NULL);
+	hmap_init(&s->strings, str_eq, NULL);
+	hmap_init(&s->demangled, NULL, NULL);
+	return s;
+}
+
+void symbolizer_free(struct symbolizer *s)
+{
+	if (!s)
+		return;
+	struct hmap_slot *slot;
+	for (size_t i = 0; hmap_next(&s->files, &i, &slot);)
+		sym_file_free(slot->val);
+	hmap_free(&s->files);
+	hmap_free(&s->strings);
+	hmap_free(&s->demangled);
+	arena_free(&s->arena);
+	free(s);
+}
+
+struct sym_file *symbolizer_file(struct symbolizer *s, int fd, const char *display_path, const char *root)
+{
+	if (!s || fd < 0)
+		return NULL;
+	struct probe p;
+	if (probe_file(fd, &p))
+		return NULL;
+	uint64_t h = identity_hash(&p.id);
+	void **slot = hmap_find(&s->files, h, (uint64_t)(uintptr_t)&p.id);
+	if (slot) {
+		probe_release(&p);
+		return *slot;
+	}
+	struct sym_file *f = sym_file_create(s, fd, &p, display_path, root);
+	probe_release(&p);
+	if (!f)
+		return NULL;
+	if (hmap_put(&s->files, h, (uint64_t)(uintptr_t)&f->id, f)) {
+		sym_file_free(f);
+		return NULL;
+	}
+	s->stats.files++;
+	return f;
+}
+
+const char *sym_file_build_id(const struct sym_file *f)
+{
+	return f && f->build_id_hex ? f->build_id_hex : "";
+}
+
+bool sym_file_has_debuginfo(const struct sym_file *f)
+{
+	if (!f)
+		return false;
+	/* Loading is a cache fill; sym_files are never const objects. */
+	load_dwarf((struct sym_file *)f);
+	return f->has_lines;
+}
+
+const struct sym_result *sym_file_lookup(struct sym_file *f, uint64_t vaddr)
+{
+	if (!f)
+		return &empty_result;
+	struct symbolizer *s = f->owner;
+	s->stats.lookups++;
+	uint64_t h = hash_u64(vaddr);
+	void **slot = hmap_find(&f->results, h, vaddr);
+	if (slot) {
+		s->stats.cache_hits++;
+		return *slot;
+	}
+	const struct sym_result *r = symbolize(f, vaddr);
+	hmap_put(&f->results, h, vaddr, (void *)r);	/* a failed insert only costs a recomputation */
+	return r;
+}
+
+void symbolizer_stats(const struct symbolizer *s, struct sym_stats *out)
+{
+	if (s)
+		*out = s->stats;
+	else
+		memset(out, 0, sizeof(*out));
+}
