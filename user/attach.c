@@ -64,7 +64,7 @@ const char *attach_looked_for(void)
 const char *attach_drop_frames(void)
 {
 	return "malloc|calloc|realloc|reallocarray|free|cfree|posix_memalign|aligned_alloc|memalign|"
-	       "valloc|pvalloc|__libc_.*|_int_.*|_mid_memalign|tcache_.*|__GI___libc_.*";
+	       "valloc|pvalloc|__libc_.*|__posix_memalign|_int_.*|_mid_memalign|tcache_.*|__GI___libc_.*";
 }
 
 void attacher_init(struct attacher *a, const struct probe_progs *progs, bool multi, FILE *log)

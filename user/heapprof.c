@@ -335,6 +335,15 @@ static void writer_note_mappings(struct writer *w)
 	}
 }
 
+/* pprof takes the first mapping for the main binary. */
+static void writer_order_mappings(struct writer *w)
+{
+	for (int exe = 1; exe >= 0; exe--)
+		for (uint32_t i = 0; i < w->hp->st.npmaps; i++)
+			if (w->mflags[i].used && w->hp->st.pmaps[i]->is_exe == exe)
+				writer_mapping(w, i);
+}
+
 static bool several_pids(const struct heapprof *hp)
 {
 	for (uint32_t i = 1; i < hp->nsites; i++)
@@ -410,6 +419,7 @@ int heapprof_write(struct heapprof *hp, struct procs *ps, const struct profile_m
 	if (w.pp && w.mflags && w.mapping_ids && w.location_ids) {
 		writer_header(&w, meta);
 		writer_note_mappings(&w);
+		writer_order_mappings(&w);
 		err = writer_samples(&w);
 		if (!err)
 			err = pprof_write_gz(w.pp, fd);

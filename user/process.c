@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "elf_file.h"
@@ -148,6 +150,23 @@ static void read_comm(struct process *p)
 	}
 }
 
+static void read_exe(struct process *p)
+{
+	char path[64];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)p->pid);
+	if (stat(path, &st))
+		return;
+	p->exe_dev = (uint64_t)major(st.st_dev) << 32 | minor(st.st_dev);
+	p->exe_inode = st.st_ino;
+}
+
+bool objfile_is_exe(const struct objfile *o, const struct process *p)
+{
+	return o && o->inode == p->exe_inode && o->dev == p->exe_dev;
+}
+
 static bool same_maps(const struct maps *a, const struct maps *b)
 {
 	if (a->n != b->n)
@@ -214,6 +233,7 @@ struct process *procs_get(struct procs *ps, pid_t pid)
 	snprintf(p->root, sizeof(p->root), "/proc/%d/root", (int)pid);
 	p->start_time = process_read_start_time(pid);
 	read_comm(p);
+	read_exe(p);
 	int err = process_refresh(ps, p);
 	if (err || hmap_put(&ps->by_pid, hash_u64(pid), pid, p)) {
 		maps_free(&p->maps);

@@ -30,6 +30,7 @@ struct process {
 	char root[32];
 	char comm[17];
 	uint64_t start_time;	/* clock ticks after boot: tells a reused pid */
+	uint64_t exe_dev, exe_inode;	/* the main executable, as objfiles key it */
 	struct maps maps;	/* latest snapshot; data points at the objfile */
 	unsigned generation;	/* bumped by every refresh that changed maps */
 	bool gone;
@@ -60,5 +61,6 @@ bool process_resolve(struct procs *ps, struct process *p, uint64_t addr, struct 
 struct sym_file *objfile_symbols(struct procs *ps, struct objfile *obj);
 uint64_t process_read_start_time(pid_t pid);
 bool process_alive(const struct process *p);
+bool objfile_is_exe(const struct objfile *o, const struct process *p);
 
 #endif

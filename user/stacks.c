@@ -74,11 +74,11 @@ static uint64_t pmap_hash(const struct pmap *m)
 	return hash_u64(m->start ^ hash_u64(m->offset ^ ((uint64_t)m->pid << 40)));
 }
 
-static uint32_t intern_pmap(struct stacks *st, pid_t pid, const struct frame_at *at)
+static uint32_t intern_pmap(struct stacks *st, const struct process *p, const struct frame_at *at)
 {
 	struct pmap probe = {
-		.pid = pid, .start = at->map->start, .end = at->map->end,
-		.offset = at->map->offset, .obj = at->obj,
+		.pid = p->pid, .start = at->map->start, .end = at->map->end,
+		.offset = at->map->offset, .obj = at->map->data, .is_exe = objfile_is_exe(at->map->data, p),
 	};
 	uint64_t h = pmap_hash(&probe);
 	void **slot = hmap_find(&st->pmap_index, h, (uint64_t)&probe);
@@ -119,7 +119,7 @@ static uint32_t intern_loc(struct stacks *st, struct procs *ps, struct process *
 		return (uint32_t)(uintptr_t)*slot;
 	/* A return address may sit just past the end of its mapping. */
 	if (!special && process_resolve(ps, p, is_return ? addr - 1 : addr, &at)) {
-		probe.pmap = intern_pmap(st, p->pid, &at);
+		probe.pmap = intern_pmap(st, p, &at);
 		probe.obj = at.obj;
 		probe.vaddr = at.vaddr + (is_return ? 1 : 0);
 	}

@@ -21,6 +21,7 @@ struct pmap {
 	uint64_t start, end, offset;
 	struct objfile *obj;
 	char *path;
+	bool is_exe;		/* the process's main executable */
 };
 
 struct loc {

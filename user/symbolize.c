@@ -100,6 +100,7 @@ struct sym_file {
 	uint32_t debuglink_crc;
 	char *debug_target_path;/* separate debug file found, as the target sees it */
 	bool main_debug_searched;
+	bool alt_missing;	/* the DWARF names a dwz alt file we did not find */
 	Dwfl *dwfl;
 	Dwfl_Module *mod;
 	Dwarf *dw;
@@ -123,6 +124,7 @@ struct frame {
 	const char *linkage;	/* mangled / symbol name */
 	const char *name;	/* DW_AT_name */
 	const char *file;
+	const char *comp_dir;	/* of the unit naming file, for relative names */
 	unsigned line;
 };
 
@@ -174,6 +176,12 @@ static const char *demangle_interned(struct symbolizer *s, const char *raw)
 	}
 	hmap_put(&s->demangled, h, key, (void *)result);
 	return result;
+}
+
+static bool ends_with_slash(const char *s)
+{
+	size_t len = strlen(s);
+	return len && s[len - 1] == '/';
 }
 
 /* ---- file identity ---- */
@@ -274,6 +282,102 @@ out:
 
 /* ---- opening debug files ---- */
 
+#define MAX_SYMLINKS 40
+
+/* Replaces dir (an fd we own) with next. */
+static void step_into(int *dir, int next)
+{
+	close(*dir);
+	*dir = next;
+}
+
+/* The next component of *rest (advanced past it) into name; false at the end. */
+static bool next_component(const char **rest, char *name, size_t size)
+{
+	const char *p = *rest;
+	while (*p == '/')
+		p++;
+	if (!*p)
+		return false;
+	size_t len = strcspn(p, "/");
+	if (len >= size)
+		len = size - 1;	/* an over-long name fails to open anyway */
+	memcpy(name, p, len);
+	name[len] = '\0';
+	*rest = p + strcspn(p, "/");
+	return true;
+}
+
+static bool at_end(const char *rest)
+{
+	while (*rest == '/')
+		rest++;
+	return !*rest;
+}
+
+/* RESOLVE_IN_ROOT done by hand, for kernels before 5.6 (and sandboxes)
+ * without openat2: one component at a time, absolute symlinks restart at
+ * root_fd, ".." stops at it. */
+static int open_in_root_by_hand(int root_fd, const char *path, int flags)
+{
+	char pending[2 * 4096], name[256];
+	if (snprintf(pending, sizeof(pending), "%s", path) >= (int)sizeof(pending))
+		return -1;
+	int dir = fcntl(root_fd, F_DUPFD_CLOEXEC, 0);
+	unsigned depth = 0, links = 0;
+	const char *rest = pending;
+	while (dir >= 0 && next_component(&rest, name, sizeof(name))) {
+		if (!strcmp(name, "."))
+			continue;
+		if (!strcmp(name, "..")) {
+			if (depth > 0) {
+				step_into(&dir, openat(dir, "..", O_PATH | O_DIRECTORY | O_CLOEXEC));
+				depth--;
+			}
+			continue;
+		}
+		int fd = openat(dir, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		struct stat st;
+		if (fd < 0 || fstat(fd, &st)) {
+			if (fd >= 0)
+				close(fd);
+			break;
+		}
+		if (S_ISLNK(st.st_mode)) {
+			char target[4096], joined[sizeof(pending)];
+			ssize_t n = readlinkat(fd, "", target, sizeof(target) - 1);
+			close(fd);
+			if (n <= 0 || ++links > MAX_SYMLINKS)
+				break;
+			target[n] = '\0';
+			if (snprintf(joined, sizeof(joined), "%s/%s", target, rest) >= (int)sizeof(joined))
+				break;
+			memcpy(pending, joined, sizeof(pending));
+			rest = pending;
+			if (target[0] == '/') {
+				step_into(&dir, fcntl(root_fd, F_DUPFD_CLOEXEC, 0));
+				depth = 0;
+			}
+			continue;
+		}
+		if (at_end(rest)) {
+			close(fd);
+			int file = openat(dir, name, flags | O_NOFOLLOW);
+			close(dir);
+			return file;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			close(fd);
+			break;
+		}
+		step_into(&dir, fd);
+		depth++;
+	}
+	if (dir >= 0)
+		close(dir);
+	return -1;
+}
+
 /* Opens path inside the directory root_fd as if it were "/", so absolute
  * symlinks and ".." in the target's tree stay in the target's tree. */
 static int open_in_root(int root_fd, const char *path)
@@ -289,12 +393,10 @@ static int open_in_root(int root_fd, const char *path)
 			continue;
 		if (errno != ENOSYS && errno != EPERM)
 			return -1;
-		break;	/* no openat2 (or seccomp forbids it): plain openat */
+		break;	/* no openat2, or a seccomp filter forbids it */
 	}
 #endif
-	while (*path == '/')
-		path++;
-	return openat(root_fd, path, flags);
+	return open_in_root_by_hand(root_fd, path, flags);
 }
 
 enum where { IN_TARGET, IN_HOST };
@@ -531,6 +633,7 @@ static int find_debuginfo_cb(Dwfl_Module *mod, void **userdata, const char *modn
 		}
 	} else {
 		found = find_alt_debug(f, mod, &c);
+		f->alt_missing = found != 0;
 	}
 	if (found) {
 		/* Nothing found: libdwfl must not fall back to opening a name. */
@@ -682,6 +785,11 @@ static void load_dwarf(struct sym_file *f)
 	f->dwarf_loaded = true;
 	Dwarf_Addr bias;
 	f->dw = dwfl_module_getdwarf(f->mod, &bias);
+	/* Without this, libdw would look for the alt file itself, by its
+	 * name in our namespace and unchecked. (Dwarf *)-1 is libdw's own
+	 * "searched, none" mark, which dwarf_getalt honours. */
+	if (f->dw && f->alt_missing)
+		dwarf_setalt(f->dw, (Dwarf *)-1);
 	f->has_lines = f->dw && elf_has_section(dwarf_getelf(f->dw), ".debug_line", ".zdebug_line");
 	/* Every debug file search has happened by now. */
 	if (f->root_fd >= 0) {
@@ -699,15 +807,16 @@ static void die_names(Dwarf_Die *die, struct frame *fr)
 	fr->name = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_name, &attr));
 }
 
-/* Where the inlined instance die was called from (its caller's file:line). */
-static void call_site(Dwarf_Die *die, const char **file, unsigned *line)
+/* Where the inlined instance die was called from: its caller's file:line
+ * into loc (whose comp_dir stays when the unit has none). */
+static void call_site(Dwarf_Die *die, struct frame *loc)
 {
 	Dwarf_Attribute attr;
 	Dwarf_Word value;
-	*file = NULL;
-	*line = 0;
+	loc->file = NULL;
+	loc->line = 0;
 	if (dwarf_formudata(dwarf_attr(die, DW_AT_call_line, &attr), &value) == 0)
-		*line = value;
+		loc->line = value;
 	if (dwarf_formudata(dwarf_attr(die, DW_AT_call_file, &attr), &value) != 0)
 		return;
 	/* The file index is into the line table of the unit holding die (a
@@ -715,9 +824,13 @@ static void call_site(Dwarf_Die *die, const char **file, unsigned *line)
 	Dwarf_Die cu;
 	Dwarf_Files *files;
 	size_t nfiles;
-	if (dwarf_diecu(die, &cu, NULL, NULL) && dwarf_getsrcfiles(&cu, &files, &nfiles) == 0 &&
-	    value < nfiles)
-		*file = dwarf_filesrc(files, value, NULL, NULL);
+	if (!dwarf_diecu(die, &cu, NULL, NULL) || dwarf_getsrcfiles(&cu, &files, &nfiles) != 0 ||
+	    value >= nfiles)
+		return;
+	loc->file = dwarf_filesrc(files, value, NULL, NULL);
+	const char *comp_dir = dwarf_formstring(dwarf_attr(&cu, DW_AT_comp_dir, &attr));
+	if (comp_dir)
+		loc->comp_dir = comp_dir;
 }
 
 static void source_line(struct sym_file *f, uint64_t vaddr, struct frame *fr)
@@ -725,6 +838,7 @@ static void source_line(struct sym_file *f, uint64_t vaddr, struct frame *fr)
 	Dwfl_Line *l = dwfl_module_getsrc(f->mod, vaddr);
 	int line = 0;
 	fr->file = l ? dwfl_lineinfo(l, NULL, &line, NULL, NULL, NULL) : NULL;
+	fr->comp_dir = fr->file ? dwfl_line_comp_dir(l) : NULL;
 	fr->line = fr->file && line > 0 ? (unsigned)line : 0;
 }
 
@@ -816,7 +930,8 @@ static struct cu_funcs *build_cu_funcs(Dwarf_Die *cudie)
 		free(cf);
 		return NULL;
 	}
-	qsort(cf->v, cf->n, sizeof(*cf->v), fn_range_cmp);
+	if (cf->n)
+		qsort(cf->v, cf->n, sizeof(*cf->v), fn_range_cmp);
 	Dwarf_Addr max_high = 0;
 	for (size_t i = 0; i < cf->n; i++) {
 		if (cf->v[i].high > max_high)
@@ -914,19 +1029,17 @@ static unsigned dwarf_frames(struct sym_file *f, uint64_t vaddr, struct frame *f
 	unsigned nchain = fn ? descend(fn, vaddr - bias, chain) : 0;
 
 	unsigned n = 0;
-	const char *file = leaf.file;
-	unsigned line = leaf.line;
+	struct frame loc = leaf;
 	for (unsigned i = nchain; i-- > 0;) {
 		int tag = dwarf_tag(&chain[i]);
 		if (tag != DW_TAG_subprogram && tag != DW_TAG_inlined_subroutine)
 			continue;
 		struct frame *fr = &frames[n++];
+		*fr = loc;
 		die_names(&chain[i], fr);
-		fr->file = file;
-		fr->line = line;
 		if (tag == DW_TAG_subprogram)
 			break;
-		call_site(&chain[i], &file, &line);
+		call_site(&chain[i], &loc);
 	}
 	/* Line info without a function DIE (assembly sources): one frame,
 	 * named from the symbol table by the caller. */
@@ -1006,7 +1119,8 @@ static int sym_entry_cmp(const void *a, const void *b)
 /* Sorts, keeps the best-ranked symbol per address, fills max_sized_end. */
 static void finish_sym_index(struct sym_index *idx)
 {
-	qsort(idx->v, idx->n, sizeof(*idx->v), sym_entry_cmp);
+	if (idx->n)
+		qsort(idx->v, idx->n, sizeof(*idx->v), sym_entry_cmp);
 	size_t kept = 0;
 	uint64_t max_end = 0;
 	for (size_t i = 0; i < idx->n; i++) {
@@ -1087,6 +1201,21 @@ static const char *symtab_name(struct sym_file *f, uint64_t vaddr)
 	return f->symbols ? sym_index_lookup(f->symbols, vaddr) : NULL;
 }
 
+/* Relative source names are relative to the unit's DW_AT_comp_dir; join them
+ * when that is absolute (a relative one, as from -fdebug-prefix-map=...=.,
+ * says nothing more than the name already does). */
+static const char *intern_path(struct symbolizer *s, const char *comp_dir, const char *file)
+{
+	if (!file || file[0] == '/' || !comp_dir || comp_dir[0] != '/')
+		return intern(s, file);
+	while (file[0] == '.' && file[1] == '/')
+		file += 2;
+	char path[8192];
+	int n = snprintf(path, sizeof(path), "%s%s%s", comp_dir,
+			 ends_with_slash(comp_dir) ? "" : "/", file);
+	return intern(s, n > 0 && (size_t)n < sizeof(path) ? path : file);
+}
+
 static const struct sym_result *store_result(struct symbolizer *s, const struct frame *frames, unsigned n)
 {
 	struct sym_result *r = arena_alloc(&s->arena, sizeof(*r) + n * sizeof(struct sym_line),
@@ -1106,7 +1235,7 @@ static const struct sym_result *store_result(struct symbolizer *s, const struct 
 		lines[i] = (struct sym_line){
 			.function = function,
 			.system_name = raw,
-			.file = intern(s, fr->file),
+			.file = intern_path(s, fr->comp_dir, fr->file),
 			.line = fr->line,
 		};
 	}
