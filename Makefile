@@ -13,7 +13,7 @@ PREFIX    ?= /usr/local
 
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
-CPPFLAGS  += -Iinclude -Iuser -I$(OUTPUT) -DMW_VERSION='"$(VERSION)"' -D_GNU_SOURCE
+CPPFLAGS  += -Iinclude -Iuser -I$(OUTPUT) -D_GNU_SOURCE
 LDLIBS    += $(LIBBPF_A) -lelf -ldw -lz -lprotobuf-c -lcapstone -lmicrohttpd -lstdc++ -lpthread -lm
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
@@ -35,10 +35,15 @@ $(OUTPUT) $(OUTPUT)/user $(OUTPUT)/tests:
 	mkdir -p $@
 
 $(OUTPUT)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) include/memwatch.h $(VMLINUX) | $(OUTPUT)
-	$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Iinclude -I$(dir $(VMLINUX)) -c $< -o $@
+	$(CLANG) -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Iinclude -I$(dir $(VMLINUX)) -c $< -o $@
 
 $(OUTPUT)/%.skel.h: $(OUTPUT)/%.bpf.o
 	$(BPFTOOL) gen skeleton $< > $@
+
+# Rewritten only when the version changes, so objects rebuild exactly then.
+$(OUTPUT)/version.h: FORCE | $(OUTPUT)
+	@echo '#define MW_VERSION "$(VERSION)"' > $@.tmp; cmp -s $@.tmp $@ || mv $@.tmp $@; rm -f $@.tmp
+FORCE:
 
 $(OUTPUT)/profile.pb-c.c $(OUTPUT)/profile.pb-c.h: proto/profile.proto | $(OUTPUT)
 	$(PROTOC_C) --proto_path=proto --c_out=$(OUTPUT) $<
@@ -46,7 +51,7 @@ $(OUTPUT)/profile.pb-c.c $(OUTPUT)/profile.pb-c.h: proto/profile.proto | $(OUTPU
 $(OUTPUT)/profile.pb-c.o: $(OUTPUT)/profile.pb-c.c
 	$(CC) $(CPPFLAGS) -O2 -g -c $< -o $@
 
-$(OUTPUT)/user/%.o: user/%.c $(wildcard user/*.h) include/memwatch.h $(SKELS) $(OUTPUT)/profile.pb-c.h | $(OUTPUT)/user
+$(OUTPUT)/user/%.o: user/%.c $(wildcard user/*.h) include/memwatch.h $(SKELS) $(OUTPUT)/profile.pb-c.h $(OUTPUT)/version.h | $(OUTPUT)/user
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 $(LIBMW): $(USER_OBJS)

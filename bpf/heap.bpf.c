@@ -23,6 +23,8 @@ const volatile __u32 cfg_target_tgid = 0;	/* 0: the kernel's per-pid attach filt
 const volatile __u64 cfg_sample_bytes = 524288;	/* <= 1: every call */
 const volatile __u32 cfg_stack_mode = MW_STACK_FP;
 const volatile __u32 cfg_stack_bytes = 16384;	/* multiple of MW_STACK_CHUNK */
+const volatile __u32 cfg_scratch_bytes = 65536;	/* value size of the scratch map */
+const volatile __u64 cfg_wakeup_bytes = 1 << 20;	/* wake user space past this backlog */
 /* R * -ln(i / MW_EXP_SIZE): the edges of the exponential's inverse CDF. */
 const volatile __u64 cfg_exp_edges[MW_EXP_SIZE + 1];
 
@@ -57,6 +59,15 @@ struct {
 	__type(key, __u32);
 	__type(value, struct cpu_state);
 } cpu_state SEC(".maps");
+
+/* Events are built here, then copied into the ring at their real length.
+ * MW_SCRATCH_SLOTS slots per CPU; sizes are set by user space at load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, 8);
+} scratch SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -173,9 +184,34 @@ static __always_inline void fill_regs(struct mw_sample_event *e, struct pt_regs 
 	e->regs[16] = ctx->ip;
 }
 
+/* A free scratch slot of this CPU, or NULL. A preempted program may still
+ * hold one, so slots are claimed with an atomic exchange. */
+static __always_inline void *claim_scratch(void)
+{
+	__u32 base = bpf_get_smp_processor_id() * MW_SCRATCH_SLOTS;
+
+#pragma unroll
+	for (__u32 i = 0; i < MW_SCRATCH_SLOTS; i++) {
+		__u32 key = base + i;
+		__u32 *slot = bpf_map_lookup_elem(&scratch, &key);
+
+		if (slot && !__sync_lock_test_and_set(slot, 1))
+			return slot;
+	}
+	count(MW_CNT_BUSY);
+	return NULL;
+}
+
+static __always_inline void release_scratch(void *slot)
+{
+	/* clang 14 has no BPF atomic store; a plain store after the output
+	 * helper call cannot be reordered before it. */
+	*(volatile __u32 *)slot = 0;
+}
+
 /* Leaf first: the probed instruction, the caller from [sp], then the
- * frame-pointer walk past the caller. */
-static __always_inline void capture_fp(struct mw_sample_event *e, struct pt_regs *ctx, __u64 caller)
+ * frame-pointer walk past the caller. Returns the payload length. */
+static __always_inline __u32 capture_fp(struct mw_sample_event *e, struct pt_regs *ctx, __u64 caller)
 {
 	__u64 *frames = (__u64 *)e->data;
 	long n = bpf_get_stack(ctx, &frames[1], MW_MAX_FRAMES * sizeof(__u64), BPF_F_USER_STACK);
@@ -185,27 +221,38 @@ static __always_inline void capture_fp(struct mw_sample_event *e, struct pt_regs
 	e->nframes = n > 0 ? n / sizeof(__u64) + 1 : 2;
 	if (n <= 0)
 		count(MW_CNT_STACK_FAIL);
+	return e->nframes * sizeof(__u64);
 }
 
-/* Copies whole pages from the one holding sp: fixed offsets and sizes keep
- * the verifier content, and a page either reads or ends the snapshot. */
-static __always_inline void capture_snapshot(struct mw_sample_event *e, struct pt_regs *ctx)
+/* Copies the stack from sp upwards: the rest of sp's page, then whole pages
+ * until cfg_stack_bytes or the first page that does not read. The loop is
+ * unrolled, so the verifier knows each read's offset range; the scratch slot
+ * holds cfg_stack_bytes + MW_STACK_CHUNK bytes of stack. */
+static __always_inline __u32 capture_snapshot(struct mw_sample_event *e, struct pt_regs *ctx)
 {
-	__u64 base = ctx->sp & ~(__u64)(MW_STACK_CHUNK - 1);
+	__u64 sp = ctx->sp;
+	__u32 first = MW_STACK_CHUNK - (sp & (MW_STACK_CHUNK - 1));
 	__u32 copied = 0;
 
+	fill_regs(e, ctx);
+	if (bpf_probe_read_user(e->data, first, (void *)sp)) {
+		count(MW_CNT_STACK_FAIL);
+		return 0;
+	}
+	copied = first;
 #pragma unroll
-	for (int i = 0; i < MW_STACK_MAX / MW_STACK_CHUNK + 1; i++) {
-		if (i * MW_STACK_CHUNK >= cfg_stack_bytes + MW_STACK_CHUNK)
+	for (int i = 0; i < MW_STACK_MAX / MW_STACK_CHUNK; i++) {
+		if (copied >= cfg_stack_bytes)
 			break;
-		if (bpf_probe_read_user(e->data + i * MW_STACK_CHUNK, MW_STACK_CHUNK,
-					(void *)(base + i * MW_STACK_CHUNK)))
+		if (bpf_probe_read_user(e->data + copied, MW_STACK_CHUNK,
+					(void *)(sp + copied)))
 			break;
 		copied += MW_STACK_CHUNK;
 	}
+	if (copied > cfg_stack_bytes)
+		copied = cfg_stack_bytes;
 	e->stack_len = copied;
-	if (!copied)
-		count(MW_CNT_STACK_FAIL);
+	return copied;
 }
 
 static __always_inline __u64 next_sample_id(struct cpu_state *st)
@@ -213,21 +260,26 @@ static __always_inline __u64 next_sample_id(struct cpu_state *st)
 	return ((__u64)bpf_get_smp_processor_id() << 48 | ++st->next_id);
 }
 
+/* Wake the reader only once a backlog builds up: a wake-up per event costs
+ * more than the event. User space also drains on a timer. */
+static __always_inline __u64 wakeup_flag(void)
+{
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > cfg_wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+										 : BPF_RB_NO_WAKEUP;
+}
+
 /* Emits the stack of a sampled call; returns its sample id, 0 if lost. */
 static __always_inline __u64 emit_sample(struct pt_regs *ctx, struct cpu_state *st, __u64 pid_tgid,
 					 __u32 fn, __u64 size, __u64 caller)
 {
+	void *slot = claim_scratch();
 	struct mw_sample_event *e;
 	__u64 id = next_sample_id(st);
+	__u32 len;
 
-	if (cfg_stack_mode == MW_STACK_FP)
-		e = bpf_ringbuf_reserve(&events, sizeof(*e) + (MW_MAX_FRAMES + 1) * sizeof(__u64), 0);
-	else
-		e = bpf_ringbuf_reserve(&events, sizeof(*e) + cfg_stack_bytes + MW_STACK_CHUNK, 0);
-	if (!e) {
-		count(MW_CNT_RINGBUF_FULL);
+	if (!slot)
 		return 0;
-	}
+	e = slot + MW_SCRATCH_HEAD;
 	fill_head(&e->h, MW_EV_SAMPLE, pid_tgid, fn);
 	e->sample_id = id;
 	e->size = size;
@@ -235,15 +287,20 @@ static __always_inline __u64 emit_sample(struct pt_regs *ctx, struct cpu_state *
 	e->nframes = 0;
 	e->stack_len = 0;
 	e->pad = 0;
-	if (cfg_stack_mode == MW_STACK_FP) {
-		__builtin_memset(e->regs, 0, sizeof(e->regs));
-		capture_fp(e, ctx, caller);
+	if (cfg_stack_mode == MW_STACK_FP)
+		len = capture_fp(e, ctx, caller);
+	else
+		len = capture_snapshot(e, ctx);
+	len += sizeof(*e);
+	if (len > cfg_scratch_bytes - MW_SCRATCH_HEAD)
+		len = cfg_scratch_bytes - MW_SCRATCH_HEAD;
+	if (bpf_ringbuf_output(&events, e, len, wakeup_flag())) {
+		count(MW_CNT_RINGBUF_FULL);
+		id = 0;
 	} else {
-		fill_regs(e, ctx);
-		capture_snapshot(e, ctx);
+		count(MW_CNT_SAMPLES);
 	}
-	bpf_ringbuf_submit(e, 0);
-	count(MW_CNT_SAMPLES);
+	release_scratch(slot);
 	return id;
 }
 
@@ -257,7 +314,7 @@ static __always_inline void emit_cancel(__u64 pid_tgid, __u64 sample_id)
 	}
 	fill_head(&e->h, MW_EV_CANCEL, pid_tgid, 0);
 	e->sample_id = sample_id;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, wakeup_flag());
 }
 
 static __always_inline bool is_live(__u32 tgid, __u64 addr)

@@ -15,6 +15,8 @@
 #define MW_STACK_MAX		65536	/* largest stack snapshot (--stack-bytes) */
 #define MW_STACK_CHUNK		4096	/* snapshots are copied page by page */
 #define MW_NREGS		17	/* DWARF x86_64 registers 0..16 (rip last) */
+#define MW_SCRATCH_SLOTS	4	/* event buffers per CPU (programs nest on preemption) */
+#define MW_SCRATCH_HEAD		8	/* a slot's busy flag, before the event */
 
 /* Stack capture modes (--stack-mode). */
 enum mw_stack_mode {
@@ -78,6 +80,7 @@ enum mw_counter {
 	MW_CNT_FREES_TRACKED,	/* frees of sampled blocks */
 	MW_CNT_RETURNS,		/* return probes that found their call */
 	MW_CNT_LOADER,		/* dynamic loader notifications */
+	MW_CNT_BUSY,		/* sampled calls dropped: every scratch slot busy */
 	MW_CNT_NR,
 };
 
@@ -98,6 +101,7 @@ struct mw_event_head {
 /*
  * Followed by nframes u64 addresses (MW_STACK_FP; leaf first) or by
  * stack_len bytes copied from regs[7] (rsp) upwards (MW_STACK_SNAPSHOT).
+ * Events are as long as what they hold.
  */
 struct mw_sample_event {
 	struct mw_event_head h;

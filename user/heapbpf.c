@@ -61,15 +61,30 @@ static int load_floor(struct heapbpf *b, bool multi)
 	return 0;
 }
 
+static uint32_t scratch_bytes(const struct heapbpf_config *cfg)
+{
+	uint32_t payload = cfg->stack_mode == MW_STACK_FP ? (MW_MAX_FRAMES + 1) * sizeof(uint64_t)
+							  : cfg->stack_bytes + MW_STACK_CHUNK;
+	return MW_SCRATCH_HEAD + sizeof(struct mw_sample_event) + payload;
+}
+
 static int configure(struct heap_bpf *skel, const struct heapbpf_config *cfg)
 {
+	int ncpu = libbpf_num_possible_cpus();
+
+	if (ncpu <= 0)
+		return -EINVAL;
 	skel->rodata->cfg_target_tgid = cfg->tgid;
 	skel->rodata->cfg_sample_bytes = cfg->sample_bytes;
 	skel->rodata->cfg_stack_mode = cfg->stack_mode;
 	skel->rodata->cfg_stack_bytes = cfg->stack_bytes;
 	exp_edges_fill((uint64_t *)skel->rodata->cfg_exp_edges, MW_EXP_SIZE, cfg->sample_bytes);
+	skel->rodata->cfg_scratch_bytes = scratch_bytes(cfg);
+	skel->rodata->cfg_wakeup_bytes = cfg->ring_bytes / 8;
 	if (bpf_map__set_max_entries(skel->maps.live, cfg->max_live) ||
-	    bpf_map__set_max_entries(skel->maps.events, cfg->ring_bytes))
+	    bpf_map__set_max_entries(skel->maps.events, cfg->ring_bytes) ||
+	    bpf_map__set_value_size(skel->maps.scratch, scratch_bytes(cfg)) ||
+	    bpf_map__set_max_entries(skel->maps.scratch, ncpu * MW_SCRATCH_SLOTS))
 		return -errno;
 	return 0;
 }

@@ -22,6 +22,7 @@
 #include "heapbpf.h"
 #include "heapprof.h"
 #include "options.h"
+#include "version.h"
 #include "process.h"
 
 #define MAINTENANCE_NS 1000000000ull	/* live-map scans keep memory bounded */
@@ -487,8 +488,9 @@ static void print_losses(struct session *s, FILE *out)
 
 	heapbpf_counters(&s->bpf, c);
 	fprintf(out, "memwatch: losses: ring buffer full %" PRIu64 ", live map full %" PRIu64
-		     ", calls lost %" PRIu64 ", unreadable stacks %" PRIu64 "\n",
-		c[MW_CNT_RINGBUF_FULL], c[MW_CNT_LIVE_FULL], c[MW_CNT_PENDING_FULL], c[MW_CNT_STACK_FAIL]);
+		     ", calls lost %" PRIu64 ", samplers busy %" PRIu64 ", unreadable stacks %" PRIu64 "\n",
+		c[MW_CNT_RINGBUF_FULL], c[MW_CNT_LIVE_FULL], c[MW_CNT_PENDING_FULL], c[MW_CNT_BUSY],
+		c[MW_CNT_STACK_FAIL]);
 }
 
 static void print_summary(struct session *s, const char *when)
@@ -514,8 +516,9 @@ static void maintain(struct session *s)
 		if (p && !process_refresh(&s->procs, p))
 			attach_target(s, p);
 	}
+	/* Events only wake us once a backlog builds up: drain on every turn. */
+	heapbpf_consume(&s->bpf);
 	if (now >= s->next_scan_ns) {
-		heapbpf_consume(&s->bpf);
 		heapprof_scan_live(&s->hp, heapbpf_live_fd(&s->bpf));
 		s->next_scan_ns = now + MAINTENANCE_NS;
 	}
@@ -591,10 +594,10 @@ static int write_profile(struct session *s)
 		 s->opt.sample_bytes);
 	asprintf(&comments[nc++], "stacks: frame pointers (caller from [sp])");
 	asprintf(&comments[nc++], "samples %" PRIu64 ", cancelled %" PRIu64 "; losses: ring buffer full %" PRIu64
-				  ", live map full %" PRIu64 ", calls lost %" PRIu64 ", unreadable stacks %" PRIu64
-				  ", unknown live blocks %" PRIu64,
+				  ", live map full %" PRIu64 ", calls lost %" PRIu64 ", samplers busy %" PRIu64
+				  ", unreadable stacks %" PRIu64 ", unknown live blocks %" PRIu64,
 		 s->hp.tot.samples, s->hp.tot.cancels, c[MW_CNT_RINGBUF_FULL], c[MW_CNT_LIVE_FULL],
-		 c[MW_CNT_PENDING_FULL], c[MW_CNT_STACK_FAIL], s->hp.tot.live_unknown);
+		 c[MW_CNT_PENDING_FULL], c[MW_CNT_BUSY], c[MW_CNT_STACK_FAIL], s->hp.tot.live_unknown);
 	struct profile_meta meta = {
 		.start_ns = s->start_real_ns,
 		.end_ns = (int64_t)now_ns(CLOCK_REALTIME),

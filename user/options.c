@@ -1,4 +1,5 @@
 #include "options.h"
+#include "version.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -81,6 +81,20 @@ static void arena_free(struct arena *a)
 
 struct sym_index;
 
+/* Address ranges of DIEs (units or functions), sorted by low. */
+struct die_range {
+	Dwarf_Addr low, high;
+	Dwarf_Addr max_high;	/* highest .high among this and all earlier ranges */
+	Dwarf_Die die;
+};
+
+struct die_ranges {
+	struct die_range *v;
+	size_t n, cap;
+};
+
+enum where { IN_TARGET, IN_HOST };
+
 struct file_identity {
 	unsigned char *build_id;	/* NULL: identified by the stat fields */
 	size_t build_id_len;
@@ -98,16 +112,19 @@ struct sym_file {
 	bool host_root;		/* the target shares our root */
 	char *debuglink;	/* .gnu_debuglink name, or NULL */
 	uint32_t debuglink_crc;
-	char *debug_target_path;/* separate debug file found, as the target sees it */
+	char *debug_path;	/* the separate debug file found, as seen in debug_where */
+	enum where debug_where;
 	bool main_debug_searched;
 	bool alt_missing;	/* the DWARF names a dwz alt file we did not find */
 	Dwfl *dwfl;
 	Dwfl_Module *mod;
 	Dwarf *dw;
+	Dwarf_Addr dwarf_bias;	/* module address - DWARF address (0 but for prelink) */
 	bool dwarf_loaded;
 	bool has_lines;
 	struct hmap results;	/* vaddr -> const struct sym_result * */
-	struct hmap cu_funcs;	/* CU DIE address -> struct cu_funcs * */
+	struct die_ranges units;	/* every compile unit's ranges */
+	struct hmap unit_functions;	/* CU DIE address -> struct die_ranges * */
 	struct sym_index *symbols;	/* built on first use */
 };
 
@@ -284,13 +301,6 @@ out:
 
 #define MAX_SYMLINKS 40
 
-/* Replaces dir (an fd we own) with next. */
-static void step_into(int *dir, int next)
-{
-	close(*dir);
-	*dir = next;
-}
-
 /* The next component of *rest (advanced past it) into name; false at the end. */
 static bool next_component(const char **rest, char *name, size_t size)
 {
@@ -317,65 +327,98 @@ static bool at_end(const char *rest)
 
 /* RESOLVE_IN_ROOT done by hand, for kernels before 5.6 (and sandboxes)
  * without openat2: one component at a time, absolute symlinks restart at
- * root_fd, ".." stops at it. */
+ * the root, ".." stops at it. */
+struct walk {
+	int root_fd;
+	int dir;		/* the directory reached so far; -1 on failure */
+	unsigned depth;		/* components below the root */
+	unsigned links;
+	const char *rest;	/* what is left of pending */
+	char pending[2 * 4096];
+};
+
+/* Replaces w->dir (an fd we own) with next. */
+static void walk_into(struct walk *w, int next)
+{
+	close(w->dir);
+	w->dir = next;
+}
+
+static void walk_up(struct walk *w)
+{
+	if (w->depth == 0)
+		return;
+	walk_into(w, openat(w->dir, "..", O_PATH | O_DIRECTORY | O_CLOEXEC));
+	w->depth--;
+}
+
+/* Continues the walk at the target of the symlink link_fd. */
+static bool walk_symlink(struct walk *w, int link_fd)
+{
+	char target[4096], joined[sizeof(w->pending)];
+	ssize_t n = readlinkat(link_fd, "", target, sizeof(target) - 1);
+	if (n <= 0 || ++w->links > MAX_SYMLINKS)
+		return false;
+	target[n] = '\0';
+	if (snprintf(joined, sizeof(joined), "%s/%s", target, w->rest) >= (int)sizeof(joined))
+		return false;
+	memcpy(w->pending, joined, sizeof(joined));
+	w->rest = w->pending;
+	if (target[0] == '/') {
+		walk_into(w, fcntl(w->root_fd, F_DUPFD_CLOEXEC, 0));
+		w->depth = 0;
+	}
+	return true;
+}
+
+/* Handles one component: false to stop (failure, or *file opened). */
+static bool walk_step(struct walk *w, const char *name, int flags, int *file)
+{
+	if (!strcmp(name, "."))
+		return true;
+	if (!strcmp(name, "..")) {
+		walk_up(w);
+		return true;
+	}
+	int fd = openat(w->dir, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	bool go_on = fd >= 0 && fstat(fd, &st) == 0;
+	if (go_on && S_ISLNK(st.st_mode)) {
+		go_on = walk_symlink(w, fd);
+	} else if (go_on && at_end(w->rest)) {
+		*file = openat(w->dir, name, flags | O_NOFOLLOW);
+		go_on = false;
+	} else if (go_on && S_ISDIR(st.st_mode)) {
+		walk_into(w, fd);
+		w->depth++;
+		return true;
+	} else {
+		go_on = false;
+	}
+	if (fd >= 0)
+		close(fd);
+	return go_on;
+}
+
 static int open_in_root_by_hand(int root_fd, const char *path, int flags)
 {
-	char pending[2 * 4096], name[256];
-	if (snprintf(pending, sizeof(pending), "%s", path) >= (int)sizeof(pending))
+	struct walk *w = calloc(1, sizeof(*w));
+	if (!w || snprintf(w->pending, sizeof(w->pending), "%s", path) >= (int)sizeof(w->pending)) {
+		free(w);
 		return -1;
-	int dir = fcntl(root_fd, F_DUPFD_CLOEXEC, 0);
-	unsigned depth = 0, links = 0;
-	const char *rest = pending;
-	while (dir >= 0 && next_component(&rest, name, sizeof(name))) {
-		if (!strcmp(name, "."))
-			continue;
-		if (!strcmp(name, "..")) {
-			if (depth > 0) {
-				step_into(&dir, openat(dir, "..", O_PATH | O_DIRECTORY | O_CLOEXEC));
-				depth--;
-			}
-			continue;
-		}
-		int fd = openat(dir, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-		struct stat st;
-		if (fd < 0 || fstat(fd, &st)) {
-			if (fd >= 0)
-				close(fd);
-			break;
-		}
-		if (S_ISLNK(st.st_mode)) {
-			char target[4096], joined[sizeof(pending)];
-			ssize_t n = readlinkat(fd, "", target, sizeof(target) - 1);
-			close(fd);
-			if (n <= 0 || ++links > MAX_SYMLINKS)
-				break;
-			target[n] = '\0';
-			if (snprintf(joined, sizeof(joined), "%s/%s", target, rest) >= (int)sizeof(joined))
-				break;
-			memcpy(pending, joined, sizeof(pending));
-			rest = pending;
-			if (target[0] == '/') {
-				step_into(&dir, fcntl(root_fd, F_DUPFD_CLOEXEC, 0));
-				depth = 0;
-			}
-			continue;
-		}
-		if (at_end(rest)) {
-			close(fd);
-			int file = openat(dir, name, flags | O_NOFOLLOW);
-			close(dir);
-			return file;
-		}
-		if (!S_ISDIR(st.st_mode)) {
-			close(fd);
-			break;
-		}
-		step_into(&dir, fd);
-		depth++;
 	}
-	if (dir >= 0)
-		close(dir);
-	return -1;
+	w->root_fd = root_fd;
+	w->dir = fcntl(root_fd, F_DUPFD_CLOEXEC, 0);
+	w->rest = w->pending;
+	int file = -1;
+	char name[256];
+	while (w->dir >= 0 && next_component(&w->rest, name, sizeof(name)) &&
+	       walk_step(w, name, flags, &file))
+		;
+	if (w->dir >= 0)
+		close(w->dir);
+	free(w);
+	return file;
 }
 
 /* Opens path inside the directory root_fd as if it were "/", so absolute
@@ -399,10 +442,9 @@ static int open_in_root(int root_fd, const char *path)
 	return open_in_root_by_hand(root_fd, path, flags);
 }
 
-enum where { IN_TARGET, IN_HOST };
-
 struct candidate {
 	int fd;
+	enum where where;
 	char *our_path;	/* the file as a path of ours, for libdwfl's messages */
 	char *target_path;
 };
@@ -445,6 +487,7 @@ static int open_candidate(struct sym_file *f, enum where where, const char *path
 		return -1;
 	}
 	c->fd = fd;
+	c->where = where;
 	return 0;
 }
 
@@ -597,14 +640,12 @@ static int find_alt_debug(struct sym_file *f, Dwfl_Module *mod, struct candidate
 	if (altname[0] == '/')
 		return try_candidate(f, IN_TARGET, altname, &want, c);
 	/* Relative names are relative to the file holding the DWARF. */
-	char *dir = dir_of(f->debug_target_path ?: f->target_path);
+	char *dir = dir_of(f->debug_path ?: f->target_path);
 	char path[4096];
 	int ret = -1;
-	if (dir && join_path(path, sizeof(path), dir, "/") &&
-	    strlen(path) + strlen(altname) < sizeof(path)) {
-		strcat(path, altname);
-		ret = try_candidate(f, IN_TARGET, path, &want, c);
-	}
+	int n = dir ? snprintf(path, sizeof(path), "%s/%s", dir, altname) : -1;
+	if (n > 0 && (size_t)n < sizeof(path))
+		ret = try_candidate(f, f->debug_path ? f->debug_where : IN_TARGET, path, &want, c);
 	free(dir);
 	return ret;
 }
@@ -627,7 +668,8 @@ static int find_debuginfo_cb(Dwfl_Module *mod, void **userdata, const char *modn
 			f->main_debug_searched = true;
 			found = find_main_debug(f, debuglink_file, debuglink_crc, &c);
 			if (!found) {
-				f->debug_target_path = c.target_path;
+				f->debug_path = c.target_path;
+				f->debug_where = c.where;
 				c.target_path = NULL;
 			}
 		}
@@ -674,7 +716,7 @@ static void sym_file_free(struct sym_file *f)
 	free(f->target_path);
 	free(f->root_prefix);
 	free(f->debuglink);
-	free(f->debug_target_path);
+	free(f->debug_path);
 	free(f);
 }
 
@@ -749,7 +791,7 @@ static struct sym_file *sym_file_create(struct symbolizer *s, int fd, struct pro
 	memset(p, 0, sizeof(*p));	/* f owns the probe's allocations now */
 	f->root_fd = -1;
 	hmap_init(&f->results, NULL, NULL);
-	hmap_init(&f->cu_funcs, NULL, NULL);
+	hmap_init(&f->unit_functions, NULL, NULL);
 	f->build_id_hex = f->id.build_id ? hex_string(f->id.build_id, f->id.build_id_len) : strdup("");
 	if (!f->build_id_hex || (display_path && !(f->target_path = strdup(display_path))) ||
 	    setup_root(f, root) || setup_dwfl(f, fd)) {
@@ -761,42 +803,6 @@ static struct sym_file *sym_file_create(struct symbolizer *s, int fd, struct pro
 }
 
 /* ---- lookups ---- */
-
-static bool elf_has_section(Elf *elf, const char *name, const char *alt_name)
-{
-	size_t shstrndx;
-	if (!elf || elf_getshdrstrndx(elf, &shstrndx))
-		return false;
-	for (Elf_Scn *scn = NULL; (scn = elf_nextscn(elf, scn));) {
-		GElf_Shdr shdr;
-		if (!gelf_getshdr(scn, &shdr) || shdr.sh_type == SHT_NOBITS)
-			continue;
-		const char *sname = elf_strptr(elf, shstrndx, shdr.sh_name);
-		if (sname && (!strcmp(sname, name) || !strcmp(sname, alt_name)))
-			return true;
-	}
-	return false;
-}
-
-static void load_dwarf(struct sym_file *f)
-{
-	if (f->dwarf_loaded)
-		return;
-	f->dwarf_loaded = true;
-	Dwarf_Addr bias;
-	f->dw = dwfl_module_getdwarf(f->mod, &bias);
-	/* Without this, libdw would look for the alt file itself, by its
-	 * name in our namespace and unchecked. (Dwarf *)-1 is libdw's own
-	 * "searched, none" mark, which dwarf_getalt honours. */
-	if (f->dw && f->alt_missing)
-		dwarf_setalt(f->dw, (Dwarf *)-1);
-	f->has_lines = f->dw && elf_has_section(dwarf_getelf(f->dw), ".debug_line", ".zdebug_line");
-	/* Every debug file search has happened by now. */
-	if (f->root_fd >= 0) {
-		close(f->root_fd);
-		f->root_fd = -1;
-	}
-}
 
 static void die_names(Dwarf_Die *die, struct frame *fr)
 {
@@ -833,57 +839,103 @@ static void call_site(Dwarf_Die *die, struct frame *loc)
 		loc->comp_dir = comp_dir;
 }
 
-static void source_line(struct sym_file *f, uint64_t vaddr, struct frame *fr)
+/* The line table row for pc in the unit cudie. */
+static void source_line(Dwarf_Die *cudie, Dwarf_Addr pc, struct frame *fr)
 {
-	Dwfl_Line *l = dwfl_module_getsrc(f->mod, vaddr);
+	Dwarf_Line *l = dwarf_getsrc_die(cudie, pc);
 	int line = 0;
-	fr->file = l ? dwfl_lineinfo(l, NULL, &line, NULL, NULL, NULL) : NULL;
-	fr->comp_dir = fr->file ? dwfl_line_comp_dir(l) : NULL;
-	fr->line = fr->file && line > 0 ? (unsigned)line : 0;
+	fr->file = l ? dwarf_linesrc(l, NULL, NULL) : NULL;
+	if (!fr->file)
+		return;
+	Dwarf_Attribute attr;
+	fr->comp_dir = dwarf_formstring(dwarf_attr(cudie, DW_AT_comp_dir, &attr));
+	fr->line = dwarf_lineno(l, &line) == 0 && line > 0 ? (unsigned)line : 0;
 }
 
-/* ---- per-CU function index ----
- * dwarf_getscopes + dwarf_getscopes_die walk a whole CU per lookup (about
- * 100 us per address in glibc's larger CUs). Instead, the first lookup in a
- * CU sorts the pc ranges of its functions; a lookup then descends only into
- * the one function containing the address. */
-
-struct fn_range {
-	Dwarf_Addr low, high;
-	Dwarf_Addr max_high;	/* highest .high among this and all earlier ranges */
-	Dwarf_Die die;
-};
-
-struct cu_funcs {
-	struct fn_range *v;
-	size_t n, cap;
-};
+/* ---- address -> DIE indexes ----
+ * libdwfl 0.188 finds a unit only through .debug_aranges, which clang and
+ * rustc do not emit, and dwarf_getscopes + dwarf_getscopes_die walk a whole
+ * unit per lookup (about 100 us per address in glibc's larger ones). So
+ * every unit's ranges are sorted once when DWARF is loaded, the ranges of a
+ * unit's functions on the first lookup in it, and a lookup descends only
+ * into the one function containing the address. */
 
 #define MAX_DIE_NESTING 64
 
-static int add_fn_ranges(struct cu_funcs *cf, Dwarf_Die *die)
+static int die_ranges_add(struct die_ranges *dr, Dwarf_Die *die)
 {
 	Dwarf_Addr base, low, high;
 	ptrdiff_t off = 0;
 	while ((off = dwarf_ranges(die, off, &base, &low, &high)) > 0) {
 		if (high <= low)
 			continue;
-		if (cf->n == cf->cap) {
-			size_t cap = cf->cap ? 2 * cf->cap : 64;
-			struct fn_range *v = realloc(cf->v, cap * sizeof(*v));
+		if (dr->n == dr->cap) {
+			size_t cap = dr->cap ? 2 * dr->cap : 64;
+			struct die_range *v = realloc(dr->v, cap * sizeof(*v));
 			if (!v)
 				return -1;
-			cf->v = v;
-			cf->cap = cap;
+			dr->v = v;
+			dr->cap = cap;
 		}
-		cf->v[cf->n++] = (struct fn_range){ .low = low, .high = high, .die = *die };
+		dr->v[dr->n++] = (struct die_range){ .low = low, .high = high, .die = *die };
 	}
 	return 0;
 }
 
+static int die_range_cmp(const void *a, const void *b)
+{
+	const struct die_range *x = a, *y = b;
+	return x->low < y->low ? -1 : x->low > y->low;
+}
+
+static void die_ranges_finish(struct die_ranges *dr)
+{
+	if (dr->n)
+		qsort(dr->v, dr->n, sizeof(*dr->v), die_range_cmp);
+	Dwarf_Addr max_high = 0;
+	for (size_t i = 0; i < dr->n; i++) {
+		if (dr->v[i].high > max_high)
+			max_high = dr->v[i].high;
+		dr->v[i].max_high = max_high;
+	}
+}
+
+static const Dwarf_Die *die_ranges_find(const struct die_ranges *dr, Dwarf_Addr pc)
+{
+	size_t lo = 0, hi = dr->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (dr->v[mid].low <= pc)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	/* Ranges should not overlap; if they do, the max_high prefix bounds
+	 * the walk back. */
+	for (size_t i = lo; i-- > 0 && dr->v[i].max_high > pc;)
+		if (pc < dr->v[i].high)
+			return &dr->v[i].die;
+	return NULL;
+}
+
+/* Compile units with code (skeleton units: their line tables; the split
+ * DWARF itself is never looked for, it would be opened by path). */
+static void index_units(struct sym_file *f)
+{
+	Dwarf_CU *cu = NULL;
+	Dwarf_Die cudie;
+	uint8_t unit_type;
+	while (dwarf_get_units(f->dw, cu, &cu, NULL, &unit_type, &cudie, NULL) == 0) {
+		if ((unit_type == DW_UT_compile || unit_type == DW_UT_skeleton) &&
+		    die_ranges_add(&f->units, &cudie))
+			break;
+	}
+	die_ranges_finish(&f->units);
+}
+
 /* Functions with code among the children of parent, looking through
  * namespaces, types and imported (dwz partial) units. */
-static int index_children(struct cu_funcs *cf, Dwarf_Die *parent, int depth)
+static int index_children(struct die_ranges *dr, Dwarf_Die *parent, int depth)
 {
 	Dwarf_Die child;
 	if (depth > MAX_DIE_NESTING || dwarf_child(parent, &child) != 0)
@@ -894,18 +946,18 @@ static int index_children(struct cu_funcs *cf, Dwarf_Die *parent, int depth)
 		int ret = 0;
 		switch (dwarf_tag(&child)) {
 		case DW_TAG_subprogram:
-			ret = add_fn_ranges(cf, &child);
+			ret = die_ranges_add(dr, &child);
 			break;
 		case DW_TAG_namespace:
 		case DW_TAG_module:
 		case DW_TAG_class_type:
 		case DW_TAG_structure_type:
 		case DW_TAG_union_type:
-			ret = index_children(cf, &child, depth + 1);
+			ret = index_children(dr, &child, depth + 1);
 			break;
 		case DW_TAG_imported_unit:
 			if (dwarf_formref_die(dwarf_attr(&child, DW_AT_import, &attr), &unit))
-				ret = index_children(cf, &unit, depth + 1);
+				ret = index_children(dr, &unit, depth + 1);
 			break;
 		}
 		if (ret)
@@ -914,65 +966,44 @@ static int index_children(struct cu_funcs *cf, Dwarf_Die *parent, int depth)
 	return 0;
 }
 
-static int fn_range_cmp(const void *a, const void *b)
-{
-	const struct fn_range *x = a, *y = b;
-	return x->low < y->low ? -1 : x->low > y->low;
-}
-
-static struct cu_funcs *build_cu_funcs(Dwarf_Die *cudie)
-{
-	struct cu_funcs *cf = calloc(1, sizeof(*cf));
-	if (!cf)
-		return NULL;
-	if (index_children(cf, cudie, 0)) {
-		free(cf->v);
-		free(cf);
-		return NULL;
-	}
-	if (cf->n)
-		qsort(cf->v, cf->n, sizeof(*cf->v), fn_range_cmp);
-	Dwarf_Addr max_high = 0;
-	for (size_t i = 0; i < cf->n; i++) {
-		if (cf->v[i].high > max_high)
-			max_high = cf->v[i].high;
-		cf->v[i].max_high = max_high;
-	}
-	return cf;
-}
-
-static struct cu_funcs *cu_funcs_of(struct sym_file *f, Dwarf_Die *cudie)
+static struct die_ranges *unit_functions(struct sym_file *f, Dwarf_Die *cudie)
 {
 	uint64_t key = (uint64_t)(uintptr_t)cudie->addr;
 	uint64_t h = hash_u64(key);
-	void **slot = hmap_find(&f->cu_funcs, h, key);
+	void **slot = hmap_find(&f->unit_functions, h, key);
 	if (slot)
 		return *slot;
-	struct cu_funcs *cf = build_cu_funcs(cudie);
-	if (cf && hmap_put(&f->cu_funcs, h, key, cf)) {
-		free(cf->v);
-		free(cf);
+	struct die_ranges *dr = calloc(1, sizeof(*dr));
+	if (!dr)
+		return NULL;
+	if (index_children(dr, cudie, 0) == 0)
+		die_ranges_finish(dr);
+	else
+		dr->n = 0;	/* out of memory: nothing rather than half */
+	if (hmap_put(&f->unit_functions, h, key, dr)) {
+		free(dr->v);
+		free(dr);
 		return NULL;
 	}
-	return cf;
+	return dr;
 }
 
-static const Dwarf_Die *function_at(const struct cu_funcs *cf, Dwarf_Addr pc)
+/* The unit containing vaddr: from our index, else from .debug_aranges. */
+static bool unit_at(struct sym_file *f, uint64_t vaddr, Dwarf_Die *cudie, Dwarf_Addr *pc)
 {
-	size_t lo = 0, hi = cf->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (cf->v[mid].low <= pc)
-			lo = mid + 1;
-		else
-			hi = mid;
+	const Dwarf_Die *unit = die_ranges_find(&f->units, vaddr - f->dwarf_bias);
+	if (unit) {
+		*cudie = *unit;
+		*pc = vaddr - f->dwarf_bias;
+		return true;
 	}
-	/* Ranges should not overlap; if they do, the max_high prefix bounds
-	 * the walk back. */
-	for (size_t i = lo; i-- > 0 && cf->v[i].max_high > pc;)
-		if (pc < cf->v[i].high)
-			return &cf->v[i].die;
-	return NULL;
+	Dwarf_Addr bias;
+	Dwarf_Die *die = dwfl_module_addrdie(f->mod, vaddr, &bias);
+	if (!die)
+		return false;
+	*cudie = *die;
+	*pc = vaddr - bias;
+	return true;
 }
 
 static bool may_hold_code(int tag)
@@ -1015,18 +1046,16 @@ static unsigned descend(const Dwarf_Die *fn, Dwarf_Addr pc, Dwarf_Die *chain)
  * stored in frames (room for MAX_DIE_NESTING), 0 if DWARF knows nothing. */
 static unsigned dwarf_frames(struct sym_file *f, uint64_t vaddr, struct frame *frames)
 {
-	if (!f->dw)
-		return 0;
-	Dwarf_Addr bias;
-	Dwarf_Die *cudie = dwfl_module_addrdie(f->mod, vaddr, &bias);
-	if (!cudie)
+	Dwarf_Die cudie;
+	Dwarf_Addr pc;
+	if (!f->dw || !unit_at(f, vaddr, &cudie, &pc))
 		return 0;
 	struct frame leaf = { 0 };
-	source_line(f, vaddr, &leaf);
-	struct cu_funcs *cf = cu_funcs_of(f, cudie);
-	const Dwarf_Die *fn = cf ? function_at(cf, vaddr - bias) : NULL;
+	source_line(&cudie, pc, &leaf);
+	struct die_ranges *functions = unit_functions(f, &cudie);
+	const Dwarf_Die *fn = functions ? die_ranges_find(functions, pc) : NULL;
 	Dwarf_Die chain[MAX_DIE_NESTING];
-	unsigned nchain = fn ? descend(fn, vaddr - bias, chain) : 0;
+	unsigned nchain = fn ? descend(fn, pc, chain) : 0;
 
 	unsigned n = 0;
 	struct frame loc = leaf;
@@ -1088,8 +1117,10 @@ static bool code_symbol(const char *name, const GElf_Sym *sym, GElf_Addr addr, G
 			Elf *elf, Dwarf_Addr bias, struct sym_entry *e)
 {
 	int type = GELF_ST_TYPE(sym->st_info);
-	if (!name || !*name || shndx == SHN_UNDEF || shndx == (GElf_Word)-1 || shndx >= SHN_LORESERVE ||
-	    (type != STT_FUNC && type != STT_GNU_IFUNC && type != STT_NOTYPE))
+	/* shndx is -1 for a symbol outside allocated sections; past
+	 * SHN_LORESERVE it is an extended index, which elf_getscn takes. */
+	if (!name || !*name || shndx == SHN_UNDEF || shndx == SHN_ABS || shndx == SHN_COMMON ||
+	    shndx == (GElf_Word)-1 || (type != STT_FUNC && type != STT_GNU_IFUNC && type != STT_NOTYPE))
 		return false;
 	GElf_Shdr shdr;
 	Elf_Scn *scn = elf_getscn(elf, shndx);
@@ -1182,12 +1213,13 @@ static const char *sym_index_lookup(const struct sym_index *idx, uint64_t vaddr)
 static void free_lookup_indexes(struct sym_file *f)
 {
 	struct hmap_slot *slot;
-	for (size_t i = 0; hmap_next(&f->cu_funcs, &i, &slot);) {
-		struct cu_funcs *cf = slot->val;
-		free(cf->v);
-		free(cf);
+	for (size_t i = 0; hmap_next(&f->unit_functions, &i, &slot);) {
+		struct die_ranges *dr = slot->val;
+		free(dr->v);
+		free(dr);
 	}
-	hmap_free(&f->cu_funcs);
+	hmap_free(&f->unit_functions);
+	free(f->units.v);
 	if (f->symbols)
 		free(f->symbols->v);
 	free(f->symbols);
@@ -1227,7 +1259,7 @@ static const struct sym_result *store_result(struct symbolizer *s, const struct 
 		const struct frame *fr = &frames[i];
 		const char *raw = intern(s, fr->linkage ?: fr->name);
 		const char *function = raw;
-		if (fr->linkage) {
+		if (fr->linkage && raw) {
 			function = demangle_interned(s, raw);
 			if (function == raw && fr->name)
 				function = intern(s, fr->name);
@@ -1242,6 +1274,43 @@ static const struct sym_result *store_result(struct symbolizer *s, const struct 
 	r->lines = lines;
 	r->nlines = n;
 	return r;
+}
+
+static bool elf_has_section(Elf *elf, const char *name, const char *alt_name)
+{
+	size_t shstrndx;
+	if (!elf || elf_getshdrstrndx(elf, &shstrndx))
+		return false;
+	for (Elf_Scn *scn = NULL; (scn = elf_nextscn(elf, scn));) {
+		GElf_Shdr shdr;
+		if (!gelf_getshdr(scn, &shdr) || shdr.sh_type == SHT_NOBITS)
+			continue;
+		const char *sname = elf_strptr(elf, shstrndx, shdr.sh_name);
+		if (sname && (!strcmp(sname, name) || !strcmp(sname, alt_name)))
+			return true;
+	}
+	return false;
+}
+
+static void load_dwarf(struct sym_file *f)
+{
+	if (f->dwarf_loaded)
+		return;
+	f->dwarf_loaded = true;
+	f->dw = dwfl_module_getdwarf(f->mod, &f->dwarf_bias);
+	/* Without this, libdw would look for the alt file itself, by its
+	 * name in our namespace and unchecked. (Dwarf *)-1 is libdw's own
+	 * "searched, none" mark, which dwarf_getalt honours. */
+	if (f->dw && f->alt_missing)
+		dwarf_setalt(f->dw, (Dwarf *)-1);
+	f->has_lines = f->dw && elf_has_section(dwarf_getelf(f->dw), ".debug_line", ".zdebug_line");
+	if (f->dw)
+		index_units(f);
+	/* Every debug file search has happened by now. */
+	if (f->root_fd >= 0) {
+		close(f->root_fd);
+		f->root_fd = -1;
+	}
 }
 
 static const struct sym_result *symbolize(struct sym_file *f, uint64_t vaddr)

@@ -4,8 +4,12 @@
  * Works for processes in other mount namespaces: the target's files are
  * handed in as open fds, and separate debug files are searched under the
  * target's root directory first (resolved with RESOLVE_IN_ROOT where the
- * kernel has openat2), then under the host's /usr/lib/debug.
+ * kernel has openat2, by hand otherwise), then under the host's
+ * /usr/lib/debug: by GNU build-id, then by .gnu_debuglink (checked by
+ * build-id or CRC), and the dwz alt file (.gnu_debugaltlink) likewise.
  *
+ * Each sym_file keeps an fd on its file (plus one per debug file) until
+ * symbolizer_free; the target's root stays open until its first lookup.
  * Not thread-safe: one symbolizer per thread, or lock around it. */
 #ifndef MW_SYMBOLIZE_H
 #define MW_SYMBOLIZE_H
@@ -33,7 +37,10 @@ struct sym_stats {
 	uint64_t debug_files;	/* separate debug files (incl. dwz alt files) opened */
 	uint64_t lookups;	/* sym_file_lookup calls */
 	uint64_t cache_hits;	/* lookups answered from the per-address cache */
-	uint64_t elf_opens;	/* ELF files opened or begun: new registrations + debug candidates */
+	uint64_t elf_opens;	/* files opened: registrations that made a new sym_file (its fd
+				 * dup'ed and handed to libdwfl) + debug file candidates.
+				 * A registration answered from the cache only reads the
+				 * ELF headers and notes of the fd it is given. */
 };
 
 struct symbolizer *symbolizer_new(void);
@@ -51,7 +58,10 @@ const char *sym_file_build_id(const struct sym_file *f);	/* lowercase hex, "" if
 /* DWARF line info available. Loads the debug info if no lookup has yet. */
 bool sym_file_has_debuginfo(const struct sym_file *f);
 
-/* vaddr: an ELF virtual address of that file (as in its symbol table).
+/* vaddr: an ELF virtual address of that file (as in its symbol table): for a
+ * runtime address in a mapping at start with file offset off, the vaddr is
+ * addr - start + off + (p_vaddr - p_offset) of the PT_LOAD holding off.
+ * For a return address, pass address - 1 to get the call's line.
  * Results are cached per (file, vaddr) and stay valid until symbolizer_free;
  * strings are owned by the symbolizer and interned (the same function name is
  * the same pointer). Never NULL. */
