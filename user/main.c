@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -117,6 +118,23 @@ static int check_environment(void)
 	return 0;
 }
 
+static struct rlimit original_nofile;
+
+/* The symbolizer keeps every object file (and debug file) open. A command
+ * gets the original limit back before exec. */
+static void raise_fd_limit(void)
+{
+	struct rlimit lim;
+
+	if (getrlimit(RLIMIT_NOFILE, &original_nofile))
+		return;
+	lim = original_nofile;
+	if (lim.rlim_cur < lim.rlim_max) {
+		lim.rlim_cur = lim.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &lim);
+	}
+}
+
 /* ---- output ---------------------------------------------------------- */
 
 static int open_output(struct session *s)
@@ -222,6 +240,7 @@ static pid_t fork_command(char *path, char **argv, int *go_fd)
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		signal(SIGPIPE, SIG_DFL);
+		setrlimit(RLIMIT_NOFILE, &original_nofile);
 		close(pfd[1]);
 		if (read(pfd[0], &go, 1) != 1)
 			_exit(127);
@@ -674,6 +693,7 @@ int main(int argc, char **argv)
 	libbpf_set_print(libbpf_log);
 	if (check_environment())
 		return 1;
+	raise_fd_limit();
 	/* Signals are read from a signalfd; block them before forking. */
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);

@@ -334,8 +334,7 @@ static void place_in_library(const char *path)
 {
 	struct elf_file *f = open_elf(path);
 	if (!f) {
-		print_message("%s: not installed, skipped\n", path);
-		return;
+		fail_msg("%s: not installed (tools/deps.sh installs it)", path);
 	}
 	print_message("%s\n", path);
 	for (size_t i = 0; i < sizeof(allocator_functions) / sizeof(allocator_functions[0]); i++) {
