@@ -69,6 +69,9 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%,$(UNIT_SRCS))
 $(OUTPUT)/tests/%: tests/unit/%.c $(LIBMW) | $(OUTPUT)/tests
 	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(LIBMW) $(LDLIBS) -lcmocka -o $@
 
+$(OUTPUT)/tests/test_unwind: CFLAGS += -fomit-frame-pointer
+$(OUTPUT)/tests/test_unwind: tests/unit/fixtures/unwind_capture.h tests/unit/fixtures/unwind_lib.c
+
 # Workloads the tests and benchmarks run: tests/workloads/Makefile.
 workloads:
 	$(MAKE) -C tests/workloads

@@ -12,6 +12,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
 #include "memwatch.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -224,16 +225,45 @@ static __always_inline __u32 capture_fp(struct mw_sample_event *e, struct pt_reg
 	return e->nframes * sizeof(__u64);
 }
 
-/* Copies the stack from sp upwards: the rest of sp's page, then whole pages
- * until cfg_stack_bytes or the first page that does not read. The loop is
- * unrolled, so the verifier knows each read's offset range; the scratch slot
- * holds cfg_stack_bytes + MW_STACK_CHUNK bytes of stack. */
+static long vma_end_cb(struct task_struct *task, struct vm_area_struct *vma, void *end)
+{
+	*(__u64 *)end = vma->vm_end;
+	return 0;
+}
+
+/* Where the useful stack above sp ends: the stack mapping's end, or before
+ * it, for the main thread, the initial stack pointer (above lie argv, environ
+ * and auxv), and for other threads the thread pointer (above lie the thread's
+ * TLS and libc's thread descriptor). No unwinder reads those. 0 if unknown. */
+static __always_inline __u64 stack_end(__u64 sp)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 end = 0, start_stack, tp;
+
+	if (bpf_find_vma(task, sp, vma_end_cb, &end, 0))
+		return 0;
+	start_stack = BPF_CORE_READ(task, mm, start_stack);
+	tp = BPF_CORE_READ(task, thread.fsbase);
+	if (start_stack > sp && start_stack < end)
+		end = start_stack + 2 * sizeof(__u64);
+	else if (tp > sp && tp < end)
+		end = tp;
+	return end;
+}
+
+/* Copies the stack from sp upwards: the rest of sp's page, then whole pages,
+ * up to cfg_stack_bytes or the end of the stack, whichever comes first. The
+ * loop is unrolled, so the verifier knows each read's offset range; the
+ * scratch slot holds cfg_stack_bytes + MW_STACK_CHUNK bytes of stack. */
 static __always_inline __u32 capture_snapshot(struct mw_sample_event *e, struct pt_regs *ctx)
 {
-	__u64 sp = ctx->sp;
+	__u64 sp = ctx->sp, end = stack_end(sp);
 	__u32 first = MW_STACK_CHUNK - (sp & (MW_STACK_CHUNK - 1));
+	__u64 want = cfg_stack_bytes;
 	__u32 copied = 0;
 
+	if (end > sp && end - sp < want)
+		want = end - sp;
 	fill_regs(e, ctx);
 	if (bpf_probe_read_user(e->data, first, (void *)sp)) {
 		count(MW_CNT_STACK_FAIL);
@@ -242,15 +272,14 @@ static __always_inline __u32 capture_snapshot(struct mw_sample_event *e, struct 
 	copied = first;
 #pragma unroll
 	for (int i = 0; i < MW_STACK_MAX / MW_STACK_CHUNK; i++) {
-		if (copied >= cfg_stack_bytes)
+		if (copied >= want)
 			break;
-		if (bpf_probe_read_user(e->data + copied, MW_STACK_CHUNK,
-					(void *)(sp + copied)))
+		if (bpf_probe_read_user(e->data + copied, MW_STACK_CHUNK, (void *)(sp + copied)))
 			break;
 		copied += MW_STACK_CHUNK;
 	}
-	if (copied > cfg_stack_bytes)
-		copied = cfg_stack_bytes;
+	if (copied > want)
+		copied = want;
 	e->stack_len = copied;
 	return copied;
 }

@@ -61,10 +61,14 @@ const char *attach_looked_for(void)
 	return "glibc (libc.so.6)";
 }
 
+/* pprof prunes a stack below the first match counted from the root, so this
+ * must match allocator functions only (never __libc_start_main). */
 const char *attach_drop_frames(void)
 {
 	return "malloc|calloc|realloc|reallocarray|free|cfree|posix_memalign|aligned_alloc|memalign|"
-	       "valloc|pvalloc|__libc_.*|__posix_memalign|_int_.*|_mid_memalign|tcache_.*|__GI___libc_.*";
+	       "valloc|pvalloc|(__GI_)?__libc_(malloc|calloc|realloc|reallocarray|free|memalign|valloc|pvalloc)|"
+	       "__posix_memalign|_int_(malloc|free|realloc|memalign)|_mid_memalign|tcache_.*|"
+	       "operator new.*|operator delete.*";
 }
 
 void attacher_init(struct attacher *a, const struct probe_progs *progs, bool multi, FILE *log)

@@ -513,6 +513,22 @@ size_t elf_file_names_at(struct elf_file *f, uint64_t vaddr, const char **names,
 	return count;
 }
 
+bool elf_file_func_containing(struct elf_file *f, uint64_t vaddr, struct elf_sym *out)
+{
+	if (ensure_symbols(f))
+		return false;
+	/* Nested or overlapping symbols are rare: look back a little. */
+	size_t i = first_at_or_after(f, vaddr + 1);
+	for (size_t back = 0; i > 0 && back < 8; back++) {
+		const struct elf_sym *s = &f->syms[--i].pub;
+		if (vaddr >= s->vaddr && vaddr < s->vaddr + s->size) {
+			*out = *s;
+			return true;
+		}
+	}
+	return false;
+}
+
 int elf_file_for_each_func(struct elf_file *f, int (*fn)(const struct elf_sym *sym, void *arg), void *arg)
 {
 	if (ensure_symbols(f))

@@ -46,6 +46,9 @@ bool elf_file_find_func(struct elf_file *f, const char *name, struct elf_sym *ou
  * deduplicated. Returns the count; fills up to max. */
 size_t elf_file_names_at(struct elf_file *f, uint64_t vaddr, const char **names, size_t max);
 
+/* The function symbol whose [vaddr, vaddr + size) holds vaddr. */
+bool elf_file_func_containing(struct elf_file *f, uint64_t vaddr, struct elf_sym *out);
+
 /* Calls fn for every defined function symbol name once, in address order,
  * with the symbol elf_file_find_func would return for that name. Stops when
  * fn returns nonzero and returns that value; 0 after the last, -ENOMEM if the

@@ -20,11 +20,13 @@
 
 #include "attach.h"
 #include "elf_file.h"
+#include "fpcheck.h"
 #include "heapbpf.h"
 #include "heapprof.h"
 #include "options.h"
-#include "version.h"
 #include "process.h"
+#include "unwind.h"
+#include "version.h"
 
 #define MAINTENANCE_NS 1000000000ull	/* live-map scans keep memory bounded */
 
@@ -34,6 +36,10 @@ struct session {
 	struct attacher att;
 	struct procs procs;
 	struct heapprof hp;
+	struct fpcheck fpc;		/* --stack-mode fp */
+	struct unwinder *unw;		/* --stack-mode auto, dwarf */
+	struct unwind_result unwound;
+	uint64_t stacks, fp_truncated;
 	pid_t target;
 	pid_t child;			/* -- CMD */
 	int child_status;
@@ -45,7 +51,6 @@ struct session {
 	int64_t start_real_ns;
 	uint64_t start_ns, next_scan_ns, next_summary_ns;
 	bool stop;
-	bool rescan;			/* the loader changed the target's maps */
 	char last_libbpf_error[256];
 };
 
@@ -253,12 +258,38 @@ static pid_t fork_command(char *path, char **argv, int *go_fd)
 	return pid;
 }
 
+static int attach_target(struct session *s, struct process *p);
+
 /* ---- events ---------------------------------------------------------- */
+
+/* The sample's frames, leaf first, and why they stop short (NULL: they reach
+ * the outermost frame). */
+static uint32_t sample_frames(struct session *s, struct process *p, const struct mw_sample_event *e, size_t len,
+			      const uint64_t **frames, const char **why)
+{
+	size_t payload = len - sizeof(*e);
+
+	if (e->mode == MW_STACK_FP) {
+		uint32_t n = e->nframes;
+		if (n > payload / sizeof(uint64_t))
+			n = payload / sizeof(uint64_t);
+		*frames = (const uint64_t *)e->data;
+		uint32_t kept = fpcheck_trusted(&s->fpc, &s->procs, p, *frames, n, why);
+		s->fp_truncated += *why != NULL;
+		return kept;
+	}
+	size_t stack_len = e->stack_len < payload ? e->stack_len : payload;
+	unwind_stack(s->unw, &s->procs, p, (const uint64_t *)e->regs, e->data, stack_len, &s->unwound);
+	*frames = s->unwound.pcs;
+	*why = s->unwound.truncated;
+	return s->unwound.n;
+}
 
 static void on_sample(struct session *s, const struct mw_sample_event *e, size_t len)
 {
 	struct process *p = procs_find(&s->procs, e->h.tgid);
-	uint32_t n = e->nframes;
+	const uint64_t *frames;
+	const char *why;
 
 	if (!p)
 		p = procs_get(&s->procs, e->h.tgid);
@@ -266,14 +297,25 @@ static void on_sample(struct session *s, const struct mw_sample_event *e, size_t
 		s->hp.tot.stack_oom++;
 		return;
 	}
-	if (sizeof(*e) + n * sizeof(uint64_t) > len)
-		n = (len - sizeof(*e)) / sizeof(uint64_t);
-	uint32_t stack = stacks_intern(&s->hp.st, &s->procs, p, (const uint64_t *)e->data, n, NULL);
+	uint32_t n = sample_frames(s, p, e, len, &frames, &why);
+	uint32_t stack = stacks_intern(&s->hp.st, &s->procs, p, frames, n, why);
+	s->stacks++;
 	if (stack == UINT32_MAX) {
 		s->hp.tot.stack_oom++;
 		return;
 	}
 	heapprof_add(&s->hp, e->sample_id, stack, e->h.tgid, e->size);
+}
+
+/* ld.so changed a -p target's link map: read its maps now, so that later
+ * samples resolve against them, and probe any allocator it brought. */
+static void on_loader(struct session *s, pid_t tgid)
+{
+	struct process *p = procs_find(&s->procs, tgid);
+
+	if (s->child || !p || process_refresh(&s->procs, p))
+		return;
+	attach_target(s, p);
 }
 
 static int on_event(void *ctx, void *data, size_t len)
@@ -293,7 +335,7 @@ static int on_event(void *ctx, void *data, size_t len)
 			heapprof_cancel(&s->hp, ((const struct mw_cancel_event *)data)->sample_id);
 		break;
 	case MW_EV_LOADER:
-		s->rescan = true;
+		on_loader(s, h->tgid);
 		break;
 	}
 	return 0;
@@ -306,8 +348,8 @@ static int load_bpf(struct session *s, pid_t tgid)
 	struct heapbpf_config cfg = {
 		.tgid = tgid,
 		.sample_bytes = s->opt.sample_bytes,
-		.stack_mode = MW_STACK_FP,
-		.stack_bytes = 16384,
+		.stack_mode = s->opt.stack_mode == STACK_FP ? MW_STACK_FP : MW_STACK_SNAPSHOT,
+		.stack_bytes = s->opt.stack_bytes,
 		.max_live = s->opt.max_live,
 		.ring_bytes = s->opt.ring_bytes,
 		.empty = s->opt.empty_probes,
@@ -512,6 +554,23 @@ static void print_losses(struct session *s, FILE *out)
 		c[MW_CNT_STACK_FAIL]);
 }
 
+static void describe_stacks(struct session *s, char *buf, size_t len)
+{
+	struct unwind_stats us;
+
+	if (s->opt.stack_mode == STACK_FP) {
+		snprintf(buf, len, "stacks: fp (kernel frame-pointer walk, caller from [sp]); %" PRIu64 " stacks, %" PRIu64
+				   " cut where a function keeps no frame pointer", s->stacks, s->fp_truncated);
+		return;
+	}
+	unwinder_stats(s->unw, &us);
+	snprintf(buf, len, "stacks: %s (CFI unwinding of %u-byte stack snapshots%s); %" PRIu64 " stacks, %" PRIu64
+			   " truncated: %" PRIu64 " snapshot too small, %" PRIu64 " other",
+		 stack_mode_name(s->opt.stack_mode), s->opt.stack_bytes,
+		 s->opt.stack_mode == STACK_AUTO ? ", frame pointers where a module has no CFI" : "", s->stacks,
+		 us.truncated_snapshot + us.truncated_other, us.truncated_snapshot, us.truncated_other);
+}
+
 static void print_summary(struct session *s, const char *when)
 {
 	const struct heap_totals *t = &s->hp.tot;
@@ -522,19 +581,17 @@ static void print_summary(struct session *s, const char *when)
 		t->alloc_bytes, t->alloc_objects);
 	heapprof_print_top(&s->hp, &s->procs, stderr, 10);
 	print_losses(s, stderr);
+	if (s->opt.verbose) {
+		char buf[256];
+		describe_stacks(s, buf, sizeof(buf));
+		fprintf(stderr, "memwatch: %s\n", buf);
+	}
 }
 
 static void maintain(struct session *s)
 {
 	uint64_t now = now_ns(CLOCK_MONOTONIC);
 
-	if (s->rescan && !s->child) {
-		/* -p: a dlopen may have brought a new allocator. */
-		struct process *p = procs_find(&s->procs, s->target);
-		s->rescan = false;
-		if (p && !process_refresh(&s->procs, p))
-			attach_target(s, p);
-	}
 	/* Events only wake us once a backlog builds up: drain on every turn. */
 	heapbpf_consume(&s->bpf);
 	if (now >= s->next_scan_ns) {
@@ -611,7 +668,9 @@ static int write_profile(struct session *s)
 		 p ? p->comm : "?", s->att.allocators[0] ? s->att.allocators : "none");
 	asprintf(&comments[nc++], "sampling: Poisson by bytes, mean interval %" PRIu64 " bytes; values are estimates",
 		 s->opt.sample_bytes);
-	asprintf(&comments[nc++], "stacks: frame pointers (caller from [sp])");
+	comments[nc] = malloc(256);
+	if (comments[nc])
+		describe_stacks(s, comments[nc++], 256);
 	asprintf(&comments[nc++], "samples %" PRIu64 ", cancelled %" PRIu64 "; losses: ring buffer full %" PRIu64
 				  ", live map full %" PRIu64 ", calls lost %" PRIu64 ", samplers busy %" PRIu64
 				  ", unreadable stacks %" PRIu64 ", unknown live blocks %" PRIu64,
@@ -702,6 +761,8 @@ int main(int argc, char **argv)
 	sigaddset(&mask, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	procs_init(&s.procs);
+	fpcheck_init(&s.fpc);
+	s.unw = unwinder_new();
 	heapprof_init(&s.hp, s.opt.sample_bytes, attach_drop_frames());
 	s.start_real_ns = (int64_t)now_ns(CLOCK_REALTIME);
 
@@ -736,6 +797,8 @@ out:
 	discard_output(&s);
 	heapbpf_destroy(&s.bpf);
 	heapprof_free(&s.hp);
+	unwinder_free(s.unw);
+	fpcheck_free(&s.fpc);
 	procs_free(&s.procs);
 	return r;
 }

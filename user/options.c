@@ -12,7 +12,13 @@ enum {
 	OPT_MAX_LIVE = 256,
 	OPT_RING_BYTES,
 	OPT_EMPTY_PROBES,
+	OPT_STACK_MODE,
+	OPT_STACK_BYTES,
 };
+
+#define STACK_BYTES_DEFAULT 32768
+#define STACK_BYTES_MIN 4096
+#define STACK_BYTES_MAX 65536
 
 static const char usage_text[] =
 	"Usage: memwatch -p PID [options]\n"
@@ -45,6 +51,15 @@ static const char usage_text[] =
 	"      --max-live N         sampled blocks tracked at once (default 262144);\n"
 	"                           more are counted as lost\n"
 	"      --ring-bytes N       ring buffer for events (default 16m)\n"
+	"\n"
+	"Stacks:\n"
+	"      --stack-mode MODE    auto (default): unwind with the binaries' CFI\n"
+	"                           (.eh_frame/.debug_frame), using the frame-pointer\n"
+	"                           rule only for modules without CFI; dwarf: CFI only;\n"
+	"                           fp: the kernel's frame-pointer walk, cut (and\n"
+	"                           marked) where a function keeps no frame pointer\n"
+	"      --stack-bytes N      stack copied per sampled call for unwinding\n"
+	"                           (default 32k, 4k..64k, a multiple of 4k)\n"
 	"\n"
 	"Benchmarking:\n"
 	"      --empty-probes       attach empty programs at the same probe sites and\n"
@@ -103,6 +118,24 @@ static int parse_u32(const char *s, uint32_t min, uint32_t *out)
 	return 0;
 }
 
+static const char *const stack_modes[] = { [STACK_AUTO] = "auto", [STACK_DWARF] = "dwarf", [STACK_FP] = "fp" };
+
+const char *stack_mode_name(enum stack_mode mode)
+{
+	return stack_modes[mode];
+}
+
+static int parse_stack_mode(const char *s, enum stack_mode *out)
+{
+	for (size_t i = 0; i < sizeof(stack_modes) / sizeof(stack_modes[0]); i++) {
+		if (!strcmp(s, stack_modes[i])) {
+			*out = (enum stack_mode)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
 int options_parse(int argc, char **argv, struct options *o)
 {
 	static const struct option longopts[] = {
@@ -117,6 +150,8 @@ int options_parse(int argc, char **argv, struct options *o)
 		{ "max-live", required_argument, NULL, OPT_MAX_LIVE },
 		{ "ring-bytes", required_argument, NULL, OPT_RING_BYTES },
 		{ "empty-probes", no_argument, NULL, OPT_EMPTY_PROBES },
+		{ "stack-mode", required_argument, NULL, OPT_STACK_MODE },
+		{ "stack-bytes", required_argument, NULL, OPT_STACK_BYTES },
 		{ 0 },
 	};
 	uint64_t v;
@@ -126,6 +161,7 @@ int options_parse(int argc, char **argv, struct options *o)
 	o->sample_bytes = 524288;
 	o->max_live = 262144;
 	o->ring_bytes = 16 << 20;
+	o->stack_bytes = STACK_BYTES_DEFAULT;
 	while ((c = getopt_long(argc, argv, "+p:o:d:s:i:vhV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
@@ -169,6 +205,15 @@ int options_parse(int argc, char **argv, struct options *o)
 			break;
 		case OPT_EMPTY_PROBES:
 			o->empty_probes = true;
+			break;
+		case OPT_STACK_MODE:
+			if (parse_stack_mode(optarg, &o->stack_mode))
+				return bad("--stack-mode (auto, dwarf or fp)", optarg);
+			break;
+		case OPT_STACK_BYTES:
+			if (parse_u32(optarg, STACK_BYTES_MIN, &o->stack_bytes) || o->stack_bytes > STACK_BYTES_MAX ||
+			    o->stack_bytes % 4096)
+				return bad("--stack-bytes (4k..64k, a multiple of 4k)", optarg);
 			break;
 		default:
 			fprintf(stderr, "memwatch: see memwatch --help\n");

@@ -6,6 +6,12 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+enum stack_mode {
+	STACK_AUTO,		/* CFI unwinding, frame-pointer rule where a module has no CFI */
+	STACK_DWARF,		/* CFI unwinding only */
+	STACK_FP,		/* kernel frame-pointer walk, cut where it cannot be trusted */
+};
+
 struct options {
 	pid_t pid;		/* -p; 0 with a command */
 	char **cmd;		/* after --; NULL with -p */
@@ -15,6 +21,8 @@ struct options {
 	double interval;	/* seconds between live summaries; 0: none */
 	int verbose;
 	uint32_t max_live;	/* sampled blocks tracked at once */
+	enum stack_mode stack_mode;
+	uint32_t stack_bytes;	/* stack snapshot size (auto, dwarf) */
 	uint32_t ring_bytes;
 	bool empty_probes;	/* benchmark floor: empty programs, no profile */
 };
@@ -23,5 +31,6 @@ struct options {
 int options_parse(int argc, char **argv, struct options *o);
 /* "512k", "1M", "4096": 0 or -1. */
 int parse_size(const char *s, uint64_t *out);
+const char *stack_mode_name(enum stack_mode mode);
 
 #endif

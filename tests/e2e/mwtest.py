@@ -20,7 +20,8 @@ DEFAULT_RATE = 524288
 # Allocator entry points: a sample's site is its first frame not matching.
 ALLOCATOR_RX = re.compile(
     r"^(malloc|calloc|realloc|reallocarray|free|posix_memalign|aligned_alloc|memalign|valloc|pvalloc"
-    r"|__libc_.*|__posix_memalign|_int_.*|_mid_memalign|__GI_.*)$")
+    r"|(__GI_)?__libc_(malloc|calloc|realloc|reallocarray|free|memalign|valloc|pvalloc)"
+    r"|__posix_memalign|_int_(malloc|free|realloc|memalign)|_mid_memalign|operator new.*|operator delete.*)$")
 
 
 def workload(name):
@@ -115,6 +116,24 @@ class Profile:
             for i, v in enumerate(sample[0][:4]):
                 t[i] += v
         return totals
+
+
+def traces(path, sample_index="alloc_space"):
+    """`go tool pprof -traces`: a list of ({label: value}, [frames leaf first])."""
+    env = dict(os.environ, PPROF_BINARY_PATH="/nonexistent", HOME=tempfile.gettempdir())
+    out = subprocess.run(["go", "tool", "pprof", "-symbolize=none", "-traces", "-sample_index=" + sample_index,
+                          path], capture_output=True, text=True, env=env, check=True).stdout
+    result = []
+    for block in out.split("-----------+-------------------------------------------------------\n")[1:]:
+        labels, frames = {}, []
+        for line in block.splitlines():
+            if len(line) > 11 and line[10] == ":" and line[:10].strip().isidentifier():
+                labels[line[:10].strip()] = line[11:].strip()
+            elif len(line) > 13:
+                frames.append(line[13:].strip())
+        if frames:
+            result.append((labels, frames))
+    return result
 
 
 def read_manifest(path):

@@ -12,7 +12,11 @@ GT = workload("groundtruth")
 
 
 class ExactTest(TestCase):
-    """With -s 1 every allocation is recorded: per-site values are exact."""
+    """With -s 1 every allocation is recorded: per-site values are exact.
+
+    These test accounting, so they use cheap frame-pointer stacks: eight
+    threads allocating flat out produce stacks faster than the DWARF
+    unwinder consumes them (those losses are counted, not silent)."""
 
     def check_exact(self, prof, manifest):
         sites = prof.by_site()
@@ -23,7 +27,7 @@ class ExactTest(TestCase):
 
     def test_command_exact(self):
         out, man = self.path("gt.pb.gz"), self.path("gt.manifest")
-        run = memwatch(["-s", "1", "-o", out, "--", GT, "--manifest", man])
+        run = memwatch(["-s", "1", "--stack-mode", "fp", "-o", out, "--", GT, "--manifest", man])
         self.assertEqual(run.returncode, 3, run.stderr)
         prof = Profile(out)
         self.check_exact(prof, read_manifest(man))
@@ -34,7 +38,7 @@ class ExactTest(TestCase):
     def test_pid_exact(self):
         out, man = self.path("gt.pb.gz"), self.path("gt.manifest")
         w = WaitingWorkload([GT, "--manifest", man])
-        mw = Attached(w.pid, ["-s", "1", "-o", out])
+        mw = Attached(w.pid, ["-s", "1", "--stack-mode", "fp", "-o", out])
         w.go()
         code, _, _ = w.finish()
         self.assertEqual(code, 3)
@@ -44,7 +48,7 @@ class ExactTest(TestCase):
 
     def test_threads_leave_nothing_in_use(self):
         out, man = self.path("gt.pb.gz"), self.path("gt.manifest")
-        run = memwatch(["-s", "1", "-o", out, "--", GT, "--manifest", man])
+        run = memwatch(["-s", "1", "--stack-mode", "fp", "-o", out, "--", GT, "--manifest", man])
         self.assertEqual(run.returncode, 3, run.stderr)
         got = Profile(out).by_site()["gt_threads_work"]
         self.assertEqual(got[0], 8 * 78 * 64)

@@ -1,0 +1,642 @@
+/* Unit tests for user/unwind.c: this process's own stack, captured the way
+ * memwatch's BPF program captures one at a probe (registers + a copy of the
+ * stack from rsp up), unwound and symbolized. Build with -O2
+ * -fomit-frame-pointer, like Debian's binaries: only CFI can unwind it.
+ * The dlopen test builds tests/unit/fixtures/unwind_lib.c with gcc at run
+ * time; the libc frames need libc6-dbg (for start_thread and
+ * __libc_start_call_main, absent from libc's .dynsym). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "elf_file.h"
+#include "process.h"
+#include "symbolize.h"
+#include "unwind.h"
+
+#include "fixtures/unwind_capture.h"
+
+#define NOIPA __attribute__((noipa))
+#define SNAPSHOT_CAP (512 * 1024)
+#define TRUNC_SNAPSHOT "[truncated: stack snapshot too small]"
+
+static volatile int sink;
+
+/* ---- capturing this thread's stack, four calls deep ---- */
+
+NOIPA static int capture(struct unwind_snapshot *s)
+{
+	UNWIND_CAPTURE(s);
+	sink++;
+	return (int)s->len;
+}
+
+NOIPA static int level3(struct unwind_snapshot *s)
+{
+	int r = capture(s);
+	sink += r;
+	return r + 1;
+}
+
+NOIPA static int level2(struct unwind_snapshot *s)
+{
+	int r = level3(s);
+	sink += r;
+	return r + 1;
+}
+
+NOIPA static int level1(struct unwind_snapshot *s)
+{
+	int r = level2(s);
+	sink += r;
+	return r + 1;
+}
+
+NOIPA static int recurse(struct unwind_snapshot *s, int depth)
+{
+	int r = depth ? recurse(s, depth - 1) : capture(s);
+	sink += r;
+	return r + 1;
+}
+
+static uintptr_t this_stack_top(void)
+{
+	pthread_attr_t attr;
+	void *addr = NULL;
+	size_t size = 0;
+	if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+		pthread_attr_getstack(&attr, &addr, &size);
+		pthread_attr_destroy(&attr);
+	}
+	return (uintptr_t)addr + size;
+}
+
+static struct unwind_snapshot *snapshot_new(void)
+{
+	struct unwind_snapshot *s = calloc(1, sizeof(*s));
+	assert_non_null(s);
+	s->stack = malloc(SNAPSHOT_CAP);
+	assert_non_null(s->stack);
+	s->cap = SNAPSHOT_CAP;
+	s->stack_top = this_stack_top();
+	assert_true(s->stack_top != 0);
+	return s;
+}
+
+static void snapshot_free(struct unwind_snapshot *s)
+{
+	free(s->stack);
+	free(s);
+}
+
+/* ---- the process, symbolized chains ---- */
+
+struct fixture {
+	struct procs ps;
+	struct process *p;
+	struct unwinder *u;
+};
+
+static void fixture_open(struct fixture *f)
+{
+	procs_init(&f->ps);
+	f->p = procs_get(&f->ps, getpid());
+	assert_non_null(f->p);
+	f->u = unwinder_new();
+	assert_non_null(f->u);
+}
+
+static void fixture_close(struct fixture *f)
+{
+	unwinder_free(f->u);
+	procs_free(&f->ps);
+}
+
+static const char *function_at(struct fixture *f, uint64_t addr)
+{
+	struct frame_at at;
+	if (!process_resolve(&f->ps, f->p, addr, &at) || !at.obj)
+		return "?";
+	struct sym_file *sym = objfile_symbols(&f->ps, at.obj);
+	if (!sym)
+		return "?";
+	const struct sym_result *r = sym_file_lookup(sym, at.vaddr);
+	return r->nlines && r->lines[r->nlines - 1].function ? r->lines[r->nlines - 1].function : "?";
+}
+
+/* Names of the frames, return addresses looked up at pc - 1. */
+static void name_frames(struct fixture *f, const struct unwind_result *r, const char **names)
+{
+	for (uint32_t i = 0; i < r->n; i++)
+		names[i] = function_at(f, i ? r->pcs[i] - 1 : r->pcs[i]);
+}
+
+static void print_chain(const struct unwind_result *r, const char **names)
+{
+	for (uint32_t i = 0; i < r->n; i++)
+		print_message("  #%-2u %#014llx %s\n", i, (unsigned long long)r->pcs[i], names[i]);
+	print_message("  (%s)\n", r->truncated ? r->truncated : "complete");
+}
+
+static int unwind_snapshot(struct fixture *f, const struct unwind_snapshot *s, size_t len,
+			   struct unwind_result *r)
+{
+	return unwind_stack(f->u, &f->ps, f->p, s->regs, s->stack, len, r);
+}
+
+static int index_of(const char **names, uint32_t n, uint32_t from, const char *name)
+{
+	for (uint32_t i = from; i < n; i++)
+		if (!strcmp(names[i], name))
+			return (int)i;
+	return -1;
+}
+
+/* names starts with want[0..n_want), in order. */
+static void assert_chain_starts(const char **names, uint32_t n, const char *const *want, uint32_t n_want)
+{
+	assert_true(n >= n_want);
+	for (uint32_t i = 0; i < n_want; i++)
+		assert_string_equal(names[i], want[i]);
+}
+
+/* ... then reaches main, called from __libc_start_call_main. */
+static void assert_reaches_main(const char **names, uint32_t n)
+{
+	int at_main = index_of(names, n, 0, "main");
+	assert_true(at_main > 0);
+	assert_true((uint32_t)at_main + 1 < n);
+	assert_string_equal(names[at_main + 1], "__libc_start_call_main");
+}
+
+static struct unwind_result *result_new(void)
+{
+	struct unwind_result *r = calloc(1, sizeof(*r));
+	assert_non_null(r);
+	return r;
+}
+
+/* ---- tests ---- */
+
+static void test_main_thread_chain(void **state)
+{
+	struct fixture f;
+	fixture_open(&f);
+	struct unwind_snapshot *s = snapshot_new();
+	level1(s);
+	struct unwind_result *r = result_new();
+	const char *names[UNWIND_MAX_FRAMES];
+
+	assert_int_equal(unwind_snapshot(&f, s, s->len, r), 0);
+	assert_true(r->n > 0);
+	assert_true(r->pcs[0] == s->regs[16]);
+	name_frames(&f, r, names);
+	print_chain(r, names);
+	static const char *const want[] = { "capture", "level3", "level2", "level1", "test_main_thread_chain" };
+	assert_chain_starts(names, r->n, want, 5);
+	assert_reaches_main(names, r->n);
+	assert_null(r->truncated);
+
+	struct unwind_stats st;
+	unwinder_stats(f.u, &st);
+	assert_int_equal(st.stacks, 1);
+	assert_int_equal(st.complete, 1);
+	assert_int_equal(st.frames, r->n);
+	assert_int_equal(st.dwfl_builds, 1);
+	free(r);
+	snapshot_free(s);
+	fixture_close(&f);
+}
+
+static void *thread_main(void *arg)
+{
+	struct unwind_snapshot *s = arg;
+	s->stack_top = this_stack_top();
+	level1(s);
+	return NULL;
+}
+
+static void test_second_thread_chain(void **state)
+{
+	struct fixture f;
+	fixture_open(&f);
+	struct unwind_snapshot *s = snapshot_new();
+	pthread_t thread;
+	assert_int_equal(pthread_create(&thread, NULL, thread_main, s), 0);
+	assert_int_equal(pthread_join(thread, NULL), 0);
+	struct unwind_result *r = result_new();
+	const char *names[UNWIND_MAX_FRAMES];
+
+	assert_int_equal(unwind_snapshot(&f, s, s->len, r), 0);
+	name_frames(&f, r, names);
+	print_chain(r, names);
+	static const char *const want[] = { "capture", "level3", "level2", "level1", "thread_main",
+					    "start_thread" };
+	assert_chain_starts(names, r->n, want, 6);
+	assert_true(r->n == 6 || (r->n == 7 && (!strcmp(names[6], "clone3") || !strcmp(names[6], "clone"))));
+	assert_null(r->truncated);
+	free(r);
+	snapshot_free(s);
+	fixture_close(&f);
+}
+
+static void test_small_snapshot(void **state)
+{
+	struct fixture f;
+	fixture_open(&f);
+	struct unwind_snapshot *s = snapshot_new();
+	level1(s);
+	struct unwind_result *full = result_new(), *cut = result_new(), *again = result_new();
+
+	assert_int_equal(unwind_snapshot(&f, s, s->len, full), 0);
+	assert_null(full->truncated);
+	assert_int_equal(unwind_snapshot(&f, s, 64, cut), 0);
+	assert_non_null(cut->truncated);
+	assert_string_equal(cut->truncated, TRUNC_SNAPSHOT);
+	assert_true(cut->n >= 1 && cut->n < full->n);
+	print_message("  64 bytes: %u of %u frames\n", cut->n, full->n);
+	for (uint32_t i = 0; i < cut->n; i++)
+		assert_true(cut->pcs[i] == full->pcs[i]);
+
+	/* The same reason is the same pointer. */
+	assert_int_equal(unwind_snapshot(&f, s, 64, again), 0);
+	assert_ptr_equal(again->truncated, cut->truncated);
+	/* Nothing at all copied: only the probed pc is known. */
+	assert_int_equal(unwind_snapshot(&f, s, 0, again), 0);
+	assert_ptr_equal(again->truncated, cut->truncated);
+	assert_true(again->pcs[0] == s->regs[16]);
+
+	struct unwind_stats st;
+	unwinder_stats(f.u, &st);
+	assert_int_equal(st.truncated_snapshot, 3);
+	assert_int_equal(st.complete, 1);
+	free(full);
+	free(cut);
+	free(again);
+	snapshot_free(s);
+	fixture_close(&f);
+}
+
+static void test_pc_in_no_mapping(void **state)
+{
+	struct fixture f;
+	fixture_open(&f);
+	struct unwind_snapshot *s = snapshot_new();
+	level1(s);
+	struct unwind_result *r = result_new();
+	uint64_t regs[MW_NREGS];
+	memcpy(regs, s->regs, sizeof(regs));
+	regs[16] = 0x10;	/* below mmap_min_addr: never mapped */
+
+	int rc = unwind_stack(f.u, &f.ps, f.p, regs, s->stack, s->len, r);
+	assert_true(rc < 0 || r->truncated);
+	assert_true(r->n >= 1);
+	assert_true(r->pcs[0] == 0x10);
+	print_message("  pc 0x10: rc %d, %u frames, %s\n", rc, r->n, r->truncated ? r->truncated : "complete");
+
+	struct unwind_stats st;
+	unwinder_stats(f.u, &st);
+	assert_true(st.refreshes >= 1);
+
+	/* Garbage registers and stack: no crash either. */
+	memset(regs, 0x41, sizeof(regs));
+	memset(s->stack, 0x41, s->cap);
+	rc = unwind_stack(f.u, &f.ps, f.p, regs, s->stack, s->cap, r);
+	assert_true(rc < 0 || r->truncated);
+	assert_true(r->n >= 1);
+	free(r);
+	snapshot_free(s);
+	fixture_close(&f);
+}
+
+static void test_too_deep(void **state)
+{
+	struct fixture f;
+	fixture_open(&f);
+	struct unwind_snapshot *s = snapshot_new();
+	recurse(s, 300);
+	struct unwind_result *r = result_new();
+	const char *names[UNWIND_MAX_FRAMES];
+
+	assert_int_equal(unwind_snapshot(&f, s, s->len, r), 0);
+	assert_int_equal(r->n, UNWIND_MAX_FRAMES);
+	assert_non_null(r->truncated);
+	assert_string_equal(r->truncated, "[truncated: more than 256 frames]");
+	name_frames(&f, r, names);
+	assert_string_equal(names[0], "capture");
+	for (uint32_t i = 1; i < r->n; i++)
+		assert_string_equal(names[i], "recurse");
+	struct unwind_stats st;
+	unwinder_stats(f.u, &st);
+	assert_int_equal(st.truncated_other, 1);
+	free(r);
+	snapshot_free(s);
+	fixture_close(&f);
+}
+
+static double now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static void test_reuse_and_speed(void **state)
+{
+	struct fixture f;
+	fixture_open(&f);
+	struct unwind_snapshot *s = snapshot_new();
+	level1(s);
+	struct unwind_result *first = result_new(), *r = result_new();
+	enum { ROUNDS = 10000 };
+
+	assert_int_equal(unwind_snapshot(&f, s, s->len, first), 0);
+	double start = now_us();
+	for (int i = 0; i < ROUNDS; i++) {
+		assert_int_equal(unwind_snapshot(&f, s, s->len, r), 0);
+		if (r->n != first->n || memcmp(r->pcs, first->pcs, r->n * sizeof(r->pcs[0])) || r->truncated)
+			fail_msg("unwind %d differs from the first", i);
+	}
+	double per_unwind = (now_us() - start) / ROUNDS;
+	print_message("  %.2f us per unwind (%u frames, %zu-byte snapshot)\n", per_unwind, first->n, s->len);
+
+	struct unwind_stats st;
+	unwinder_stats(f.u, &st);
+	assert_int_equal(st.dwfl_builds, 1);
+	assert_int_equal(st.refreshes, 0);
+	assert_int_equal(st.stacks, ROUNDS + 1);
+	assert_int_equal(st.complete, ROUNDS + 1);
+
+	/* A new generation without new code (an anonymous mapping) keeps the Dwfl. */
+	void *anon = mmap(NULL, 3 * 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(anon != MAP_FAILED);
+	unsigned generation = f.p->generation;
+	assert_int_equal(process_refresh(&f.ps, f.p), 0);
+	assert_true(f.p->generation != generation);
+	assert_int_equal(unwind_snapshot(&f, s, s->len, r), 0);
+	assert_null(r->truncated);
+	unwinder_stats(f.u, &st);
+	assert_int_equal(st.dwfl_builds, 1);
+	munmap(anon, 3 * 4096);
+
+	/* Forgetting the process drops its Dwfl. */
+	unwinder_forget(f.u, f.p->pid);
+	assert_int_equal(unwind_snapshot(&f, s, s->len, r), 0);
+	unwinder_stats(f.u, &st);
+	assert_int_equal(st.dwfl_builds, 2);
+	free(first);
+	free(r);
+	snapshot_free(s);
+	fixture_close(&f);
+}
+
+/* ---- libraries dlopen'ed after the Dwfl was built ---- */
+
+static struct {
+	char dir[64];		/* /tmp/test_unwind.XXXXXX */
+	char src[PATH_MAX];	/* tests/unit/fixtures */
+	bool plain, debug_frame, frame_pointers;	/* which libraries were built */
+} fx;
+
+static int run(const char *fmt, ...)
+{
+	char cmd[4 * PATH_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	return system(cmd);
+}
+
+static const char *fx_path(char *buf, const char *name)
+{
+	snprintf(buf, PATH_MAX, "%s/%s", fx.dir, name);
+	return buf;
+}
+
+/* tests/unit/fixtures: next to this source as compiled (relative to the
+ * repository root), else found from the binary in .output/tests/. */
+static bool find_fixture_sources(void)
+{
+	char file[PATH_MAX], exe[PATH_MAX];
+	snprintf(file, sizeof(file), "%s", __FILE__);
+	snprintf(fx.src, sizeof(fx.src), "%s/fixtures", dirname(file));
+	if (access(fx.src, R_OK) == 0)
+		return true;
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return false;
+	exe[n] = '\0';
+	snprintf(fx.src, sizeof(fx.src), "%s/../../tests/unit/fixtures", dirname(exe));
+	return access(fx.src, R_OK) == 0;
+}
+
+static int build_lib(const char *name, const char *flags)
+{
+	return run("gcc -O2 -shared -fPIC -Wl,--build-id=sha1 %s -I%s %s/unwind_lib.c -o %s/%s", flags, fx.src,
+		   fx.src, fx.dir, name);
+}
+
+static char *build_id_of(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct elf_file *elf = fd >= 0 ? elf_file_open(fd) : NULL;
+	char *id = elf && elf_file_build_id(elf) ? strdup(elf_file_build_id(elf)) : NULL;
+	if (elf)
+		elf_file_close(elf);
+	if (fd >= 0)
+		close(fd);
+	return id;
+}
+
+/* CFI only in .debug_frame, moved to a separate debug file installed by
+ * build-id under root/ (the target's root in that test). */
+static bool build_debug_frame_lib(void)
+{
+	const char *d = fx.dir;
+	char lib[PATH_MAX];
+	if (build_lib("libunwind_dbgframe.so", "-g -fomit-frame-pointer -fno-asynchronous-unwind-tables -fno-unwind-tables") ||
+	    run("objcopy --only-keep-debug %s/libunwind_dbgframe.so %s/dbgframe.debug", d, d) ||
+	    run("strip --strip-debug %s/libunwind_dbgframe.so", d))
+		return false;
+	char *id = build_id_of(fx_path(lib, "libunwind_dbgframe.so"));
+	int rc = !id || strlen(id) < 4 ||
+		 run("mkdir -p %s/root/usr/lib/debug/.build-id/%.2s && mv %s/dbgframe.debug %s/root/usr/lib/debug/.build-id/%.2s/%s.debug",
+		     d, id, d, d, id, id + 2);
+	free(id);
+	return rc == 0;
+}
+
+static int group_setup(void **state)
+{
+	snprintf(fx.dir, sizeof(fx.dir), "/tmp/test_unwind.XXXXXX");
+	if (!mkdtemp(fx.dir) || !find_fixture_sources())
+		return 0;	/* the fixture tests fail */
+	fx.plain = !build_lib("libunwind_plain.so", "-g -fomit-frame-pointer");
+	fx.debug_frame = build_debug_frame_lib();
+	fx.frame_pointers = !build_lib("libunwind_fp.so",
+				       "-fno-omit-frame-pointer -fno-asynchronous-unwind-tables -fno-unwind-tables");
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	if (strncmp(fx.dir, "/tmp/test_unwind.", 17) == 0)
+		run("rm -rf '%s'", fx.dir);
+	return 0;
+}
+
+typedef int (*lib_entry_fn)(struct unwind_snapshot *);
+
+NOIPA static int call_library(lib_entry_fn outer, struct unwind_snapshot *s)
+{
+	int r = outer(s);
+	sink += r;
+	return r + 1;
+}
+
+/* Captures s inside library name, dlopen'ed now; returns the handle. */
+NOIPA static void *capture_in_library(const char *name, struct unwind_snapshot *s)
+{
+	char lib[PATH_MAX];
+	void *handle = dlopen(fx_path(lib, name), RTLD_NOW | RTLD_LOCAL);
+	if (!handle)
+		fail_msg("dlopen %s: %s", lib, dlerror());
+	lib_entry_fn outer = (lib_entry_fn)dlsym(handle, "unwind_lib_outer");
+	assert_non_null(outer);
+	call_library(outer, s);
+	return handle;
+}
+
+/* Where the unwinder looks for the target's debug files. */
+static void set_root(struct fixture *f, const char *root)
+{
+	assert_true(strlen(root) < sizeof(f->p->root));
+	memcpy(f->p->root, root, strlen(root) + 1);
+}
+
+/* First unwinds a stack of this binary (one Dwfl build), then one captured
+ * in the new library: its pc is in no module, so the maps are re-read, the
+ * Dwfl rebuilt, and the unwind retried. */
+static void unwind_in_new_library(const char *name, const char *root)
+{
+	struct fixture f;
+	fixture_open(&f);
+	if (root)
+		set_root(&f, root);
+	struct unwind_snapshot *s = snapshot_new();
+	level1(s);
+	struct unwind_result *r = result_new();
+	const char *names[UNWIND_MAX_FRAMES];
+	struct unwind_stats st;
+
+	assert_int_equal(unwind_snapshot(&f, s, s->len, r), 0);
+	assert_null(r->truncated);
+	unwinder_stats(f.u, &st);
+	assert_int_equal(st.dwfl_builds, 1);
+
+	void *handle = capture_in_library(name, s);
+	assert_int_equal(unwind_snapshot(&f, s, s->len, r), 0);
+	name_frames(&f, r, names);
+	print_chain(r, names);
+	unwinder_stats(f.u, &st);
+	assert_int_equal(st.refreshes, 1);
+	assert_int_equal(st.dwfl_builds, 2);
+	static const char *const want[] = { "lib_capture", "lib_inner", "unwind_lib_outer", "call_library",
+					    "capture_in_library", "unwind_in_new_library" };
+	assert_chain_starts(names, r->n, want, 6);
+	assert_reaches_main(names, r->n);
+	assert_null(r->truncated);
+
+	free(r);
+	snapshot_free(s);
+	fixture_close(&f);
+	dlclose(handle);
+}
+
+static void test_dlopen_rebuilds(void **state)
+{
+	if (!fx.plain)
+		fail_msg("could not build the fixture library with gcc");
+	unwind_in_new_library("libunwind_plain.so", NULL);
+}
+
+/* No .eh_frame for the library's code: .debug_frame from its debug file,
+ * found by build-id under the target's root. */
+static void test_debug_frame_from_debug_file(void **state)
+{
+	char root[PATH_MAX];
+	if (!fx.debug_frame)
+		fail_msg("could not build the fixture library with gcc, objcopy and strip");
+	unwind_in_new_library("libunwind_dbgframe.so", fx_path(root, "root"));
+}
+
+/* The same library without its debug file: no CFI and no frame pointers. */
+static void test_no_unwind_info(void **state)
+{
+	char root[PATH_MAX], lib[PATH_MAX];
+	if (!fx.debug_frame)
+		fail_msg("could not build the fixture library with gcc, objcopy and strip");
+	struct fixture f;
+	fixture_open(&f);
+	set_root(&f, fx_path(root, "none"));
+	struct unwind_snapshot *s = snapshot_new();
+	void *handle = capture_in_library("libunwind_dbgframe.so", s);
+	s->regs[6] = 0;	/* rbp: no frame pointer for libdw's fallback to follow */
+	struct unwind_result *r = result_new();
+	const char *names[UNWIND_MAX_FRAMES];
+
+	assert_int_equal(unwind_snapshot(&f, s, s->len, r), 0);
+	name_frames(&f, r, names);
+	print_chain(r, names);
+	assert_string_equal(names[0], "lib_capture");
+	char want[PATH_MAX + 64];
+	snprintf(want, sizeof(want), "[truncated: no unwind info for %s]", fx_path(lib, "libunwind_dbgframe.so"));
+	assert_non_null(r->truncated);
+	assert_string_equal(r->truncated, want);
+
+	free(r);
+	snapshot_free(s);
+	fixture_close(&f);
+	dlclose(handle);
+}
+
+/* No CFI at all, but frame pointers: libdw's x86_64 fallback. */
+static void test_frame_pointer_fallback(void **state)
+{
+	if (!fx.frame_pointers)
+		fail_msg("could not build the fixture library with gcc");
+	unwind_in_new_library("libunwind_fp.so", NULL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_main_thread_chain),
+		cmocka_unit_test(test_second_thread_chain),
+		cmocka_unit_test(test_small_snapshot),
+		cmocka_unit_test(test_pc_in_no_mapping),
+		cmocka_unit_test(test_too_deep),
+		cmocka_unit_test(test_reuse_and_speed),
+		cmocka_unit_test(test_dlopen_rebuilds),
+		cmocka_unit_test(test_debug_frame_from_debug_file),
+		cmocka_unit_test(test_no_unwind_info),
+		cmocka_unit_test(test_frame_pointer_fallback),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

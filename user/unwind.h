@@ -1,0 +1,65 @@
+/* DWARF/CFI unwinding of user stack snapshots (MW_STACK_SNAPSHOT events),
+ * over elfutils libdwfl, the way perf --call-graph dwarf does it.
+ *
+ * One Dwfl per process, holding every file-backed executable mapping of the
+ * process's maps snapshot at its load bias. Files reach libdwfl only as dups
+ * of the objfiles' fds (opened through /proc/PID/map_files); separate debug
+ * files (for .debug_frame) are looked up by build-id under the target's root,
+ * then the host's. The Dwfl is reused while the executable mappings stay the
+ * same, and rebuilt when they change. Not thread-safe. */
+#ifndef MW_UNWIND_H
+#define MW_UNWIND_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "memwatch.h"	/* MW_NREGS */
+
+#define UNWIND_MAX_FRAMES 256
+
+struct procs;
+struct process;
+struct unwinder;
+
+struct unwind_result {
+	/* Leaf first: pcs[0] is the probed pc; the rest are return addresses
+	 * as found on the stack (not minus 1). */
+	uint64_t pcs[UNWIND_MAX_FRAMES];
+	uint32_t n;
+	/* NULL: the outermost frame was reached (its CFI ends the chain).
+	 * Else why the chain stops, as a synthetic frame name, e.g.
+	 * "[truncated: stack snapshot too small]". Interned for the life of
+	 * the program: the same reason is always the same pointer. */
+	const char *truncated;
+};
+
+struct unwind_stats {
+	uint64_t stacks;		/* unwind_stack calls */
+	uint64_t frames;		/* pcs returned, all calls together */
+	uint64_t complete;		/* chains that reached the outermost frame */
+	uint64_t truncated_snapshot;	/* "[truncated: stack snapshot too small]" */
+	uint64_t truncated_other;	/* any other reason, errors included */
+	uint64_t dwfl_builds;		/* per-process Dwfl (re)builds */
+	uint64_t refreshes;		/* process_refresh calls for unknown addresses */
+};
+
+struct unwinder *unwinder_new(void);
+void unwinder_free(struct unwinder *u);
+
+/* Unwinds one snapshot: regs in DWARF x86_64 numbering (regs[7] = rsp,
+ * regs[16] = rip), stack = stack_len bytes copied from rsp upwards.
+ * Returns 0 with whatever chain was found (a pc in no mapping gives one
+ * frame and a truncation), or -ENOMEM / -ENOENT (no usable module in p) when
+ * nothing could be done: out->n then holds pcs[0] and out->truncated says why.
+ * When an address falls in no module and no mapping of p's snapshot, p's maps
+ * are re-read (process_refresh) once, and the unwind retried if new code was
+ * mapped. */
+int unwind_stack(struct unwinder *u, struct procs *ps, struct process *p, const uint64_t regs[MW_NREGS],
+		 const uint8_t *stack, size_t stack_len, struct unwind_result *out);
+
+/* Drops what is cached for pid (call when the process is gone). */
+void unwinder_forget(struct unwinder *u, pid_t pid);
+void unwinder_stats(const struct unwinder *u, struct unwind_stats *out);
+
+#endif
