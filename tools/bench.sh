@@ -2,8 +2,11 @@
 # Probe-cost benchmark: ns per malloc+free pair of tools/churn.c under
 #   none     no probes
 #   floor    memwatch -p PID --empty-probes   (empty BPF programs at memwatch's probe sites)
-#   default  memwatch -p PID -o FILE          (sampling interval 524288 bytes)
+#   default  memwatch -p PID -o FILE          (sampling interval 524288 bytes, DWARF stacks)
+#   fp       memwatch -p PID --stack-mode fp  (the same with frame-pointer stacks)
 #   s1       memwatch -p PID -s 1 -o FILE     (every allocation recorded; fewer pairs)
+# and memwatch's own CPU: its share of one core, and its cost per 1,000
+# stacks (from the -s 1 runs, where every call yields a stack).
 # measured side by side, round-robin, R rounds; prints a Markdown table of the
 # medians to stdout (progress goes to stderr).
 #
@@ -16,7 +19,7 @@ set -euo pipefail
 usage() {
 	cat <<'EOF'
 usage: tools/bench.sh [--rounds R] [--pairs N] [--size BYTES]
-  --rounds R     rounds of all four configurations, interleaved (default 5)
+  --rounds R     rounds of all five configurations, interleaved (default 5)
   --pairs N      malloc+free pairs per run (default 2000000); the -s 1
                  configuration runs N/10 pairs (every call is recorded there)
   --size BYTES   bytes per malloc (default 64)
@@ -91,6 +94,10 @@ trap 'exit 130' INT TERM
 now() { date +%s.%N; }
 elapsed_over() { awk -v s="$1" -v n="$(now)" -v t="$2" 'BEGIN { exit !(n - s > t) }'; }
 
+CLK_TCK=$(getconf CLK_TCK)
+# utime + stime of PID in clock ticks (0 once it is gone).
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
 # Whether child PID has exited (zombie or reaped): kill -0 succeeds on zombies.
 exited() {
 	local state
@@ -128,14 +135,15 @@ wait_line() {
 	done
 }
 
-CONFIGS=(none floor default s1)
+CONFIGS=(none floor default fp s1)
 declare -A LABEL=(
 	[none]="none (no probes)"
 	[floor]="floor: \`memwatch -p PID --empty-probes\`"
-	[default]="memwatch default: \`memwatch -p PID -o FILE\` (-s 524288)"
+	[default]="memwatch default: \`memwatch -p PID -o FILE\` (-s 524288, DWARF stacks)"
+	[fp]="memwatch, frame-pointer stacks: \`memwatch -p PID --stack-mode fp -o FILE\`"
 	[s1]="memwatch -s 1: \`memwatch -p PID -s 1 -o FILE\`"
 )
-declare -A NS SAMPLES
+declare -A NS SAMPLES CPU_SHARE US_PER_STACK
 
 # run_one CONFIG ROUND: one measurement; appends ns/pair to NS[CONFIG].
 run_one() {
@@ -146,6 +154,7 @@ run_one() {
 	none) ;;
 	floor) mw_args=(--empty-probes) ;;
 	default) mw_args=(-o "$prof") ;;
+	fp) mw_args=(--stack-mode fp -o "$prof") ;;
 	s1)
 		mw_args=(-s 1 -o "$prof")
 		pairs=$S1_PAIRS
@@ -164,8 +173,11 @@ run_one() {
 		wait_line "$err" '^memwatch: profiling pid' "$MW_PID" "$READY_TIMEOUT" "memwatch -p $pid ${mw_args[*]}"
 	fi
 
+	local ticks0=0 ticks1=0
+	[[ -n $MW_PID ]] && ticks0=$(cpu_ticks "$MW_PID")
 	kill -USR1 "$pid"
 	wait_exit "$CHURN_PID" "$RUN_TIMEOUT" || die "churn ($cfg, $pairs pairs) still running after ${RUN_TIMEOUT}s"
+	[[ -n $MW_PID ]] && ticks1=$(cpu_ticks "$MW_PID")
 	CHURN_PID=
 	((RC == 0)) || die "churn ($cfg) exited with status $RC; its output:$(printf '\n'; sed 's/^/  | /' "$out")"
 	line=$(grep -E '^ns_per_pair=' "$out" || true)
@@ -184,6 +196,15 @@ run_one() {
 			local s
 			s=$(sed -n 's/^memwatch: done after .*: \([0-9][0-9]*\) samples.*/\1/p' "$err" | head -n1)
 			SAMPLES[$cfg]+="${s:-?} "
+			# "memwatch: own cost: C s CPU over T s, U us per stack (...)"
+			local cost
+			cost=$(sed -n 's/^memwatch: own cost: \([0-9.]*\) s CPU over \([0-9.]*\) s, \([0-9.]*\) us per stack.*/\1 \2 \3/p' "$err" | head -n1)
+			[[ -n $cost ]] || die "memwatch ($cfg) printed no 'own cost' line; its stderr:$(printf '\n'; sed 's/^/  | /' "$err")"
+			read -r _ _ us <<<"$cost"
+			# memwatch's CPU while the loop ran, against the loop's duration.
+			CPU_SHARE[$cfg]+="$(awk -v t0="$ticks0" -v t1="$ticks1" -v hz="$CLK_TCK" -v n="$pairs" -v ns="$ns" \
+				'BEGIN { d = n * ns / 1e9; printf "%.2f", (d > 0 ? 100 * (t1 - t0) / hz / d : 0) }') "
+			US_PER_STACK[$cfg]+="$us "
 		fi
 	fi
 	NS[$cfg]+="$ns "
@@ -232,8 +253,8 @@ Command: \`$CMDLINE\` ($ROUNDS rounds, configurations interleaved round-robin, m
 Date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); kernel: $(uname -r) ($(uname -m)); CPU: ${CPU:-unknown}, $(nproc) CPUs
 $("$MEMWATCH" -V 2>&1 | head -n1) (\`memwatch -V\`), tree $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown); glibc $(ldd --version 2>&1 | head -n1 | awk '{ print $NF }'); churn: \`gcc -O2 -g\`, $SIZE-byte blocks, 1 thread
 
-| configuration | pairs per run | median ns/pair | range | x floor | x none | samples (median) |
-|---|--:|--:|--:|--:|--:|--:|
+| configuration | pairs per run | median ns/pair | range | x floor | x none | samples (median) | memwatch CPU, % of a core |
+|---|--:|--:|--:|--:|--:|--:|--:|
 EOF
 for c in "${CONFIGS[@]}"; do
 	pairs=$PAIRS
@@ -242,9 +263,11 @@ for c in "${CONFIGS[@]}"; do
 	if [[ -n ${SAMPLES[$c]:-} ]]; then
 		samples=$(median "${SAMPLES[$c]//\?/}" 2>/dev/null) && samples=$(fmt "$samples" | sed 's/\..*$//') || samples="?"
 	fi
-	printf '| %s | %s | %s | %s | %s | %s | %s |\n' "${LABEL[$c]}" "$(fmt "$pairs" | sed 's/\.0$//')" \
+	share="-"
+	[[ -n ${CPU_SHARE[$c]:-} ]] && share=$(median "${CPU_SHARE[$c]}")
+	printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "${LABEL[$c]}" "$(fmt "$pairs" | sed 's/\.0$//')" \
 		"$(fmt "${MED[$c]}")" "$(spread "${NS[$c]}")" "$(ratio "${MED[$c]}" "${MED[floor]}")" \
-		"$(ratio "${MED[$c]}" "${MED[none]}")" "$samples"
+		"$(ratio "${MED[$c]}" "${MED[none]}")" "$samples" "$share"
 done
 cat <<EOF
 
@@ -252,4 +275,7 @@ cat <<EOF
   (memwatch's own work on top of the probe traps; the target is at most 1.2x)
 - floor / none: **$(ratio "${MED[floor]}" "${MED[none]}")x** (what the uprobe traps cost by themselves)
 - memwatch -s 1 / floor: $(ratio "${MED[s1]}" "${MED[floor]}")x (run with $(fmt "$S1_PAIRS" | sed 's/\.0$//') pairs instead of $(fmt "$PAIRS" | sed 's/\.0$//'): every call records a stack)
+- DWARF stacks / frame-pointer stacks at the default interval: **$(ratio "${MED[default]}" "${MED[fp]}")x** ns/pair
+- memwatch's CPU per 1,000 stacks unwound (DWARF, from the -s 1 runs): **$(awk -v u="$(median "${US_PER_STACK[s1]}")" 'BEGIN { printf "%.1f", u }') ms**
+  (memwatch CPU = its CPU time while churn's loop ran, over the loop's duration, from /proc/PID/stat)
 EOF

@@ -40,6 +40,7 @@ struct session {
 	struct unwinder *unw;		/* --stack-mode auto, dwarf */
 	struct unwind_result unwound;
 	uint64_t stacks, fp_truncated;
+	uint64_t stack_cpu_ns;		/* CPU spent turning samples into stacks */
 	pid_t target;
 	pid_t child;			/* -- CMD */
 	int child_status;
@@ -288,6 +289,7 @@ static uint32_t sample_frames(struct session *s, struct process *p, const struct
 static void on_sample(struct session *s, const struct mw_sample_event *e, size_t len)
 {
 	struct process *p = procs_find(&s->procs, e->h.tgid);
+	uint64_t cpu_start = now_ns(CLOCK_THREAD_CPUTIME_ID);
 	const uint64_t *frames;
 	const char *why;
 
@@ -300,6 +302,7 @@ static void on_sample(struct session *s, const struct mw_sample_event *e, size_t
 	uint32_t n = sample_frames(s, p, e, len, &frames, &why);
 	uint32_t stack = stacks_intern(&s->hp.st, &s->procs, p, frames, n, why);
 	s->stacks++;
+	s->stack_cpu_ns += now_ns(CLOCK_THREAD_CPUTIME_ID) - cpu_start;
 	if (stack == UINT32_MAX) {
 		s->hp.tot.stack_oom++;
 		return;
@@ -588,6 +591,18 @@ static void print_summary(struct session *s, const char *when)
 	}
 }
 
+static void print_own_cost(struct session *s)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru))
+		return;
+	double cpu = ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+	fprintf(stderr, "memwatch: own cost: %.2f s CPU over %.1f s, %.1f us per stack (%" PRIu64 " stacks), max RSS %ld MiB\n",
+		cpu, (now_ns(CLOCK_MONOTONIC) - s->start_ns) / 1e9,
+		s->stacks ? s->stack_cpu_ns / 1e3 / s->stacks : 0.0, s->stacks, ru.ru_maxrss / 1024);
+}
+
 static void maintain(struct session *s)
 {
 	uint64_t now = now_ns(CLOCK_MONOTONIC);
@@ -712,6 +727,7 @@ static int finish(struct session *s)
 	}
 	print_summary(s, "done after");
 	int err = write_profile(s);
+	print_own_cost(s);
 	if (!err)
 		fprintf(stderr, "memwatch: wrote %s\n", s->out_path);
 	return err;
