@@ -70,7 +70,7 @@ $(OUTPUT)/tests/%: tests/unit/%.c $(LIBMW) | $(OUTPUT)/tests
 	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(LIBMW) $(LDLIBS) -lcmocka -o $@
 
 $(OUTPUT)/tests/test_unwind: CFLAGS += -fomit-frame-pointer
-$(OUTPUT)/tests/test_unwind: tests/unit/fixtures/unwind_capture.h tests/unit/fixtures/unwind_lib.c
+$(OUTPUT)/tests/test_unwind: tests/unit/fixtures/unwind_capture.h tests/unit/fixtures/unwind_lib.c tests/unit/fixtures/unwind_cxx.cc
 
 # Workloads the tests and benchmarks run: tests/workloads/Makefile.
 workloads:

@@ -42,6 +42,12 @@ int enter_memalign_out(struct pt_regs *ctx)
 	return 0;
 }
 
+SEC("uprobe")
+int enter_xallocx(struct pt_regs *ctx)
+{
+	return 0;
+}
+
 SEC("uretprobe")
 int alloc_exit(struct pt_regs *ctx)
 {

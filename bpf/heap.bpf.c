@@ -42,11 +42,20 @@ struct pending_key {
 	__u64 sp;		/* stack pointer at entry: tells nested calls apart */
 };
 
+/* How a call returns its block. */
+enum result_kind {
+	RESULT_RET,		/* in rax; NULL means failure */
+	RESULT_OUT,		/* rax == 0 on success, the block at *out (posix_memalign) */
+	RESULT_INPLACE,		/* the block stays at out; rax >= size on success (xallocx) */
+};
+
 struct pending {
 	__u64 sample_id;	/* 0: the call is not sampled */
 	__u64 size;
 	__u64 old;		/* sampled block the call may release */
-	__u64 out;		/* where posix_memalign stores the block */
+	__u64 out;
+	__u32 kind;		/* enum result_kind */
+	__u32 pad;
 };
 
 struct {
@@ -368,10 +377,10 @@ static __always_inline bool array_size(__u64 count, __u64 size, __u64 *total)
 
 /*
  * Entry half of an allocation call asking for size bytes, possibly releasing
- * old, possibly storing its result at out. Returns true when the call needs
+ * old, returning its block as kind says (out: see enum result_kind). Returns true when the call needs
  * its return half: it was sampled, or it may release a sampled block.
  */
-static __always_inline bool enter_call(struct pt_regs *ctx, __u64 size, __u64 old, __u64 out)
+static __always_inline bool enter_call(struct pt_regs *ctx, __u64 size, __u64 old, __u64 out, __u32 kind)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32;
@@ -401,7 +410,7 @@ static __always_inline bool enter_call(struct pt_regs *ctx, __u64 size, __u64 ol
 	}
 
 	struct pending_key key = { .pid_tgid = pid_tgid, .sp = ctx->sp };
-	struct pending call = { .size = size, .old = old_live ? old : 0, .out = out };
+	struct pending call = { .size = size, .old = old_live ? old : 0, .out = out, .kind = kind };
 	struct pending *registered;
 	long err = bpf_map_update_elem(&pending, &key, &call, BPF_NOEXIST);
 
@@ -443,10 +452,17 @@ static __always_inline void exit_call(struct pt_regs *ctx, __u64 entry_sp)
 	bpf_map_delete_elem(&pending, &key);
 	count(MW_CNT_RETURNS);
 
-	if (call.out)
+	switch (call.kind) {
+	case RESULT_OUT:
 		ok = (int)ret == 0 && !bpf_probe_read_user(&addr, sizeof(addr), (void *)call.out);
-	else
+		break;
+	case RESULT_INPLACE:
+		ok = ret >= call.size;
+		addr = call.out;
+		break;
+	default:
 		ok = ret != 0;
+	}
 	/* realloc(p, 0) may free p and return NULL. */
 	if (call.old && (ok || call.size == 0)) {
 		lk.addr = call.old;
@@ -467,14 +483,14 @@ static __always_inline void exit_call(struct pt_regs *ctx, __u64 entry_sp)
 SEC("uprobe")
 int BPF_KPROBE(enter_size0, __u64 size)
 {
-	enter_call(ctx, size, 0, 0);
+	enter_call(ctx, size, 0, 0, RESULT_RET);
 	return 0;
 }
 
 SEC("uprobe")
 int BPF_KPROBE(enter_size1, __u64 align, __u64 size)
 {
-	enter_call(ctx, size, 0, 0);
+	enter_call(ctx, size, 0, 0, RESULT_RET);
 	return 0;
 }
 
@@ -484,14 +500,14 @@ int BPF_KPROBE(enter_calloc, __u64 count, __u64 size)
 	__u64 total;
 
 	if (array_size(count, size, &total))
-		enter_call(ctx, total, 0, 0);
+		enter_call(ctx, total, 0, 0, RESULT_RET);
 	return 0;
 }
 
 SEC("uprobe")
 int BPF_KPROBE(enter_realloc, __u64 old, __u64 size)
 {
-	enter_call(ctx, size, old, 0);
+	enter_call(ctx, size, old, 0, RESULT_RET);
 	return 0;
 }
 
@@ -501,14 +517,21 @@ int BPF_KPROBE(enter_reallocarray, __u64 old, __u64 count, __u64 size)
 	__u64 total;
 
 	if (array_size(count, size, &total))
-		enter_call(ctx, total, old, 0);
+		enter_call(ctx, total, old, 0, RESULT_RET);
 	return 0;
 }
 
 SEC("uprobe")
 int BPF_KPROBE(enter_memalign_out, __u64 out, __u64 align, __u64 size)
 {
-	enter_call(ctx, size, 0, out);
+	enter_call(ctx, size, 0, out, RESULT_OUT);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(enter_xallocx, __u64 ptr, __u64 size)
+{
+	enter_call(ctx, size, ptr, ptr, RESULT_INPLACE);
 	return 0;
 }
 
@@ -534,6 +557,26 @@ int free_enter(struct pt_regs *ctx)
 		return 0;
 	if (!bpf_map_delete_elem(&live, &key))
 		count(MW_CNT_FREES_TRACKED);
+	return 0;
+}
+
+/* A target that execs gets new maps: user space reads them and redoes the
+ * nesting ranges; probes on files the new image maps again still apply. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+	__u32 tgid = task->tgid;
+	struct mw_event_head *e;
+
+	if (cfg_target_tgid ? tgid != cfg_target_tgid : !bpf_map_lookup_elem(&nests, &tgid))
+		return 0;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(MW_CNT_RINGBUF_FULL);
+		return 0;
+	}
+	fill_head(e, MW_EV_EXEC, bpf_get_current_pid_tgid(), 0);
+	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
 

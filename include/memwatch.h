@@ -11,7 +11,7 @@
 #define MW_EXP_BITS		12
 #define MW_EXP_SIZE		(1u << MW_EXP_BITS)	/* exponential table cells */
 #define MW_EXP_FRAC_BITS	20	/* interpolation bits inside a cell */
-#define MW_NEST_RANGES		8	/* allocator bodies that nest probed calls */
+#define MW_NEST_RANGES		16	/* allocator bodies that nest probed calls */
 #define MW_STACK_MAX		65536	/* largest stack snapshot (--stack-bytes) */
 #define MW_STACK_CHUNK		4096	/* snapshots are copied page by page */
 #define MW_NREGS		17	/* DWARF x86_64 registers 0..16 (rip last) */
@@ -66,6 +66,7 @@ enum mw_layout {
 	MW_LAYOUT_REALLOCARRAY,	/* reallocarray(old, count, size) */
 	MW_LAYOUT_MEMALIGN_OUT,	/* posix_memalign(&out, align, size) */
 	MW_LAYOUT_FREE,		/* free(old), operator delete, dallocx, sdallocx */
+	MW_LAYOUT_XALLOCX,	/* xallocx(ptr, size, extra, flags): resizes in place */
 	MW_LAYOUT_COUNT,
 };
 
@@ -88,6 +89,7 @@ enum mw_event_type {
 	MW_EV_SAMPLE = 1,	/* a sampled allocation call, with its stack */
 	MW_EV_CANCEL,		/* that call failed: it allocated nothing */
 	MW_EV_LOADER,		/* the dynamic loader changed the link map */
+	MW_EV_EXEC,		/* a target process called exec */
 };
 
 struct mw_event_head {

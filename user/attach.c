@@ -10,70 +10,18 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "allocators.h"
 #include "elf_file.h"
 #include "memwatch.h"
 #include "process.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define NONE MW_ARG_NONE
 #define MAX_CODE 65536
-#define FORWARDER_MAX 64	/* bytes: larger tail-callers do work of their own */
 
-struct entry_spec {
-	const char *name;
-	enum mw_fn fn;
-	enum mw_layout layout;
-};
-
-struct allocator_spec {
-	const char *name;
-	const char *const *files;	/* basename prefixes of its shared object */
-	const char *signature;		/* a symbol only this allocator defines */
-	const struct entry_spec *entries;
-	size_t nentries;
-	const char *const *nesting;	/* functions that call other entries */
-};
-
-static const struct entry_spec glibc_entries[] = {
-	{ "malloc", MW_FN_MALLOC, MW_LAYOUT_SIZE0 },
-	{ "calloc", MW_FN_CALLOC, MW_LAYOUT_CALLOC },
-	{ "realloc", MW_FN_REALLOC, MW_LAYOUT_REALLOC },
-	{ "reallocarray", MW_FN_REALLOCARRAY, MW_LAYOUT_REALLOCARRAY },
-	{ "posix_memalign", MW_FN_POSIX_MEMALIGN, MW_LAYOUT_MEMALIGN_OUT },
-	{ "aligned_alloc", MW_FN_ALIGNED_ALLOC, MW_LAYOUT_SIZE1 },
-	{ "memalign", MW_FN_MEMALIGN, MW_LAYOUT_SIZE1 },
-	{ "valloc", MW_FN_VALLOC, MW_LAYOUT_SIZE0 },
-	{ "pvalloc", MW_FN_PVALLOC, MW_LAYOUT_SIZE0 },
-	{ "free", MW_FN_FREE, MW_LAYOUT_FREE },
-};
-
-static const char *const glibc_files[] = { "libc.so", "libc-", NULL };
-/* realloc calls malloc and free itself for realloc(NULL, n), realloc(p, 0)
- * and mmapped blocks. */
-static const char *const glibc_nesting[] = { "realloc", NULL };
-
-static const struct allocator_spec allocator_specs[] = {
-	{ "glibc", glibc_files, "__libc_malloc", glibc_entries, ARRAY_SIZE(glibc_entries), glibc_nesting },
-};
-
-const char *attach_looked_for(void)
-{
-	return "glibc (libc.so.6)";
-}
-
-/* pprof prunes a stack below the first match counted from the root, so this
- * must match allocator functions only (never __libc_start_main). */
-const char *attach_drop_frames(void)
-{
-	return "malloc|calloc|realloc|reallocarray|free|cfree|posix_memalign|aligned_alloc|memalign|"
-	       "valloc|pvalloc|(__GI_)?__libc_(malloc|calloc|realloc|reallocarray|free|memalign|valloc|pvalloc)|"
-	       "__posix_memalign|_int_(malloc|free|realloc|memalign)|_mid_memalign|tcache_.*|"
-	       "operator new.*|operator delete.*";
-}
-
-void attacher_init(struct attacher *a, const struct probe_progs *progs, bool multi, FILE *log)
+void attacher_init(struct attacher *a, const struct probe_progs *progs, bool multi, const char *only, FILE *log)
 {
 	memset(a, 0, sizeof(*a));
+	a->only = only;
 	a->progs = *progs;
 	a->multi = multi;
 	a->log = log;
@@ -219,35 +167,8 @@ static const unsigned layout_args[MW_LAYOUT_COUNT] = {
 	[MW_LAYOUT_REALLOCARRAY] = PLACE_ARG(0) | PLACE_ARG(1) | PLACE_ARG(2),
 	[MW_LAYOUT_MEMALIGN_OUT] = PLACE_ARG(0) | PLACE_ARG(2),
 	[MW_LAYOUT_FREE] = PLACE_ARG(0),
+	[MW_LAYOUT_XALLOCX] = PLACE_ARG(0) | PLACE_ARG(1),
 };
-
-static bool spec_has_entry(const struct allocator_spec *spec, const char *name)
-{
-	for (size_t i = 0; i < spec->nentries; i++)
-		if (!strcmp(spec->entries[i].name, name))
-			return true;
-	return false;
-}
-
-/* Another probed entry that this function tail-calls, if any. */
-static const char *tail_calls(struct elf_file *elf, const struct allocator_spec *spec, const struct elf_sym *sym,
-			       const uint8_t *code, size_t len)
-{
-	uint64_t targets[8];
-	size_t n = find_tail_calls(code, len, sym->vaddr, targets, ARRAY_SIZE(targets));
-
-	for (size_t i = 0; i < n && i < ARRAY_SIZE(targets); i++) {
-		const char *names[8];
-		const char *plt = elf_file_plt_target(elf, targets[i]);
-		size_t nn = plt ? 1 : elf_file_names_at(elf, targets[i], names, ARRAY_SIZE(names));
-		if (plt)
-			names[0] = plt;
-		for (size_t j = 0; j < nn && j < ARRAY_SIZE(names); j++)
-			if (strcmp(names[j], sym->name) && spec_has_entry(spec, names[j]))
-				return names[j];
-	}
-	return NULL;
-}
 
 /* Where vaddr of o is mapped in p, or 0. */
 static uint64_t runtime_addr(const struct process *p, const struct objfile *o, uint64_t vaddr)
@@ -264,27 +185,26 @@ static uint64_t runtime_addr(const struct process *p, const struct objfile *o, u
 	return 0;
 }
 
+/* Allocator functions that call other entries themselves (glibc realloc
+ * calls malloc and free): calls from inside them are not user calls. */
 static int add_nesting(struct attacher *a, const struct process *p, const struct objfile *o,
-		       const struct allocator_spec *spec)
+		       const struct allocator *alloc)
 {
 	struct mw_nest nest = { 0 };
 	__u32 tgid = p->pid;
-	int used = 0;
+	size_t used = 0;
 
 	if (a->progs.nests_fd < 0)
 		return 0;
 	if (!bpf_map_lookup_elem(a->progs.nests_fd, &tgid, &nest))
 		while (used < MW_NEST_RANGES && nest.end[used])
 			used++;
-	for (const char *const *fn = spec->nesting; *fn && used < MW_NEST_RANGES; fn++) {
-		struct elf_sym sym;
-		if (!elf_file_find_func(o->elf, *fn, &sym))
-			continue;
-		uint64_t start = runtime_addr(p, o, sym.vaddr);
+	for (size_t i = 0; i < alloc->nnesting && used < MW_NEST_RANGES; i++) {
+		uint64_t start = runtime_addr(p, o, alloc->nesting[i].vaddr);
 		if (!start)
 			continue;
 		nest.start[used] = start;
-		nest.end[used++] = start + sym.size;
+		nest.end[used++] = start + alloc->nesting[i].size;
 	}
 	return bpf_map_update_elem(a->progs.nests_fd, &tgid, &nest, BPF_ANY) ? -errno : 0;
 }
@@ -298,61 +218,60 @@ struct site {
 
 /* Places the probes of one entry point, adding them to reqs; 1 if placed, 0
  * if skipped, -errno. sites/nsites deduplicate aliases. */
-static int probe_entry(struct attacher *a, struct objfile *o, const struct allocator_spec *spec,
-		       const struct entry_spec *e, struct site *sites, size_t *nsites, struct probe_req *reqs,
-		       size_t *nreqs)
+static int probe_entry(struct attacher *a, struct objfile *o, const struct alloc_entry *e, struct site *sites,
+		       size_t *nsites, struct probe_req *reqs, size_t *nreqs)
 {
 	static uint8_t code[MAX_CODE];
-	struct elf_sym sym;
 	struct placement pl;
-	uint64_t offset;
+	uint64_t offset, cookie = e->fn;
 	ssize_t len;
-	const char *fwd;
 
-	if (!elf_file_find_func(o->elf, e->name, &sym))
+	if (e->forwards_to) {
+		if (a->log)
+			fprintf(a->log, "  %-24s forwards to %s: counted there\n", e->name, e->forwards_to);
 		return 0;
-	len = elf_file_read(o->elf, sym.vaddr, code, sym.size && sym.size < MAX_CODE ? sym.size : MAX_CODE);
+	}
+	len = elf_file_read(o->elf, e->vaddr, code, e->size && e->size < MAX_CODE ? e->size : MAX_CODE);
 	if (len <= 0)
 		return len < 0 ? (int)len : -ENOENT;
-	uint64_t cookie = e->fn;
-	if ((fwd = tail_calls(o->elf, spec, &sym, code, len))) {
-		/* A tiny wrapper (glibc's reallocarray) is counted in the
-		 * entry it jumps to; probing it too would count twice. */
-		if (sym.size <= FORWARDER_MAX) {
-			if (a->log)
-				fprintf(a->log, "  %-16s forwards to %s: counted there\n", e->name, fwd);
-			return 0;
-		}
-		cookie |= MW_COOKIE_TAILCALLS;
-	}
-	int err = place_probe(code, len, sym.vaddr, layout_args[e->layout], &pl);
+	int err = place_probe(code, len, e->vaddr, layout_args[e->layout], &pl);
 	if (err)
 		return err;
-	if (elf_file_vaddr_to_offset(o->elf, sym.vaddr + pl.offset, &offset))
+	if (elf_file_vaddr_to_offset(o->elf, e->vaddr + pl.offset, &offset))
 		return -ENOENT;
 	for (size_t i = 0; i < *nsites; i++) {
 		if (sites[i].offset == offset) {
 			if (a->log)
-				fprintf(a->log, "  %-16s alias of %s: one probe\n", e->name, sites[i].names);
+				fprintf(a->log, "  %-24s alias of %s: one probe\n", e->name, sites[i].names);
 			return 0;
 		}
 	}
 	if (*nsites == MAX_SITES)
 		return -E2BIG;
+	if (e->tail_calls && e->layout != MW_LAYOUT_FREE)
+		cookie |= MW_COOKIE_TAILCALLS;
 	reqs[(*nreqs)++] = (struct probe_req){ a->progs.enter[e->layout], offset, cookie, false };
 	if (e->layout != MW_LAYOUT_FREE)
 		reqs[(*nreqs)++] = (struct probe_req){ a->progs.exit, offset, cookie, true };
 	sites[*nsites].offset = offset;
 	snprintf(sites[(*nsites)++].names, sizeof(sites[0].names), "%s", e->name);
-	a->nprobes++;
 	if (a->log)
-		fprintf(a->log, "  %-16s 0x%" PRIx64 "+%" PRIu64 " (file offset 0x%" PRIx64 "): %s%s%s%s%s\n", e->name,
-			sym.vaddr, pl.offset, offset, pl.insn, pl.emulated ? ", emulated" : ", single-stepped: ",
-			pl.emulated ? "" : pl.why, fwd ? "; may tail-call " : "", fwd ? fwd : "");
+		fprintf(a->log, "  %-24s 0x%" PRIx64 "+%" PRIu64 " (file offset 0x%" PRIx64 "): %s%s%s%s%s\n", e->name,
+			e->vaddr, pl.offset, offset, pl.insn, pl.emulated ? ", emulated" : ", single-stepped: ",
+			pl.emulated ? "" : pl.why, e->tail_calls ? "; may tail-call " : "",
+			e->tail_calls ? e->tail_calls : "");
 	return 1;
 }
 
-static int probe_file(struct attacher *a, struct process *p, const struct mapping *m, const struct allocator_spec *spec)
+static void note_allocator(struct attacher *a, const char *name)
+{
+	size_t len = strlen(a->allocators);
+
+	if (!strstr(a->allocators, name))
+		snprintf(a->allocators + len, sizeof(a->allocators) - len, "%s%s", len ? "," : "", name);
+}
+
+static int probe_file(struct attacher *a, struct process *p, const struct mapping *m, const struct allocator *alloc)
 {
 	struct objfile *o = m->data;
 	struct site sites[MAX_SITES];
@@ -363,13 +282,14 @@ static int probe_file(struct attacher *a, struct process *p, const struct mappin
 
 	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)p->pid, m->start, m->end);
 	if (a->log)
-		fprintf(a->log, "memwatch: pid %d: %s allocator in %s (build-id %s)\n", (int)p->pid, spec->name,
-			o->path, elf_file_build_id(o->elf) ? elf_file_build_id(o->elf) : "none");
-	for (size_t i = 0; i < spec->nentries; i++) {
-		int r = probe_entry(a, o, spec, &spec->entries[i], sites, &nsites, reqs, &nreqs);
+		fprintf(a->log, "memwatch: pid %d: %s%s%s%s allocator in %s (build-id %s)\n", (int)p->pid, alloc->name,
+			alloc->prefix[0] ? " (prefix " : "", alloc->prefix, alloc->prefix[0] ? ")" : "", o->path,
+			elf_file_build_id(o->elf) ? elf_file_build_id(o->elf) : "none");
+	for (size_t i = 0; i < alloc->nentries; i++) {
+		int r = probe_entry(a, o, &alloc->entries[i], sites, &nsites, reqs, &nreqs);
 		if (r < 0) {
 			if (a->log)
-				fprintf(a->log, "  %-16s cannot probe: %s\n", spec->entries[i].name, strerror(-r));
+				fprintf(a->log, "  %-24s cannot probe: %s\n", alloc->entries[i].name, strerror(-r));
 			return r;
 		}
 		attached += r;
@@ -377,69 +297,75 @@ static int probe_file(struct attacher *a, struct process *p, const struct mappin
 	if (!attached)
 		return -ENOENT;
 	/* Nesting ranges first: the probes may fire the moment they exist. */
-	int err = add_nesting(a, p, o, spec);
+	int err = add_nesting(a, p, o, alloc);
 	if (!err)
 		err = attach_reqs(a, reqs, nreqs, p->pid, path);
-	if (err)
-		return err;
-	size_t len = strlen(a->allocators);
-	if (!strstr(a->allocators, spec->name))
-		snprintf(a->allocators + len, sizeof(a->allocators) - len, "%s%s", len ? "," : "", spec->name);
-	return 0;
+	if (!err)
+		note_allocator(a, alloc->name);
+	return err;
 }
 
-static bool basename_matches(const char *path, const char *const *prefixes)
+static uint64_t visit_key(pid_t pid, const struct objfile *o)
 {
-	const char *base = strrchr(path, '/');
-
-	base = base ? base + 1 : path;
-	for (const char *const *p = prefixes; *p; p++)
-		if (!strncmp(base, *p, strlen(*p)))
-			return true;
-	return false;
-}
-
-static const struct allocator_spec *identify(struct objfile *o)
-{
-	struct elf_sym sym;
-
-	if (!o || !o->elf)
-		return NULL;
-	for (size_t i = 0; i < ARRAY_SIZE(allocator_specs); i++) {
-		const struct allocator_spec *spec = &allocator_specs[i];
-		if (basename_matches(o->path, spec->files) && elf_file_find_func(o->elf, spec->signature, &sym))
-			return spec;
-	}
-	return NULL;
+	return hash_u64((uintptr_t)o) ^ (uint64_t)pid;
 }
 
 /* Marks (pid, objfile) as handled; false if it already was. */
 static bool first_visit(struct attacher *a, pid_t pid, const struct objfile *o)
 {
-	uint64_t key = hash_u64((uintptr_t)o) ^ (uint64_t)pid;
+	uint64_t key = visit_key(pid, o);
 	bool fresh = false;
 
 	hmap_upsert(&a->done, hash_u64(key), key, &fresh);
 	return fresh;
 }
 
+static bool visited(const struct attacher *a, pid_t pid, const struct objfile *o)
+{
+	uint64_t key = visit_key(pid, o);
+	return hmap_find(&a->done, hash_u64(key), key) != NULL;
+}
+
 int attach_allocators(struct attacher *a, struct procs *ps, struct process *p)
 {
+	static struct allocator alloc;
 	int found = 0;
 
 	for (size_t i = 0; i < p->maps.n; i++) {
 		const struct mapping *m = &p->maps.v[i];
-		if (!m->executable || !m->data || !first_visit(a, p->pid, m->data))
+		struct objfile *o = m->data;
+		if (!m->executable || !o || !o->elf || !first_visit(a, p->pid, o))
 			continue;
-		const struct allocator_spec *spec = identify(m->data);
-		if (!spec)
+		if (!allocator_find(o->elf, o->path, a->only, &alloc))
 			continue;
-		int err = probe_file(a, p, m, spec);
+		int err = probe_file(a, p, m, &alloc);
 		if (err)
 			return err;
 		found++;
 	}
 	return found;
+}
+
+/* After exec the files are mapped anew (elsewhere, or not at all): redo the
+ * nesting ranges of the allocators probed before, whose probes still apply
+ * where the new image maps their files again, and probe the new ones. */
+int attach_after_exec(struct attacher *a, struct procs *ps, struct process *p)
+{
+	static struct allocator alloc;
+	__u32 tgid = p->pid;
+	int err;
+
+	if (a->progs.nests_fd >= 0)
+		bpf_map_delete_elem(a->progs.nests_fd, &tgid);
+	for (size_t i = 0; i < p->maps.n; i++) {
+		const struct mapping *m = &p->maps.v[i];
+		struct objfile *o = m->data;
+		if (!m->executable || !o || !o->elf || !visited(a, p->pid, o))
+			continue;
+		if (allocator_find(o->elf, o->path, a->only, &alloc) && (err = add_nesting(a, p, o, &alloc)))
+			return err;
+	}
+	return attach_allocators(a, ps, p);
 }
 
 int attach_loader(struct attacher *a, pid_t pid, const char *path)

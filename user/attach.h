@@ -38,21 +38,20 @@ struct attacher {
 	struct hmap done;		/* (pid, objfile) pairs already probed */
 	unsigned nprobes;		/* probe sites attached */
 	char allocators[128];		/* names of the allocators found, for reports */
+	const char *only;		/* --allocator: these allocators only, or NULL */
 };
 
 /* multi: the programs were loaded with expected attach type
  * BPF_TRACE_UPROBE_MULTI (heapbpf_load decides). */
-void attacher_init(struct attacher *a, const struct probe_progs *progs, bool multi, FILE *log);
+void attacher_init(struct attacher *a, const struct probe_progs *progs, bool multi, const char *only, FILE *log);
 /* Probes every allocator p maps that is not probed yet. Returns how many
  * allocator files were newly probed, or -errno. */
 int attach_allocators(struct attacher *a, struct procs *ps, struct process *p);
+/* p called exec: redo nesting ranges for its new maps, probe new allocators. */
+int attach_after_exec(struct attacher *a, struct procs *ps, struct process *p);
 /* Hooks the dynamic loader mapped in p (or, when p has not exec'd yet, the
  * interpreter file at path) so that memwatch hears of dlopen. */
 int attach_loader(struct attacher *a, pid_t pid, const char *path);
 void attacher_detach(struct attacher *a);
-/* What discovery looks for, for error messages. */
-const char *attach_looked_for(void);
-/* drop_frames regex covering every entry point memwatch probes. */
-const char *attach_drop_frames(void);
 
 #endif

@@ -7,6 +7,9 @@
 #include "elf_file.h"
 #include "process.h"
 
+/* libstdc++'s demangler (memwatch links libstdc++ for the symbolizer too). */
+char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
+
 void fpcheck_init(struct fpcheck *fc)
 {
 	hmap_init(&fc->verdicts, NULL, NULL);
@@ -94,7 +97,12 @@ static const char *keeps_frame_pointer(struct fpcheck *fc, struct procs *ps, str
 		keeps = got > 0 && has_fp_prologue(code, got);
 		hmap_put(&fc->verdicts, hash_u64(key), key, keeps ? (void *)1 : NULL);
 	}
-	return keeps ? NULL : reason(fc, "[truncated: %s keeps no frame pointer]", sym.name);
+	if (keeps)
+		return NULL;
+	char *demangled = __cxa_demangle(sym.name, NULL, NULL, NULL);
+	const char *why = reason(fc, "[truncated: %s keeps no frame pointer]", demangled ? demangled : sym.name);
+	free(demangled);
+	return why;
 }
 
 uint32_t fpcheck_trusted(struct fpcheck *fc, struct procs *ps, struct process *p, const uint64_t *frames,

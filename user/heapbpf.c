@@ -41,7 +41,8 @@ static void expect_multi(struct bpf_object *obj)
 	struct bpf_program *prog;
 
 	bpf_object__for_each_program(prog, obj)
-		bpf_program__set_expected_attach_type(prog, BPF_TRACE_UPROBE_MULTI_);
+		if (bpf_program__type(prog) == BPF_PROG_TYPE_KPROBE)
+			bpf_program__set_expected_attach_type(prog, BPF_TRACE_UPROBE_MULTI_);
 }
 
 static int load_floor(struct heapbpf *b, bool multi)
@@ -129,6 +130,11 @@ int heapbpf_load(struct heapbpf *b, const struct heapbpf_config *cfg, int (*on_e
 		if (!b->rb)
 			err = -errno;
 	}
+	if (!err) {
+		b->exec_link = bpf_program__attach(b->skel->progs.on_exec);
+		if (!b->exec_link)
+			err = -errno;
+	}
 	if (err)
 		heapbpf_destroy(b);
 	return err;
@@ -147,6 +153,7 @@ void heapbpf_progs(const struct heapbpf *b, struct probe_progs *out)
 		out->enter[MW_LAYOUT_REALLOCARRAY] = (progs).enter_reallocarray;  \
 		out->enter[MW_LAYOUT_MEMALIGN_OUT] = (progs).enter_memalign_out;  \
 		out->enter[MW_LAYOUT_FREE] = (progs).free_enter;                  \
+		out->enter[MW_LAYOUT_XALLOCX] = (progs).enter_xallocx;            \
 		out->exit = (progs).alloc_exit;                                   \
 	} while (0)
 	if (b->floor) {
@@ -202,6 +209,7 @@ void heapbpf_stop_on_loader(struct heapbpf *b, bool stop)
 
 void heapbpf_destroy(struct heapbpf *b)
 {
+	bpf_link__destroy(b->exec_link);
 	ring_buffer__free(b->rb);
 	heap_bpf__destroy(b->skel);
 	floor_bpf__destroy(b->floor);

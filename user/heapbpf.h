@@ -13,6 +13,7 @@
 struct heap_bpf;
 struct floor_bpf;
 struct ring_buffer;
+struct bpf_link;
 
 struct heapbpf_config {
 	pid_t tgid;		/* 0: any process the probes are attached to */
@@ -26,6 +27,7 @@ struct heapbpf {
 	struct heap_bpf *skel;
 	struct floor_bpf *floor;
 	struct ring_buffer *rb;
+	struct bpf_link *exec_link;
 	bool multi;		/* programs take uprobe_multi links (kernel 6.6+) */
 };
 

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "allocators.h"
 #include "attach.h"
 #include "elf_file.h"
 #include "fpcheck.h"
@@ -310,6 +311,21 @@ static void on_sample(struct session *s, const struct mw_sample_event *e, size_t
 	heapprof_add(&s->hp, e->sample_id, stack, e->h.tgid, e->size);
 }
 
+/* The target called exec: new maps, new nesting ranges, maybe new
+ * allocators (with -- CMD the loader stop that follows probes those). */
+static void on_exec(struct session *s, pid_t tgid)
+{
+	struct process *p = procs_find(&s->procs, tgid);
+
+	if (!p || process_exec(&s->procs, p))
+		return;
+	if (s->opt.verbose)
+		fprintf(stderr, "memwatch: pid %d called exec: now %s\n", (int)tgid, p->comm);
+	int err = attach_after_exec(&s->att, &s->procs, p);
+	if (err < 0)
+		fail("cannot follow exec of pid %d: %s", (int)tgid, strerror(-err));
+}
+
 /* ld.so changed a -p target's link map: read its maps now, so that later
  * samples resolve against them, and probe any allocator it brought. */
 static void on_loader(struct session *s, pid_t tgid)
@@ -340,6 +356,9 @@ static int on_event(void *ctx, void *data, size_t len)
 	case MW_EV_LOADER:
 		on_loader(s, h->tgid);
 		break;
+	case MW_EV_EXEC:
+		on_exec(s, h->tgid);
+		break;
 	}
 	return 0;
 }
@@ -366,7 +385,7 @@ static int load_bpf(struct session *s, pid_t tgid)
 		return -1;
 	}
 	heapbpf_progs(&s->bpf, &progs);
-	attacher_init(&s->att, &progs, s->bpf.multi, s->opt.verbose ? stderr : NULL);
+	attacher_init(&s->att, &progs, s->bpf.multi, s->opt.allocator, s->opt.verbose ? stderr : NULL);
 	if (s->opt.verbose)
 		fprintf(stderr, "memwatch: probes attach as %s\n",
 			s->bpf.multi ? "uprobe_multi links (one per program and file)" : "classic perf-event uprobes");
@@ -431,7 +450,7 @@ static int start_pid(struct session *s)
 		return -1;
 	if (n == 0) {
 		fail("pid %d (%s) maps no allocator memwatch knows (looked for %s)", (int)p->pid, p->comm,
-		     attach_looked_for());
+		     allocators_looked_for());
 		return -1;
 	}
 	const char *ld = loader_path(p, buf, sizeof(buf));
@@ -459,7 +478,7 @@ static int start_command(struct session *s)
 	char *interp = command_interpreter(path, 0);
 	if (!interp) {
 		fail("%s is statically linked: it maps no allocator library memwatch knows (looked for %s)",
-		     s->opt.cmd[0], attach_looked_for());
+		     s->opt.cmd[0], allocators_looked_for());
 		free(path);
 		return 1;
 	}
@@ -493,8 +512,13 @@ static int start_command(struct session *s)
 /* ld.so stopped the command at a link-map change: probe what it mapped. */
 static void on_loader_stop(struct session *s)
 {
-	struct process *p = procs_find(&s->procs, s->child);
-	bool first = !p;
+	struct process *p;
+	bool first;
+
+	/* An exec event may be waiting: it must come first. */
+	heapbpf_consume(&s->bpf);
+	p = procs_find(&s->procs, s->child);
+	first = !p;
 
 	if (!p)
 		p = procs_get(&s->procs, s->child);
@@ -568,10 +592,12 @@ static void describe_stacks(struct session *s, char *buf, size_t len)
 	}
 	unwinder_stats(s->unw, &us);
 	snprintf(buf, len, "stacks: %s (CFI unwinding of %u-byte stack snapshots%s); %" PRIu64 " stacks, %" PRIu64
-			   " truncated: %" PRIu64 " snapshot too small, %" PRIu64 " other",
+			   " truncated: %" PRIu64 " snapshot too small, %" PRIu64 " other; %" PRIu64
+			   " by cached rules, %" PRIu64 " by libdwfl",
 		 stack_mode_name(s->opt.stack_mode), s->opt.stack_bytes,
 		 s->opt.stack_mode == STACK_AUTO ? ", frame pointers where a module has no CFI" : "", s->stacks,
-		 us.truncated_snapshot + us.truncated_other, us.truncated_snapshot, us.truncated_other);
+		 us.truncated_snapshot + us.truncated_other, us.truncated_snapshot, us.truncated_other, us.fast_stacks,
+		 us.slow_stacks);
 }
 
 static void print_summary(struct session *s, const char *when)
@@ -585,7 +611,7 @@ static void print_summary(struct session *s, const char *when)
 	heapprof_print_top(&s->hp, &s->procs, stderr, 10);
 	print_losses(s, stderr);
 	if (s->opt.verbose) {
-		char buf[256];
+		char buf[512];
 		describe_stacks(s, buf, sizeof(buf));
 		fprintf(stderr, "memwatch: %s\n", buf);
 	}
@@ -683,9 +709,9 @@ static int write_profile(struct session *s)
 		 p ? p->comm : "?", s->att.allocators[0] ? s->att.allocators : "none");
 	asprintf(&comments[nc++], "sampling: Poisson by bytes, mean interval %" PRIu64 " bytes; values are estimates",
 		 s->opt.sample_bytes);
-	comments[nc] = malloc(256);
+	comments[nc] = malloc(512);
 	if (comments[nc])
-		describe_stacks(s, comments[nc++], 256);
+		describe_stacks(s, comments[nc++], 512);
 	asprintf(&comments[nc++], "samples %" PRIu64 ", cancelled %" PRIu64 "; losses: ring buffer full %" PRIu64
 				  ", live map full %" PRIu64 ", calls lost %" PRIu64 ", samplers busy %" PRIu64
 				  ", unreadable stacks %" PRIu64 ", unknown live blocks %" PRIu64,
@@ -779,7 +805,12 @@ int main(int argc, char **argv)
 	procs_init(&s.procs);
 	fpcheck_init(&s.fpc);
 	s.unw = unwinder_new();
-	heapprof_init(&s.hp, s.opt.sample_bytes, attach_drop_frames());
+	if (!s.unw) {
+		fail("out of memory");
+		return 1;
+	}
+	unwinder_set_strict(s.unw, s.opt.stack_mode == STACK_DWARF);
+	heapprof_init(&s.hp, s.opt.sample_bytes, allocators_drop_frames());
 	s.start_real_ns = (int64_t)now_ns(CLOCK_REALTIME);
 
 	if (s.opt.cmd) {

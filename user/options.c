@@ -1,4 +1,6 @@
 #include "options.h"
+
+#include "allocators.h"
 #include "version.h"
 
 #include <errno.h>
@@ -14,6 +16,7 @@ enum {
 	OPT_EMPTY_PROBES,
 	OPT_STACK_MODE,
 	OPT_STACK_BYTES,
+	OPT_ALLOCATOR,
 };
 
 #define STACK_BYTES_DEFAULT 32768
@@ -44,6 +47,12 @@ static const char usage_text[] =
 	"  -i, --interval SEC       print a live summary to stderr every SEC seconds:\n"
 	"                           top sites by in-use bytes, totals, samples, losses\n"
 	"  -v, --verbose            say which files, functions and offsets were probed\n"
+	"\n"
+	"Allocators (found by themselves: glibc, jemalloc with or without je_ or\n"
+	"_rjem_ prefix, gperftools tcmalloc, Google tcmalloc; shared or static):\n"
+	"      --allocator NAMES    probe only these (comma-separated: glibc,\n"
+	"                           jemalloc, tcmalloc, tcmalloc-google), recognized\n"
+	"                           by their symbols whatever their files are called\n"
 	"\n"
 	"Sampling:\n"
 	"  -s, --sample-bytes N     mean sampling interval in bytes (default 524288;\n"
@@ -152,6 +161,7 @@ int options_parse(int argc, char **argv, struct options *o)
 		{ "empty-probes", no_argument, NULL, OPT_EMPTY_PROBES },
 		{ "stack-mode", required_argument, NULL, OPT_STACK_MODE },
 		{ "stack-bytes", required_argument, NULL, OPT_STACK_BYTES },
+		{ "allocator", required_argument, NULL, OPT_ALLOCATOR },
 		{ 0 },
 	};
 	uint64_t v;
@@ -209,6 +219,11 @@ int options_parse(int argc, char **argv, struct options *o)
 		case OPT_STACK_MODE:
 			if (parse_stack_mode(optarg, &o->stack_mode))
 				return bad("--stack-mode (auto, dwarf or fp)", optarg);
+			break;
+		case OPT_ALLOCATOR:
+			if (!*optarg || allocator_names_valid(optarg))
+				return bad("--allocator (glibc, jemalloc, tcmalloc, tcmalloc-google)", optarg);
+			o->allocator = optarg;
 			break;
 		case OPT_STACK_BYTES:
 			if (parse_u32(optarg, STACK_BYTES_MIN, &o->stack_bytes) || o->stack_bytes > STACK_BYTES_MAX ||

@@ -25,6 +25,7 @@ struct options {
 	uint32_t stack_bytes;	/* stack snapshot size (auto, dwarf) */
 	uint32_t ring_bytes;
 	bool empty_probes;	/* benchmark floor: empty programs, no profile */
+	const char *allocator;	/* --allocator: only these (comma-separated) */
 };
 
 /* 0: run; 1: done (help or version printed); -1: bad usage (reported). */

@@ -252,17 +252,19 @@ static void note_internal_target(const cs_insn *insn, void *arg)
 		ft->lowest = target;
 }
 
-struct tail_calls {
+/* Direct jumps (or calls) whose target lies outside the function. */
+struct exits {
+	unsigned insn_id;	/* X86_INS_JMP or X86_INS_CALL */
 	uint64_t start, end;
 	uint64_t *seen;
 	size_t count, cap;
 };
 
-static void note_tail_call(const cs_insn *insn, void *arg)
+static void note_exit(const cs_insn *insn, void *arg)
 {
-	struct tail_calls *tc = arg;
+	struct exits *tc = arg;
 	uint64_t target;
-	if (insn->id != X86_INS_JMP || !direct_branch_target(insn, &target))
+	if (insn->id != tc->insn_id || !direct_branch_target(insn, &target))
 		return;
 	if (target >= tc->start && target < tc->end)
 		return;
@@ -280,15 +282,26 @@ static void note_tail_call(const cs_insn *insn, void *arg)
 	tc->seen[tc->count++] = target;
 }
 
-size_t find_tail_calls(const uint8_t *code, size_t len, uint64_t vaddr, uint64_t *targets, size_t max)
+static size_t find_exits(unsigned insn_id, const uint8_t *code, size_t len, uint64_t vaddr, uint64_t *targets,
+			 size_t max)
 {
-	struct tail_calls tc = { .start = vaddr, .end = vaddr + len };
-	if (!code || sweep(code, len, vaddr, note_tail_call, &tc))
+	struct exits tc = { .insn_id = insn_id, .start = vaddr, .end = vaddr + len };
+	if (!code || sweep(code, len, vaddr, note_exit, &tc))
 		return 0;
 	for (size_t i = 0; i < tc.count && i < max; i++)
 		targets[i] = tc.seen[i];
 	free(tc.seen);
 	return tc.count;
+}
+
+size_t find_tail_calls(const uint8_t *code, size_t len, uint64_t vaddr, uint64_t *targets, size_t max)
+{
+	return find_exits(X86_INS_JMP, code, len, vaddr, targets, max);
+}
+
+size_t find_calls(const uint8_t *code, size_t len, uint64_t vaddr, uint64_t *targets, size_t max)
+{
+	return find_exits(X86_INS_CALL, code, len, vaddr, targets, max);
 }
 
 /* ---- the entry scan ---- */

@@ -42,5 +42,7 @@ int place_probe(const uint8_t *code, size_t len, uint64_t vaddr, unsigned arg_ma
  * [vaddr, vaddr+len): tail calls. Returns the number of distinct targets,
  * fills up to max in the order first seen. */
 size_t find_tail_calls(const uint8_t *code, size_t len, uint64_t vaddr, uint64_t *targets, size_t max);
+/* The same for direct calls (call rel32) to functions outside it. */
+size_t find_calls(const uint8_t *code, size_t len, uint64_t vaddr, uint64_t *targets, size_t max);
 
 #endif

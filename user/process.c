@@ -213,6 +213,15 @@ int process_refresh(struct procs *ps, struct process *p)
 	return 0;
 }
 
+int process_exec(struct procs *ps, struct process *p)
+{
+	p->epoch++;
+	p->gone = false;
+	read_comm(p);
+	read_exe(p);
+	return process_refresh(ps, p);
+}
+
 struct process *procs_find(struct procs *ps, pid_t pid)
 {
 	void **slot = hmap_find(&ps->by_pid, hash_u64(pid), pid);

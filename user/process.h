@@ -33,6 +33,7 @@ struct process {
 	uint64_t exe_dev, exe_inode;	/* the main executable, as objfiles key it */
 	struct maps maps;	/* latest snapshot; data points at the objfile */
 	unsigned generation;	/* bumped by every refresh that changed maps */
+	unsigned epoch;		/* bumped by exec: addresses mean new things */
 	bool gone;
 };
 
@@ -49,6 +50,8 @@ struct process *procs_get(struct procs *ps, pid_t pid);
 struct process *procs_find(struct procs *ps, pid_t pid);
 /* Re-reads maps. 0, or -ESRCH once the process is gone (its last snapshot stays). */
 int process_refresh(struct procs *ps, struct process *p);
+/* p called exec: a new image in the same process. */
+int process_exec(struct procs *ps, struct process *p);
 
 /* A code address resolved to its file. */
 struct frame_at {

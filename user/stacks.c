@@ -9,7 +9,7 @@ static bool loc_eq(uint64_t a, uint64_t b, void *ctx)
 {
 	const struct loc *x = (const void *)a, *y = (const void *)b;
 
-	return x->pid == y->pid && x->addr == y->addr && x->is_return == y->is_return &&
+	return x->pid == y->pid && x->epoch == y->epoch && x->addr == y->addr && x->is_return == y->is_return &&
 	       x->special == y->special;
 }
 
@@ -103,14 +103,15 @@ static uint32_t intern_pmap(struct stacks *st, const struct process *p, const st
 
 static uint64_t loc_hash(const struct loc *l)
 {
-	return hash_u64(l->addr ^ ((uint64_t)l->pid << 33) ^ l->is_return ^ (uintptr_t)l->special);
+	return hash_u64(l->addr ^ ((uint64_t)l->pid << 33) ^ ((uint64_t)l->epoch << 48) ^ l->is_return ^
+			(uintptr_t)l->special);
 }
 
 static uint32_t intern_loc(struct stacks *st, struct procs *ps, struct process *p, uint64_t addr,
 			   bool is_return, const char *special)
 {
-	struct loc probe = { .pid = p->pid, .addr = addr, .is_return = is_return, .special = special,
-			     .pmap = NO_PMAP };
+	struct loc probe = { .pid = p->pid, .epoch = p->epoch, .addr = addr, .is_return = is_return,
+			     .special = special, .pmap = NO_PMAP };
 	uint64_t h = loc_hash(&probe);
 	void **slot = hmap_find(&st->loc_index, h, (uint64_t)&probe);
 	struct frame_at at;

@@ -26,6 +26,7 @@ struct pmap {
 
 struct loc {
 	pid_t pid;
+	unsigned epoch;		/* the process's exec count */
 	bool is_return;		/* a return address: the call is just before it */
 	uint64_t addr;
 	uint32_t pmap;		/* NO_PMAP: no mapping held the address */

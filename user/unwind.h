@@ -6,10 +6,20 @@
  * of the objfiles' fds (opened through /proc/PID/map_files); separate debug
  * files (for .debug_frame) are looked up by build-id under the target's root,
  * then the host's. The Dwfl is reused while the executable mappings stay the
- * same, and rebuilt when they change. Not thread-safe. */
+ * same, and rebuilt when they change. Not thread-safe.
+ *
+ * Fast path: most stacks are unwound without libdwfl's generic unwinder,
+ * from a cache of per-pc rules (CFA = rsp|rbp + offset, return address and
+ * rbp saved at CFA + offset) computed once with libdw per module file
+ * (build-id) and address. A stack the fast path cannot finish exactly as
+ * libdwfl would (CFI expressions, signal frames, addresses in no module,
+ * reads outside the snapshot other than the one that ends it, ...) is
+ * unwound again from the start by libdwfl: the results are the same either
+ * way. */
 #ifndef MW_UNWIND_H
 #define MW_UNWIND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -42,6 +52,12 @@ struct unwind_stats {
 	uint64_t truncated_other;	/* any other reason, errors included */
 	uint64_t dwfl_builds;		/* per-process Dwfl (re)builds */
 	uint64_t refreshes;		/* process_refresh calls for unknown addresses */
+	/* fast_stacks + slow_stacks = stacks, less those with no usable Dwfl. */
+	uint64_t fast_stacks;		/* unwound by the rule cache alone */
+	uint64_t slow_stacks;		/* unwound by libdwfl (fast path off or given up) */
+	uint64_t rule_cache_hits;	/* rule lookups (one per frame) the cache answered */
+	uint64_t rule_cache_misses;	/* ... computed with libdw (the cache holds 512k) */
+	uint64_t fast_fallbacks;	/* stacks the fast path gave up on, to libdwfl */
 };
 
 struct unwinder *unwinder_new(void);
@@ -57,6 +73,15 @@ void unwinder_free(struct unwinder *u);
  * mapped. */
 int unwind_stack(struct unwinder *u, struct procs *ps, struct process *p, const uint64_t regs[MW_NREGS],
 		 const uint8_t *stack, size_t stack_len, struct unwind_result *out);
+
+/* Strict (--stack-mode dwarf): CFI only, never libdw's frame-pointer rule.
+ * A frame whose module has no CFI for its pc ends the chain, with
+ * "[truncated: no unwind info for MODULE]" (a pc in no module: "[truncated:
+ * address in no mapped file]"). Default: off. */
+void unwinder_set_strict(struct unwinder *u, bool strict);
+/* Off: every stack goes through libdwfl (for tests and debugging; the
+ * environment variable MW_UNWIND_SLOW=1 does the same). Default: on. */
+void unwinder_set_fast(struct unwinder *u, bool fast);
 
 /* Drops what is cached for pid (call when the process is gone). */
 void unwinder_forget(struct unwinder *u, pid_t pid);

@@ -42,4 +42,52 @@ static inline const char *flag_value(int argc, char **argv, const char *flag)
 	return NULL;
 }
 
+/* Per-site totals a profiler should report, written with --manifest:
+ *   site alloc_objects alloc_bytes inuse_objects inuse_bytes */
+struct site_total {
+	const char *name;
+	unsigned long long alloc_objects, alloc_bytes, inuse_objects, inuse_bytes;
+};
+
+static struct site_total site_totals[64];
+static int nsite_totals;
+
+static inline struct site_total *site_total(const char *name)
+{
+	for (int i = 0; i < nsite_totals; i++)
+		if (!strcmp(site_totals[i].name, name))
+			return &site_totals[i];
+	site_totals[nsite_totals].name = name;
+	return &site_totals[nsite_totals++];
+}
+
+static inline void note_alloc(const char *name, size_t size)
+{
+	struct site_total *t = site_total(name);
+	t->alloc_objects++;
+	t->alloc_bytes += size;
+	t->inuse_objects++;
+	t->inuse_bytes += size;
+}
+
+static inline void note_free(const char *name, size_t size)
+{
+	struct site_total *t = site_total(name);
+	t->inuse_objects--;
+	t->inuse_bytes -= size;
+}
+
+static inline void write_manifest(const char *path)
+{
+	FILE *f = fopen(path, "w");
+	if (!f) {
+		perror(path);
+		exit(1);
+	}
+	for (int i = 0; i < nsite_totals; i++)
+		fprintf(f, "%s %llu %llu %llu %llu\n", site_totals[i].name, site_totals[i].alloc_objects,
+			site_totals[i].alloc_bytes, site_totals[i].inuse_objects, site_totals[i].inuse_bytes);
+	fclose(f);
+}
+
 #endif

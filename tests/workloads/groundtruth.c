@@ -10,6 +10,7 @@
  *   --wait       print "ready PID", wait for SIGUSR1 before allocating
  *   --big        large totals for statistical tests at the default interval
  *   --echo       copy stdin to stdout first
+ *   --delay S    sleep S seconds before allocating
  *   --linger S   sleep S seconds before exiting
  */
 #define _GNU_SOURCE
@@ -20,39 +21,9 @@
 
 #include "common.h"
 
-struct site_total {
-	const char *name;
-	unsigned long long alloc_objects, alloc_bytes, inuse_objects, inuse_bytes;
-};
-
-static struct site_total totals[64];
-static int ntotals;
 static unsigned long long checksum;
 
-static struct site_total *site(const char *name)
-{
-	for (int i = 0; i < ntotals; i++)
-		if (!strcmp(totals[i].name, name))
-			return &totals[i];
-	totals[ntotals].name = name;
-	return &totals[ntotals++];
-}
-
-static void note_alloc(const char *name, size_t size)
-{
-	struct site_total *t = site(name);
-	t->alloc_objects++;
-	t->alloc_bytes += size;
-	t->inuse_objects++;
-	t->inuse_bytes += size;
-}
-
-static void note_free(const char *name, size_t size)
-{
-	struct site_total *t = site(name);
-	t->inuse_objects--;
-	t->inuse_bytes -= size;
-}
+#define site site_total
 
 static void touch(void *p, size_t n)
 {
@@ -339,7 +310,7 @@ static void run_basic(void)
 	gt_aligned_alloc(200, 256, 4096);
 	gt_memalign(100, 128, 1000);
 	gt_valloc(50, 10000);
-	gt_pvalloc(50, 5000);
+	gt_pvalloc(50, 8192);	/* whole pages: tcmalloc rounds before it forwards */
 	run_threads();
 }
 
@@ -347,19 +318,6 @@ static void run_big(void)
 {
 	gt_big_small(400000, 1024);	/* 390 MiB allocated, 98 MiB kept */
 	gt_big_large(200, 1 << 20);	/* 200 MiB allocated, 100 MiB kept */
-}
-
-static void write_manifest(const char *path)
-{
-	FILE *f = fopen(path, "w");
-	if (!f) {
-		perror(path);
-		exit(1);
-	}
-	for (int i = 0; i < ntotals; i++)
-		fprintf(f, "%s %llu %llu %llu %llu\n", totals[i].name, totals[i].alloc_objects, totals[i].alloc_bytes,
-			totals[i].inuse_objects, totals[i].inuse_bytes);
-	fclose(f);
 }
 
 static void echo_stdin(void)
@@ -380,13 +338,15 @@ int main(int argc, char **argv)
 		echo_stdin();
 	if (has_flag(argc, argv, "--wait"))
 		wait_for_go();
+	if (flag_value(argc, argv, "--delay"))
+		usleep((useconds_t)(atof(flag_value(argc, argv, "--delay")) * 1e6));
 	if (has_flag(argc, argv, "--big"))
 		run_big();
 	else
 		run_basic();
 	if (manifest)
 		write_manifest(manifest);
-	printf("checksum=%llu sites=%d\n", checksum, ntotals);
+	printf("checksum=%llu sites=%d\n", checksum, nsite_totals);
 	fflush(stdout);
 	if (linger)
 		sleep(atoi(linger));
