@@ -18,12 +18,11 @@
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_CODE 65536
 
-void attacher_init(struct attacher *a, const struct probe_progs *progs, bool multi, const char *only, FILE *log)
+void attacher_init(struct attacher *a, const struct probe_progs *progs, const char *only, FILE *log)
 {
 	memset(a, 0, sizeof(*a));
 	a->only = only;
 	a->progs = *progs;
-	a->multi = multi;
 	a->log = log;
 	hmap_init(&a->done, NULL, NULL);
 }
@@ -74,11 +73,13 @@ void attacher_detach(struct attacher *a)
 	hmap_free(&a->done);
 }
 
-/* One probe to attach: entry or return of a program at a file offset. */
+/* One probe to attach: entry or return of a program at a file offset, or a
+ * session (both). */
 struct probe_req {
 	struct bpf_program *prog;
 	uint64_t offset, cookie;
 	bool retprobe;
+	bool session;
 };
 
 static int attach_classic(struct attacher *a, const struct probe_req *r, pid_t pid, const char *path)
@@ -101,19 +102,22 @@ struct uprobe_multi_attr {
 };
 
 #define BPF_TRACE_UPROBE_MULTI_ 48
+#define BPF_TRACE_UPROBE_SESSION_ 57
 #define BPF_F_UPROBE_MULTI_RETURN_ 1
 
-static int link_multi(struct bpf_program *prog, pid_t pid, const char *path, const uint64_t *offsets,
-		      const uint64_t *cookies, uint32_t n, bool retprobe)
+/* A session link must have flags 0: with the return flag it silently
+ * becomes a plain return probe on every call. */
+static int link_multi(const struct probe_req *req, pid_t pid, const char *path, const uint64_t *offsets,
+		      const uint64_t *cookies, uint32_t n)
 {
 	struct uprobe_multi_attr attr = {
-		.prog_fd = bpf_program__fd(prog),
-		.attach_type = BPF_TRACE_UPROBE_MULTI_,
+		.prog_fd = bpf_program__fd(req->prog),
+		.attach_type = req->session ? BPF_TRACE_UPROBE_SESSION_ : BPF_TRACE_UPROBE_MULTI_,
 		.path = (uintptr_t)path,
 		.offsets = (uintptr_t)offsets,
 		.cookies = (uintptr_t)cookies,
 		.cnt = n,
-		.multi_flags = retprobe ? BPF_F_UPROBE_MULTI_RETURN_ : 0,
+		.multi_flags = req->retprobe ? BPF_F_UPROBE_MULTI_RETURN_ : 0,
 		.pid = pid,
 	};
 	int fd = syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
@@ -139,7 +143,7 @@ static int attach_multi(struct attacher *a, const struct probe_req *reqs, size_t
 			cookies[cnt++] = reqs[j].cookie;
 			done[j] = true;
 		}
-		int fd = link_multi(reqs[i].prog, pid, path, offsets, cookies, cnt, reqs[i].retprobe);
+		int fd = link_multi(&reqs[i], pid, path, offsets, cookies, cnt);
 		if (fd < 0 || keep_fd(a, fd))
 			return fd < 0 ? fd : -ENOMEM;
 	}
@@ -148,7 +152,7 @@ static int attach_multi(struct attacher *a, const struct probe_req *reqs, size_t
 
 static int attach_reqs(struct attacher *a, const struct probe_req *reqs, size_t n, pid_t pid, const char *path)
 {
-	if (a->multi)
+	if (a->progs.multi)
 		return attach_multi(a, reqs, n, pid, path);
 	for (size_t i = 0; i < n; i++) {
 		int err = attach_classic(a, &reqs[i], pid, path);
@@ -250,9 +254,11 @@ static int probe_entry(struct attacher *a, struct objfile *o, const struct alloc
 		return -E2BIG;
 	if (e->tail_calls && e->layout != MW_LAYOUT_FREE)
 		cookie |= MW_COOKIE_TAILCALLS;
-	reqs[(*nreqs)++] = (struct probe_req){ a->progs.enter[e->layout], offset, cookie, false };
-	if (e->layout != MW_LAYOUT_FREE)
-		reqs[(*nreqs)++] = (struct probe_req){ a->progs.exit, offset, cookie, true };
+	bool alloc = e->layout != MW_LAYOUT_FREE;
+	bool session = alloc && a->progs.session;
+	reqs[(*nreqs)++] = (struct probe_req){ a->progs.enter[e->layout], offset, cookie, false, session };
+	if (alloc && !session)
+		reqs[(*nreqs)++] = (struct probe_req){ a->progs.exit, offset, cookie, true, false };
 	sites[*nsites].offset = offset;
 	snprintf(sites[(*nsites)++].names, sizeof(sites[0].names), "%s", e->name);
 	if (a->log)
@@ -385,7 +391,7 @@ int attach_loader(struct attacher *a, pid_t pid, const char *path)
 	if (!elf)
 		return -ENOEXEC;
 	if (elf_file_find_func(elf, "_dl_debug_state", &sym) && !elf_file_vaddr_to_offset(elf, sym.vaddr, &offset)) {
-		struct probe_req req = { a->progs.loader, offset, 0, false };
+		struct probe_req req = { a->progs.loader, offset, 0, false, false };
 		err = attach_reqs(a, &req, 1, pid, path);
 	}
 	elf_file_close(elf);

@@ -25,11 +25,12 @@ struct probe_progs {
 	struct bpf_program *exit;	/* allocation return */
 	struct bpf_program *loader;	/* ld.so _dl_debug_state; may be NULL */
 	int nests_fd;			/* BPF map of nesting ranges; -1: none */
+	bool multi;			/* uprobe_multi links, not perf events */
+	bool session;			/* allocation entries are uprobe sessions */
 };
 
 struct attacher {
 	struct probe_progs progs;
-	bool multi;			/* programs were loaded for uprobe_multi links */
 	FILE *log;			/* -v output, or NULL */
 	struct bpf_link **links;	/* classic perf-event uprobes */
 	size_t nlinks, cap_links;
@@ -41,9 +42,7 @@ struct attacher {
 	const char *only;		/* --allocator: these allocators only, or NULL */
 };
 
-/* multi: the programs were loaded with expected attach type
- * BPF_TRACE_UPROBE_MULTI (heapbpf_load decides). */
-void attacher_init(struct attacher *a, const struct probe_progs *progs, bool multi, const char *only, FILE *log);
+void attacher_init(struct attacher *a, const struct probe_progs *progs, const char *only, FILE *log);
 /* Probes every allocator p maps that is not probed yet. Returns how many
  * allocator files were newly probed, or -errno. */
 int attach_allocators(struct attacher *a, struct procs *ps, struct process *p);

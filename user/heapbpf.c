@@ -8,12 +8,25 @@
 
 #include "floor.skel.h"
 #include "heap.skel.h"
+#include "heap_session.skel.h"
 #include "sampling.h"
 
-struct cpu_state {		/* bpf/heap.bpf.c */
+#define BPF_TRACE_UPROBE_MULTI_ 48
+#define BPF_TRACE_UPROBE_SESSION_ 57
+
+struct cpu_state {		/* bpf/heap_common.h */
 	int64_t countdown;
 	uint64_t next_id;
 };
+
+const char *attach_mode_name(enum attach_mode mode)
+{
+	static const char *const names[] = {
+		[ATTACH_AUTO] = "auto", [ATTACH_SESSION] = "session",
+		[ATTACH_MULTI] = "multi", [ATTACH_CLASSIC] = "classic",
+	};
+	return names[mode];
+}
 
 /* Every CPU starts with its own Exp(R) countdown: starting at 0 would sample
  * the first allocation on each CPU. */
@@ -34,31 +47,52 @@ static int seed_countdowns(struct heap_bpf *skel, uint64_t rate)
 	return err;
 }
 
-#define BPF_TRACE_UPROBE_MULTI_ 48
+static bool is_session_prog(const struct bpf_program *prog)
+{
+	return !strncmp(bpf_program__name(prog), "session_", 8);
+}
 
-static void expect_multi(struct bpf_object *obj)
+static bool is_classic_alloc_prog(const struct bpf_program *prog)
+{
+	const char *name = bpf_program__name(prog);
+	return !strncmp(name, "enter_", 6) || !strcmp(name, "alloc_exit");
+}
+
+/* Expected attach types for mode: session programs become sessions, the rest
+ * of the uprobes uprobe_multi links; in session mode the classic allocation
+ * programs are not loaded, outside it the session ones are not. */
+static void set_attach_types(struct bpf_object *obj, enum attach_mode mode)
 {
 	struct bpf_program *prog;
 
-	bpf_object__for_each_program(prog, obj)
-		if (bpf_program__type(prog) == BPF_PROG_TYPE_KPROBE)
+	bpf_object__for_each_program(prog, obj) {
+		if (bpf_program__type(prog) != BPF_PROG_TYPE_KPROBE)
+			continue;
+		bool session = is_session_prog(prog);
+		if (mode == ATTACH_SESSION ? is_classic_alloc_prog(prog) : session) {
+			bpf_program__set_autoload(prog, false);
+			continue;
+		}
+		if (session)
+			bpf_program__set_expected_attach_type(prog, BPF_TRACE_UPROBE_SESSION_);
+		else if (mode != ATTACH_CLASSIC)
 			bpf_program__set_expected_attach_type(prog, BPF_TRACE_UPROBE_MULTI_);
+	}
 }
 
-static int load_floor(struct heapbpf *b, bool multi)
+static int load_floor(struct heapbpf *b, enum attach_mode mode)
 {
 	b->floor = floor_bpf__open();
 	if (!b->floor)
 		return -errno;
-	if (multi)
-		expect_multi(b->floor->obj);
+	set_attach_types(b->floor->obj, mode);
 	if (floor_bpf__load(b->floor)) {
 		int err = -errno;
 		floor_bpf__destroy(b->floor);
 		b->floor = NULL;
 		return err;
 	}
-	b->multi = multi;
+	b->mode = mode;
 	return 0;
 }
 
@@ -69,19 +103,24 @@ static uint32_t scratch_bytes(const struct heapbpf_config *cfg)
 	return MW_SCRATCH_HEAD + sizeof(struct mw_sample_event) + payload;
 }
 
-static int configure(struct heap_bpf *skel, const struct heapbpf_config *cfg)
+/* Both objects declare the same configuration (bpf/heap_common.h). */
+#define SET_RODATA(rodata, cfg)                                                           \
+	do {                                                                              \
+		(rodata)->cfg_target_tgid = (cfg)->tgid;                                  \
+		(rodata)->cfg_sample_bytes = (cfg)->sample_bytes;                         \
+		(rodata)->cfg_stack_mode = (cfg)->stack_mode;                             \
+		(rodata)->cfg_stack_bytes = (cfg)->stack_bytes;                           \
+		exp_edges_fill((uint64_t *)(rodata)->cfg_exp_edges, MW_EXP_SIZE, (cfg)->sample_bytes); \
+		(rodata)->cfg_scratch_bytes = scratch_bytes(cfg);                         \
+		(rodata)->cfg_wakeup_bytes = (cfg)->ring_bytes / 8;                       \
+	} while (0)
+
+static int size_maps(struct heap_bpf *skel, const struct heapbpf_config *cfg)
 {
 	int ncpu = libbpf_num_possible_cpus();
 
 	if (ncpu <= 0)
 		return -EINVAL;
-	skel->rodata->cfg_target_tgid = cfg->tgid;
-	skel->rodata->cfg_sample_bytes = cfg->sample_bytes;
-	skel->rodata->cfg_stack_mode = cfg->stack_mode;
-	skel->rodata->cfg_stack_bytes = cfg->stack_bytes;
-	exp_edges_fill((uint64_t *)skel->rodata->cfg_exp_edges, MW_EXP_SIZE, cfg->sample_bytes);
-	skel->rodata->cfg_scratch_bytes = scratch_bytes(cfg);
-	skel->rodata->cfg_wakeup_bytes = cfg->ring_bytes / 8;
 	if (bpf_map__set_max_entries(skel->maps.live, cfg->max_live) ||
 	    bpf_map__set_max_entries(skel->maps.events, cfg->ring_bytes) ||
 	    bpf_map__set_value_size(skel->maps.scratch, scratch_bytes(cfg)) ||
@@ -90,41 +129,98 @@ static int configure(struct heap_bpf *skel, const struct heapbpf_config *cfg)
 	return 0;
 }
 
-static int load_heap(struct heapbpf *b, const struct heapbpf_config *cfg, bool multi)
+static int load_heap(struct heapbpf *b, const struct heapbpf_config *cfg, enum attach_mode mode)
 {
 	int err;
 
 	b->skel = heap_bpf__open();
 	if (!b->skel)
 		return -errno;
-	if (multi)
-		expect_multi(b->skel->obj);
-	err = configure(b->skel, cfg);
+	set_attach_types(b->skel->obj, mode);
+	SET_RODATA(b->skel->rodata, cfg);
+	err = size_maps(b->skel, cfg);
 	if (!err && heap_bpf__load(b->skel))
 		err = -errno;
 	if (err) {
 		heap_bpf__destroy(b->skel);
 		b->skel = NULL;
 	}
-	b->multi = multi;
 	return err;
 }
 
-/* Kernels before 6.6 refuse programs for uprobe_multi links: load again for
- * classic perf-event uprobes. */
+/* The session programs use the maps of the main object. */
+static int share_maps(struct bpf_object *from, struct bpf_object *to)
+{
+	struct bpf_map *map;
+
+	bpf_object__for_each_map(map, to) {
+		const char *name = bpf_map__name(map);
+		if (name[0] == '.' || strchr(name, '.'))
+			continue;	/* .rodata and friends: each object has its own */
+		struct bpf_map *shared = bpf_object__find_map_by_name(from, name);
+		if (!shared || bpf_map__reuse_fd(map, bpf_map__fd(shared)))
+			return -ENOENT;
+	}
+	return 0;
+}
+
+static int load_sessions(struct heapbpf *b, const struct heapbpf_config *cfg)
+{
+	int err;
+
+	b->sess = heap_session_bpf__open();
+	if (!b->sess)
+		return -errno;
+	set_attach_types(b->sess->obj, ATTACH_SESSION);
+	SET_RODATA(b->sess->rodata, cfg);
+	err = share_maps(b->skel->obj, b->sess->obj);
+	if (!err && heap_session_bpf__load(b->sess))
+		err = -errno;
+	if (err) {
+		heap_session_bpf__destroy(b->sess);
+		b->sess = NULL;
+	}
+	return err;
+}
+
+/* Sessions need kernel 6.13, uprobe_multi 6.6; older kernels refuse the
+ * programs' attach types, so the next mode down is tried. */
+static int load_mode(struct heapbpf *b, const struct heapbpf_config *cfg, enum attach_mode mode)
+{
+	int err = load_heap(b, cfg, mode);
+
+	if (!err && mode == ATTACH_SESSION) {
+		err = load_sessions(b, cfg);
+		if (err) {
+			heap_bpf__destroy(b->skel);
+			b->skel = NULL;
+		}
+	}
+	if (!err)
+		b->mode = mode;
+	return err;
+}
+
+static int load_best(struct heapbpf *b, const struct heapbpf_config *cfg)
+{
+	if (cfg->mode != ATTACH_AUTO)
+		return cfg->empty ? load_floor(b, cfg->mode) : load_mode(b, cfg, cfg->mode);
+	int err = -EINVAL;
+	for (enum attach_mode m = ATTACH_SESSION; m <= ATTACH_CLASSIC && err; m++)
+		err = cfg->empty ? load_floor(b, m) : load_mode(b, cfg, m);
+	return err;
+}
+
 int heapbpf_load(struct heapbpf *b, const struct heapbpf_config *cfg, int (*on_event)(void *ctx, void *data, size_t len),
 		 void *ctx)
 {
 	int err;
 
 	memset(b, 0, sizeof(*b));
-	if (cfg->empty)
-		return load_floor(b, true) ? load_floor(b, false) : 0;
-	err = load_heap(b, cfg, true);
-	if (err == -EINVAL || err == -EOPNOTSUPP)
-		err = load_heap(b, cfg, false);
-	if (!err)
-		err = seed_countdowns(b->skel, cfg->sample_bytes);
+	err = load_best(b, cfg);
+	if (err || cfg->empty)
+		return err;
+	err = seed_countdowns(b->skel, cfg->sample_bytes);
 	if (!err) {
 		b->rb = ring_buffer__new(bpf_map__fd(b->skel->maps.events), on_event, ctx, NULL);
 		if (!b->rb)
@@ -138,29 +234,40 @@ int heapbpf_load(struct heapbpf *b, const struct heapbpf_config *cfg, int (*on_e
 	if (err)
 		heapbpf_destroy(b);
 	return err;
+
 }
 
 void heapbpf_progs(const struct heapbpf *b, struct probe_progs *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->nests_fd = -1;
-#define SET_PROGS(progs)                                                         \
-	do {                                                                     \
-		out->enter[MW_LAYOUT_SIZE0] = (progs).enter_size0;                \
-		out->enter[MW_LAYOUT_SIZE1] = (progs).enter_size1;                \
-		out->enter[MW_LAYOUT_CALLOC] = (progs).enter_calloc;              \
-		out->enter[MW_LAYOUT_REALLOC] = (progs).enter_realloc;            \
-		out->enter[MW_LAYOUT_REALLOCARRAY] = (progs).enter_reallocarray;  \
-		out->enter[MW_LAYOUT_MEMALIGN_OUT] = (progs).enter_memalign_out;  \
-		out->enter[MW_LAYOUT_FREE] = (progs).free_enter;                  \
-		out->enter[MW_LAYOUT_XALLOCX] = (progs).enter_xallocx;            \
-		out->exit = (progs).alloc_exit;                                   \
+	out->session = b->mode == ATTACH_SESSION;
+	out->multi = b->mode != ATTACH_CLASSIC;
+#define SET_PROGS(progs, prefix)                                                        \
+	do {                                                                            \
+		out->enter[MW_LAYOUT_SIZE0] = (progs).prefix##size0;                     \
+		out->enter[MW_LAYOUT_SIZE1] = (progs).prefix##size1;                     \
+		out->enter[MW_LAYOUT_CALLOC] = (progs).prefix##calloc;                   \
+		out->enter[MW_LAYOUT_REALLOC] = (progs).prefix##realloc;                 \
+		out->enter[MW_LAYOUT_REALLOCARRAY] = (progs).prefix##reallocarray;       \
+		out->enter[MW_LAYOUT_MEMALIGN_OUT] = (progs).prefix##memalign_out;       \
+		out->enter[MW_LAYOUT_XALLOCX] = (progs).prefix##xallocx;                 \
 	} while (0)
 	if (b->floor) {
-		SET_PROGS(b->floor->progs);
+		if (out->session)
+			SET_PROGS(b->floor->progs, session_);
+		else
+			SET_PROGS(b->floor->progs, enter_);
+		out->enter[MW_LAYOUT_FREE] = b->floor->progs.free_enter;
+		out->exit = b->floor->progs.alloc_exit;
 		return;
 	}
-	SET_PROGS(b->skel->progs);
+	if (out->session)
+		SET_PROGS(b->sess->progs, session_);
+	else
+		SET_PROGS(b->skel->progs, enter_);
+	out->enter[MW_LAYOUT_FREE] = b->skel->progs.free_enter;
+	out->exit = b->skel->progs.alloc_exit;
 #undef SET_PROGS
 	out->loader = b->skel->progs.loader_state;
 	out->nests_fd = bpf_map__fd(b->skel->maps.nests);
@@ -211,6 +318,7 @@ void heapbpf_destroy(struct heapbpf *b)
 {
 	bpf_link__destroy(b->exec_link);
 	ring_buffer__free(b->rb);
+	heap_session_bpf__destroy(b->sess);
 	heap_bpf__destroy(b->skel);
 	floor_bpf__destroy(b->floor);
 	memset(b, 0, sizeof(*b));

@@ -11,7 +11,18 @@
 #include "memwatch.h"
 
 struct heap_bpf;
+struct heap_session_bpf;
 struct floor_bpf;
+
+/* How probes attach: uprobe sessions for allocations (6.13+: no return probe
+ * on unsampled calls), uprobe_multi links (6.6+), or one perf event per
+ * probe. auto takes the first the kernel offers. */
+enum attach_mode {
+	ATTACH_AUTO,
+	ATTACH_SESSION,
+	ATTACH_MULTI,
+	ATTACH_CLASSIC,
+};
 struct ring_buffer;
 struct bpf_link;
 
@@ -21,14 +32,16 @@ struct heapbpf_config {
 	uint32_t stack_mode, stack_bytes;
 	uint32_t max_live, ring_bytes;
 	bool empty;		/* load the empty floor programs instead */
+	enum attach_mode mode;
 };
 
 struct heapbpf {
 	struct heap_bpf *skel;
+	struct heap_session_bpf *sess;	/* ATTACH_SESSION */
 	struct floor_bpf *floor;
 	struct ring_buffer *rb;
 	struct bpf_link *exec_link;
-	bool multi;		/* programs take uprobe_multi links (kernel 6.6+) */
+	enum attach_mode mode;		/* the one loaded */
 };
 
 /* 0 or -errno; on failure nothing stays loaded. */
@@ -41,5 +54,6 @@ int heapbpf_poll_fd(const struct heapbpf *b);	/* -1 without events */
 int heapbpf_consume(struct heapbpf *b);
 void heapbpf_stop_on_loader(struct heapbpf *b, bool stop);
 void heapbpf_destroy(struct heapbpf *b);
+const char *attach_mode_name(enum attach_mode mode);
 
 #endif

@@ -365,6 +365,20 @@ static int on_event(void *ctx, void *data, size_t len)
 
 /* ---- attaching ------------------------------------------------------- */
 
+static const char *describe_attach_mode(enum attach_mode mode, bool asked)
+{
+	switch (mode) {
+	case ATTACH_SESSION:
+		return "uprobe sessions (return probes only for sampled calls) and uprobe_multi links";
+	case ATTACH_MULTI:
+		return asked ? "uprobe_multi links, entry and return probes (as asked)"
+			     : "uprobe_multi links, entry and return probes (this kernel has no uprobe sessions)";
+	default:
+		return asked ? "perf-event uprobes, entry and return probes (as asked)"
+			     : "perf-event uprobes, entry and return probes (this kernel has no uprobe_multi)";
+	}
+}
+
 static int load_bpf(struct session *s, pid_t tgid)
 {
 	struct heapbpf_config cfg = {
@@ -375,6 +389,7 @@ static int load_bpf(struct session *s, pid_t tgid)
 		.max_live = s->opt.max_live,
 		.ring_bytes = s->opt.ring_bytes,
 		.empty = s->opt.empty_probes,
+		.mode = s->opt.attach_mode,
 	};
 	struct probe_progs progs;
 	int err = heapbpf_load(&s->bpf, &cfg, on_event, s);
@@ -385,10 +400,10 @@ static int load_bpf(struct session *s, pid_t tgid)
 		return -1;
 	}
 	heapbpf_progs(&s->bpf, &progs);
-	attacher_init(&s->att, &progs, s->bpf.multi, s->opt.allocator, s->opt.verbose ? stderr : NULL);
+	attacher_init(&s->att, &progs, s->opt.allocator, s->opt.verbose ? stderr : NULL);
 	if (s->opt.verbose)
 		fprintf(stderr, "memwatch: probes attach as %s\n",
-			s->bpf.multi ? "uprobe_multi links (one per program and file)" : "classic perf-event uprobes");
+			describe_attach_mode(s->bpf.mode, s->opt.attach_mode != ATTACH_AUTO));
 	return 0;
 }
 

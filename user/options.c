@@ -1,6 +1,7 @@
 #include "options.h"
 
 #include "allocators.h"
+#include "heapbpf.h"
 #include "version.h"
 
 #include <errno.h>
@@ -17,6 +18,7 @@ enum {
 	OPT_STACK_MODE,
 	OPT_STACK_BYTES,
 	OPT_ALLOCATOR,
+	OPT_ATTACH_MODE,
 };
 
 #define STACK_BYTES_DEFAULT 32768
@@ -60,6 +62,10 @@ static const char usage_text[] =
 	"      --max-live N         sampled blocks tracked at once (default 262144);\n"
 	"                           more are counted as lost\n"
 	"      --ring-bytes N       ring buffer for events (default 16m)\n"
+	"      --attach-mode MODE   auto (default): the first the kernel offers of\n"
+	"                           session (uprobe sessions, 6.13+: unsampled calls\n"
+	"                           get no return probe), multi (uprobe_multi links,\n"
+	"                           6.6+), classic (one perf event per probe)\n"
 	"\n"
 	"Stacks:\n"
 	"      --stack-mode MODE    auto (default): unwind with the binaries' CFI\n"
@@ -127,6 +133,17 @@ static int parse_u32(const char *s, uint32_t min, uint32_t *out)
 	return 0;
 }
 
+static int parse_attach_mode(const char *s, int *out)
+{
+	for (int m = ATTACH_AUTO; m <= ATTACH_CLASSIC; m++) {
+		if (!strcmp(s, attach_mode_name(m))) {
+			*out = m;
+			return 0;
+		}
+	}
+	return -1;
+}
+
 static const char *const stack_modes[] = { [STACK_AUTO] = "auto", [STACK_DWARF] = "dwarf", [STACK_FP] = "fp" };
 
 const char *stack_mode_name(enum stack_mode mode)
@@ -162,6 +179,7 @@ int options_parse(int argc, char **argv, struct options *o)
 		{ "stack-mode", required_argument, NULL, OPT_STACK_MODE },
 		{ "stack-bytes", required_argument, NULL, OPT_STACK_BYTES },
 		{ "allocator", required_argument, NULL, OPT_ALLOCATOR },
+		{ "attach-mode", required_argument, NULL, OPT_ATTACH_MODE },
 		{ 0 },
 	};
 	uint64_t v;
@@ -219,6 +237,10 @@ int options_parse(int argc, char **argv, struct options *o)
 		case OPT_STACK_MODE:
 			if (parse_stack_mode(optarg, &o->stack_mode))
 				return bad("--stack-mode (auto, dwarf or fp)", optarg);
+			break;
+		case OPT_ATTACH_MODE:
+			if (parse_attach_mode(optarg, &o->attach_mode))
+				return bad("--attach-mode (auto, session, multi or classic)", optarg);
 			break;
 		case OPT_ALLOCATOR:
 			if (!*optarg || allocator_names_valid(optarg))

@@ -26,6 +26,7 @@ struct options {
 	uint32_t ring_bytes;
 	bool empty_probes;	/* benchmark floor: empty programs, no profile */
 	const char *allocator;	/* --allocator: only these (comma-separated) */
+	int attach_mode;	/* enum attach_mode (heapbpf.h) */
 };
 
 /* 0: run; 1: done (help or version printed); -1: bad usage (reported). */

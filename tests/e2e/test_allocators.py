@@ -112,45 +112,56 @@ def pprof_text_inuse(tool, binary, profile, cum=False):
 
 
 class OwnProfilerTest(TestCase):
-    """memwatch agrees with the allocators' own profilers on the same run."""
+    """memwatch agrees with the allocators' own profilers on the same run.
+
+    Their profilers unwind the stack inside the allocation call; on a call
+    memwatch samples, the kernel's return probe has replaced the return
+    address with its trampoline, and they lose that stack. With uprobe
+    sessions that is a fraction p = 1 - exp(-size/R) of a site's calls: the
+    workload keeps blocks small (1 and 8 KiB) and the checks allow for it."""
+
+    SIZES = {"gt_big_small": 1024, "gt_mid": 8192}
+
+    def run_medium(self, binary, name, env):
+        out, man = self.path(name + ".pb.gz"), self.path(name + ".manifest")
+        # The variables go to the command only (through env), not to memwatch.
+        run = memwatch(["-o", out, "--", "env"] + ["%s=%s" % kv for kv in env.items()] +
+                       [binary, "--medium", "--manifest", man], timeout=300)
+        self.assertEqual(run.returncode, 3, run.stderr)
+        return Profile(out).by_site(), read_manifest(man)
 
     def test_jemalloc_prof(self):
         """jemalloc's sampler (lg_prof_sample:19) and memwatch's both sample at
         512 KiB: their difference has twice one sampler's variance."""
         binary = workload("gt-jemalloc")
-        prefix = self.path("jeprof")
-        conf = "prof:true,lg_prof_sample:19,prof_final:true,prof_prefix:" + prefix
-        out, man = self.path("je.pb.gz"), self.path("je.manifest")
-        run = memwatch(["-o", out, "--", binary, "--big", "--manifest", man], env=env_with(None, MALLOC_CONF=conf),
-                       timeout=300)
-        self.assertEqual(run.returncode, 3, run.stderr)
+        conf = "prof:true,lg_prof_sample:19,prof_final:true,prof_prefix:" + self.path("jeprof")
+        ours, truth = self.run_medium(binary, "je", {"MALLOC_CONF": conf})
         heaps = [f for f in os.listdir(self.dir) if f.startswith("jeprof") and f.endswith(".heap")]
         self.assertEqual(len(heaps), 1, os.listdir(self.dir))
         theirs = pprof_text_inuse("jeprof", binary, self.path(heaps[0]))
-        ours = Profile(out).by_site()
-        sizes = {"gt_big_small": 1024, "gt_big_large": 1 << 20}
-        for site, want in read_manifest(man).items():
-            tol = math.sqrt(2) * tolerance(want[2], sizes[site], DEFAULT_RATE)
+        for site, want in truth.items():
+            size = self.SIZES[site]
+            lost = -math.expm1(-size / DEFAULT_RATE) * want[3]
+            tol = math.sqrt(2) * tolerance(want[2], size, DEFAULT_RATE) + lost
             self.assertLess(abs(ours[site][3] - theirs[site]), tol,
                             "%s: memwatch %d, jeprof %d, truth %d" % (site, ours[site][3], theirs[site], want[3]))
 
     def test_gperftools_heapprofile(self):
-        """gperftools' HEAPPROFILE records every allocation: exact; memwatch
-        is within its own four standard errors of it."""
+        """gperftools' HEAPPROFILE records every allocation (no sampling):
+        memwatch is within its own four standard errors of it."""
         binary = workload("groundtruth")
-        out, man = self.path("tc.pb.gz"), self.path("tc.manifest")
-        run = memwatch(["-o", out, "--", binary, "--big", "--manifest", man],
-                       env=env_with(TCMALLOC, HEAPPROFILE=self.path("hp")), timeout=300)
-        self.assertEqual(run.returncode, 3, run.stderr)
-        heaps = sorted(f for f in os.listdir(self.dir) if f.startswith("hp.") and f.endswith(".heap"))
+        ours, truth = self.run_medium(binary, "tc", {"LD_PRELOAD": TCMALLOC, "HEAPPROFILE": self.path("hp")})
+        heaps = sorted(f for f in os.listdir(self.dir) if f.startswith("hp") and f.endswith(".heap"))
         self.assertTrue(heaps, os.listdir(self.dir))
         theirs = pprof_text_inuse("google-pprof", binary, self.path(heaps[-1]), cum=True)
-        ours = Profile(out).by_site()
-        sizes = {"gt_big_small": 1024, "gt_big_large": 1 << 20}
-        for site, want in read_manifest(man).items():
-            self.assertEqual(theirs[site], want[3], "HEAPPROFILE is exact")
-            tol = tolerance(want[2], sizes[site], DEFAULT_RATE)
-            self.assertLess(abs(ours[site][3] - theirs[site]), tol, site)
+        for site, want in truth.items():
+            size = self.SIZES[site]
+            lost = -math.expm1(-size / DEFAULT_RATE) * want[3]
+            self.assertLessEqual(want[3] - theirs[site], 3 * lost + size, "%s: HEAPPROFILE is exact but for "
+                                 "the calls memwatch sampled" % site)
+            tol = tolerance(want[2], size, DEFAULT_RATE) + lost
+            self.assertLess(abs(ours[site][3] - theirs[site]), tol,
+                            "%s: memwatch %d, HEAPPROFILE %d, truth %d" % (site, ours[site][3], theirs[site], want[3]))
 
 
 class DiscoveryTest(TestCase):

@@ -9,6 +9,7 @@
  *
  *   --wait       print "ready PID", wait for SIGUSR1 before allocating
  *   --big        large totals for statistical tests at the default interval
+ *   --medium     the same with no block above 8 KiB (see gt_mid)
  *   --echo       copy stdin to stdout first
  *   --delay S    sleep S seconds before allocating
  *   --linger S   sleep S seconds before exiting
@@ -314,6 +315,28 @@ static void run_basic(void)
 	run_threads();
 }
 
+/* Blocks much smaller than the sampling interval: compared with allocators'
+ * own profilers, whose in-process unwinding breaks on the calls memwatch
+ * samples (the kernel's return trampoline replaces the return address). */
+NOINLINE void gt_mid(int n, size_t size)
+{
+	for (int i = 0; i < n; i++) {
+		void *p = malloc(size);
+		touch(p, size);
+		note_alloc("gt_mid", size);
+		if (i % 2) {
+			free(p);
+			note_free("gt_mid", size);
+		}
+	}
+}
+
+static void run_medium(void)
+{
+	gt_big_small(400000, 1024);	/* 390 MiB allocated, 98 MiB kept */
+	gt_mid(20000, 8192);		/* 156 MiB allocated, 78 MiB kept */
+}
+
 static void run_big(void)
 {
 	gt_big_small(400000, 1024);	/* 390 MiB allocated, 98 MiB kept */
@@ -342,6 +365,8 @@ int main(int argc, char **argv)
 		usleep((useconds_t)(atof(flag_value(argc, argv, "--delay")) * 1e6));
 	if (has_flag(argc, argv, "--big"))
 		run_big();
+	else if (has_flag(argc, argv, "--medium"))
+		run_medium();
 	else
 		run_basic();
 	if (manifest)
