@@ -72,6 +72,9 @@ $(OUTPUT)/tests/%: tests/unit/%.c $(LIBMW) | $(OUTPUT)/tests
 $(OUTPUT)/tests/test_unwind: CFLAGS += -fomit-frame-pointer
 $(OUTPUT)/tests/test_unwind: tests/unit/fixtures/unwind_capture.h tests/unit/fixtures/unwind_lib.c tests/unit/fixtures/unwind_cxx.cc
 
+$(OUTPUT)/churn: tools/churn.c | $(OUTPUT)
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -pthread $< -o $@
+
 # Workloads the tests and benchmarks run: tests/workloads/Makefile.
 workloads:
 	$(MAKE) -C tests/workloads
@@ -79,7 +82,7 @@ workloads:
 unit: $(UNIT_BINS) workloads
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
-e2e: memwatch workloads
+e2e: memwatch workloads $(OUTPUT)/churn
 	python3 tests/e2e/run.py $(E2E_ARGS)
 
 test:

@@ -93,6 +93,8 @@ int free_enter(struct pt_regs *ctx)
 
 	if (cfg_target_tgid && key.tgid != cfg_target_tgid)
 		return 0;
+	if (cfg_count_hits)
+		count(MW_CNT_FREE_HITS);
 	key.addr = PT_REGS_PARM1(ctx);
 	/* A lookup takes no lock; most freed blocks were never sampled. */
 	if (!key.addr || !bpf_map_lookup_elem(&live, &key))

@@ -23,6 +23,8 @@ const volatile __u32 cfg_stack_mode = MW_STACK_FP;
 const volatile __u32 cfg_stack_bytes = 16384;	/* multiple of MW_STACK_CHUNK */
 const volatile __u32 cfg_scratch_bytes = 65536;	/* value size of the scratch map */
 const volatile __u64 cfg_wakeup_bytes = 1 << 20;	/* wake user space past this backlog */
+const volatile bool cfg_alloc_only = false;	/* no free probes, no live blocks */
+const volatile bool cfg_count_hits = false;	/* for the overhead budget */
 /* R * -ln(i / MW_EXP_SIZE): the edges of the exponential's inverse CDF. */
 const volatile __u64 cfg_exp_edges[MW_EXP_SIZE + 1];
 
@@ -386,7 +388,9 @@ static __always_inline bool enter_call(struct pt_regs *ctx, __u64 size, __u64 ol
 
 	if (cfg_target_tgid && tgid != cfg_target_tgid)
 		return false;
-	old_live = is_live(tgid, old);
+	if (cfg_count_hits)
+		count(MW_CNT_HITS);
+	old_live = !cfg_alloc_only && is_live(tgid, old);
 	st = bpf_map_lookup_elem(&cpu_state, &zero);
 	if (!st)
 		return false;
@@ -440,11 +444,11 @@ static __always_inline void exit_call(struct pt_regs *ctx, __u64 entry_sp)
 	struct pending call;
 	bool ok;
 
+	count(MW_CNT_RETURNS);
 	if (!pc)
 		return;
 	call = *pc;
 	bpf_map_delete_elem(&pending, &key);
-	count(MW_CNT_RETURNS);
 
 	switch (call.kind) {
 	case RESULT_OUT:
@@ -469,6 +473,8 @@ static __always_inline void exit_call(struct pt_regs *ctx, __u64 entry_sp)
 		emit_cancel(pid_tgid, call.sample_id);
 		return;
 	}
+	if (cfg_alloc_only)
+		return;
 	lk.addr = addr;
 	if (bpf_map_update_elem(&live, &lk, &call.sample_id, BPF_ANY))
 		count(MW_CNT_LIVE_FULL);

@@ -79,9 +79,11 @@ enum mw_counter {
 	MW_CNT_NESTED,		/* allocator-internal calls skipped */
 	MW_CNT_STACK_FAIL,	/* stacks that could not be read at all */
 	MW_CNT_FREES_TRACKED,	/* frees of sampled blocks */
-	MW_CNT_RETURNS,		/* return probes that found their call */
+	MW_CNT_RETURNS,		/* return halves run (every call without sessions) */
 	MW_CNT_LOADER,		/* dynamic loader notifications */
 	MW_CNT_BUSY,		/* sampled calls dropped: every scratch slot busy */
+	MW_CNT_HITS,		/* allocation probe hits (with --max-overhead only) */
+	MW_CNT_FREE_HITS,	/* release probe hits (with --max-overhead only) */
 	MW_CNT_NR,
 };
 

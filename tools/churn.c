@@ -2,7 +2,7 @@
 /*
  * churn: a malloc/free loop for the probe-cost benchmark (tools/bench.sh).
  *
- *   churn [--pairs N] [--size BYTES] [--threads T] [--wait]
+ *   churn [--pairs N] [--size BYTES] [--threads T] [--work K] [--wait]
  *
  * Each of T threads (default 1) does N malloc+free pairs (default 2,000,000)
  * of BYTES bytes (default 64). Only the loop is timed, with
@@ -36,6 +36,7 @@
 static unsigned long long opt_pairs = 2000000;
 static size_t opt_size = 64;
 static unsigned opt_threads = 1;
+static unsigned long long opt_work;	/* loop iterations of work per pair */
 static pthread_barrier_t start_line;
 
 struct worker {
@@ -69,6 +70,8 @@ static void *run(void *arg)
 		}
 		/* Keeps the pair alive: -O2 may delete malloc+free otherwise. */
 		__asm__ volatile("" ::"r"(p) : "memory");
+		for (unsigned long long k = 0; k < opt_work; k++)
+			__asm__ volatile("" ::: "memory");
 		free(p);
 	}
 	w->ns = now_ns() - t0;
@@ -77,7 +80,8 @@ static void *run(void *arg)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: churn [--pairs N] [--size BYTES] [--threads T] [--wait]\n"
+	fprintf(f, "usage: churn [--pairs N] [--size BYTES] [--threads T] [--work K] [--wait]\n"
+		   "  --work K       K loop iterations of work between malloc and free (default 0)\n"
 		   "  --pairs N      malloc+free pairs per thread (default 2000000)\n"
 		   "  --size BYTES   bytes per malloc (default 64)\n"
 		   "  --threads T    threads running the loop at once (default 1)\n"
@@ -106,6 +110,7 @@ int main(int argc, char **argv)
 		{ "pairs", required_argument, NULL, 'n' },
 		{ "size", required_argument, NULL, 's' },
 		{ "threads", required_argument, NULL, 't' },
+		{ "work", required_argument, NULL, 'k' },
 		{ "wait", no_argument, NULL, 'w' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -113,8 +118,13 @@ int main(int argc, char **argv)
 	unsigned long long v;
 	int wait = 0, c;
 
-	while ((c = getopt_long(argc, argv, "n:s:t:wh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "n:s:t:k:wh", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'k':
+			if (parse_ull(optarg, "--work", 0, ~0ULL >> 1, &v))
+				return 2;
+			opt_work = v;
+			break;
 		case 'n':
 			if (parse_ull(optarg, "--pairs", 1, ~0ULL >> 1, &v))
 				return 2;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,50 +28,87 @@ void attacher_init(struct attacher *a, const struct probe_progs *progs, const ch
 	hmap_init(&a->done, NULL, NULL);
 }
 
-static int keep_link(struct attacher *a, struct bpf_link *link)
+static int keep_link(struct link_set *set, struct bpf_link *link)
 {
-	if (a->nlinks == a->cap_links) {
-		size_t ncap = a->cap_links ? a->cap_links * 2 : 64;
-		struct bpf_link **nl = realloc(a->links, ncap * sizeof(*nl));
+	if (set->nlinks == set->cap_links) {
+		size_t ncap = set->cap_links ? set->cap_links * 2 : 64;
+		struct bpf_link **nl = realloc(set->links, ncap * sizeof(*nl));
 		if (!nl) {
 			bpf_link__destroy(link);
 			return -ENOMEM;
 		}
-		a->links = nl;
-		a->cap_links = ncap;
+		set->links = nl;
+		set->cap_links = ncap;
 	}
-	a->links[a->nlinks++] = link;
+	set->links[set->nlinks++] = link;
 	return 0;
 }
 
-static int keep_fd(struct attacher *a, int fd)
+static int keep_fd(struct link_set *set, int fd)
 {
-	if (a->nfds == a->cap_fds) {
-		size_t ncap = a->cap_fds ? a->cap_fds * 2 : 64;
-		int *nf = realloc(a->link_fds, ncap * sizeof(*nf));
+	if (set->nfds == set->cap_fds) {
+		size_t ncap = set->cap_fds ? set->cap_fds * 2 : 64;
+		int *nf = realloc(set->fds, ncap * sizeof(*nf));
 		if (!nf) {
 			close(fd);
 			return -ENOMEM;
 		}
-		a->link_fds = nf;
-		a->cap_fds = ncap;
+		set->fds = nf;
+		set->cap_fds = ncap;
 	}
-	a->link_fds[a->nfds++] = fd;
+	set->fds[set->nfds++] = fd;
 	return 0;
+}
+
+static void *close_fd(void *arg)
+{
+	close((int)(intptr_t)arg);
+	return NULL;
+}
+
+/* Closing a uprobe_multi link waits for an RCU grace period: closing them
+ * side by side waits for about one, and the probes go away together. */
+static void close_fds(int *fds, size_t n)
+{
+	pthread_t threads[64];
+	size_t started = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (started < 64 && !pthread_create(&threads[started], NULL, close_fd, (void *)(intptr_t)fds[i]))
+			started++;
+		else
+			close(fds[i]);
+	}
+	for (size_t i = 0; i < started; i++)
+		pthread_join(threads[i], NULL);
+}
+
+static void close_links(struct link_set *set)
+{
+	for (size_t i = 0; i < set->nlinks; i++)
+		bpf_link__destroy(set->links[i]);
+	close_fds(set->fds, set->nfds);
+	free(set->links);
+	free(set->fds);
+	memset(set, 0, sizeof(*set));
 }
 
 void attacher_detach(struct attacher *a)
 {
-	for (size_t i = 0; i < a->nlinks; i++)
-		bpf_link__destroy(a->links[i]);
-	for (size_t i = 0; i < a->nfds; i++)
-		close(a->link_fds[i]);
-	free(a->links);
-	free(a->link_fds);
-	a->links = NULL;
-	a->link_fds = NULL;
-	a->nlinks = a->cap_links = a->nfds = a->cap_fds = 0;
+	close_links(&a->heap);
+	close_links(&a->loader);
 	hmap_free(&a->done);
+}
+
+void attacher_suspend(struct attacher *a, pid_t pid)
+{
+	__u32 tgid = pid;
+
+	close_links(&a->heap);
+	hmap_clear(&a->done);
+	a->nprobes = 0;
+	if (a->progs.nests_fd >= 0)
+		bpf_map_delete_elem(a->progs.nests_fd, &tgid);
 }
 
 /* One probe to attach: entry or return of a program at a file offset, or a
@@ -82,14 +120,14 @@ struct probe_req {
 	bool session;
 };
 
-static int attach_classic(struct attacher *a, const struct probe_req *r, pid_t pid, const char *path)
+static int attach_classic(struct link_set *set, const struct probe_req *r, pid_t pid, const char *path)
 {
 	LIBBPF_OPTS(bpf_uprobe_opts, opts, .bpf_cookie = r->cookie, .retprobe = r->retprobe);
 	struct bpf_link *link = bpf_program__attach_uprobe_opts(r->prog, pid, path, r->offset, &opts);
 
 	if (!link)
 		return -errno;
-	return keep_link(a, link);
+	return keep_link(set, link);
 }
 
 /* BPF_LINK_CREATE for uprobe_multi, laid out as in the kernel's union
@@ -127,7 +165,7 @@ static int link_multi(const struct probe_req *req, pid_t pid, const char *path, 
 
 /* One uprobe_multi link per (program, direction) for all of a file's
  * offsets: attaching and detaching cost one RCU wait per link, not per probe. */
-static int attach_multi(struct attacher *a, const struct probe_req *reqs, size_t n, pid_t pid, const char *path)
+static int attach_multi(struct link_set *set, const struct probe_req *reqs, size_t n, pid_t pid, const char *path)
 {
 	uint64_t offsets[64], cookies[64];
 	bool done[64] = { false };
@@ -144,22 +182,41 @@ static int attach_multi(struct attacher *a, const struct probe_req *reqs, size_t
 			done[j] = true;
 		}
 		int fd = link_multi(&reqs[i], pid, path, offsets, cookies, cnt);
-		if (fd < 0 || keep_fd(a, fd))
+		if (fd < 0 || keep_fd(set, fd))
 			return fd < 0 ? fd : -ENOMEM;
 	}
 	return 0;
 }
 
-static int attach_reqs(struct attacher *a, const struct probe_req *reqs, size_t n, pid_t pid, const char *path)
+static int attach_reqs(struct attacher *a, struct link_set *set, const struct probe_req *reqs, size_t n, pid_t pid,
+		       const char *path)
 {
 	if (a->progs.multi)
-		return attach_multi(a, reqs, n, pid, path);
+		return attach_multi(set, reqs, n, pid, path);
 	for (size_t i = 0; i < n; i++) {
-		int err = attach_classic(a, &reqs[i], pid, path);
+		int err = attach_classic(set, &reqs[i], pid, path);
 		if (err)
 			return err;
 	}
 	return 0;
+}
+
+int attach_probe_at(struct attacher *a, struct link_set *set, enum mw_layout layout, pid_t pid, const char *path,
+		    uint64_t offset)
+{
+	bool alloc = layout != MW_LAYOUT_FREE;
+	bool session = alloc && a->progs.session;
+	struct probe_req reqs[2] = { { a->progs.enter[layout], offset, MW_FN_MALLOC, false, session } };
+	size_t n = 1;
+
+	if (alloc && !session)
+		reqs[n++] = (struct probe_req){ a->progs.exit, offset, MW_FN_MALLOC, true, false };
+	return attach_reqs(a, set, reqs, n, pid, path);
+}
+
+void attach_close(struct link_set *set)
+{
+	close_links(set);
 }
 
 /* The argument registers each layout's entry program reads. */
@@ -230,6 +287,8 @@ static int probe_entry(struct attacher *a, struct objfile *o, const struct alloc
 	uint64_t offset, cookie = e->fn;
 	ssize_t len;
 
+	if (e->layout == MW_LAYOUT_FREE && a->progs.no_frees)
+		return 0;
 	if (e->forwards_to) {
 		if (a->log)
 			fprintf(a->log, "  %-24s forwards to %s: counted there\n", e->name, e->forwards_to);
@@ -305,7 +364,7 @@ static int probe_file(struct attacher *a, struct process *p, const struct mappin
 	/* Nesting ranges first: the probes may fire the moment they exist. */
 	int err = add_nesting(a, p, o, alloc);
 	if (!err)
-		err = attach_reqs(a, reqs, nreqs, p->pid, path);
+		err = attach_reqs(a, &a->heap, reqs, nreqs, p->pid, path);
 	if (!err)
 		note_allocator(a, alloc->name);
 	return err;
@@ -332,9 +391,23 @@ static bool visited(const struct attacher *a, pid_t pid, const struct objfile *o
 	return hmap_find(&a->done, hash_u64(key), key) != NULL;
 }
 
+/* The allocator o holds, analyzed once per file (--allocator is fixed for
+ * the whole run). */
+static const struct allocator *allocator_of(struct attacher *a, struct objfile *o)
+{
+	if (!o->alloc_checked) {
+		o->alloc_checked = true;
+		o->alloc = malloc(sizeof(*o->alloc));
+		if (o->alloc && !allocator_find(o->elf, o->path, a->only, o->alloc)) {
+			free(o->alloc);
+			o->alloc = NULL;
+		}
+	}
+	return o->alloc;
+}
+
 int attach_allocators(struct attacher *a, struct procs *ps, struct process *p)
 {
-	static struct allocator alloc;
 	int found = 0;
 
 	for (size_t i = 0; i < p->maps.n; i++) {
@@ -342,9 +415,10 @@ int attach_allocators(struct attacher *a, struct procs *ps, struct process *p)
 		struct objfile *o = m->data;
 		if (!m->executable || !o || !o->elf || !first_visit(a, p->pid, o))
 			continue;
-		if (!allocator_find(o->elf, o->path, a->only, &alloc))
+		const struct allocator *alloc = allocator_of(a, o);
+		if (!alloc)
 			continue;
-		int err = probe_file(a, p, m, &alloc);
+		int err = probe_file(a, p, m, alloc);
 		if (err)
 			return err;
 		found++;
@@ -357,7 +431,6 @@ int attach_allocators(struct attacher *a, struct procs *ps, struct process *p)
  * where the new image maps their files again, and probe the new ones. */
 int attach_after_exec(struct attacher *a, struct procs *ps, struct process *p)
 {
-	static struct allocator alloc;
 	__u32 tgid = p->pid;
 	int err;
 
@@ -368,7 +441,8 @@ int attach_after_exec(struct attacher *a, struct procs *ps, struct process *p)
 		struct objfile *o = m->data;
 		if (!m->executable || !o || !o->elf || !visited(a, p->pid, o))
 			continue;
-		if (allocator_find(o->elf, o->path, a->only, &alloc) && (err = add_nesting(a, p, o, &alloc)))
+		const struct allocator *alloc = allocator_of(a, o);
+		if (alloc && (err = add_nesting(a, p, o, alloc)))
 			return err;
 	}
 	return attach_allocators(a, ps, p);
@@ -392,7 +466,7 @@ int attach_loader(struct attacher *a, pid_t pid, const char *path)
 		return -ENOEXEC;
 	if (elf_file_find_func(elf, "_dl_debug_state", &sym) && !elf_file_vaddr_to_offset(elf, sym.vaddr, &offset)) {
 		struct probe_req req = { a->progs.loader, offset, 0, false, false };
-		err = attach_reqs(a, &req, 1, pid, path);
+		err = attach_reqs(a, &a->loader, &req, 1, pid, path);
 	}
 	elf_file_close(elf);
 	if (a->log && !err)

@@ -27,15 +27,21 @@ struct probe_progs {
 	int nests_fd;			/* BPF map of nesting ranges; -1: none */
 	bool multi;			/* uprobe_multi links, not perf events */
 	bool session;			/* allocation entries are uprobe sessions */
+	bool no_frees;			/* --alloc-only: release entries get no probe */
+};
+
+struct link_set {
+	struct bpf_link **links;	/* classic perf-event uprobes */
+	size_t nlinks, cap_links;
+	int *fds;			/* uprobe_multi links */
+	size_t nfds, cap_fds;
 };
 
 struct attacher {
 	struct probe_progs progs;
 	FILE *log;			/* -v output, or NULL */
-	struct bpf_link **links;	/* classic perf-event uprobes */
-	size_t nlinks, cap_links;
-	int *link_fds;			/* uprobe_multi links */
-	size_t nfds, cap_fds;
+	struct link_set heap;		/* allocator probes */
+	struct link_set loader;		/* the dynamic loader hook */
 	struct hmap done;		/* (pid, objfile) pairs already probed */
 	unsigned nprobes;		/* probe sites attached */
 	char allocators[128];		/* names of the allocators found, for reports */
@@ -52,5 +58,13 @@ int attach_after_exec(struct attacher *a, struct procs *ps, struct process *p);
  * interpreter file at path) so that memwatch hears of dlopen. */
 int attach_loader(struct attacher *a, pid_t pid, const char *path);
 void attacher_detach(struct attacher *a);
+/* One probe of layout's kind (entry + return, session, or entry only) at a
+ * file offset, into set. */
+int attach_probe_at(struct attacher *a, struct link_set *set, enum mw_layout layout, pid_t pid, const char *path,
+		    uint64_t offset);
+void attach_close(struct link_set *set);
+/* Detaches the allocator probes of pid only (the loader hook stays);
+ * attach_allocators attaches them again. */
+void attacher_suspend(struct attacher *a, pid_t pid);
 
 #endif

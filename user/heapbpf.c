@@ -113,6 +113,8 @@ static uint32_t scratch_bytes(const struct heapbpf_config *cfg)
 		exp_edges_fill((uint64_t *)(rodata)->cfg_exp_edges, MW_EXP_SIZE, (cfg)->sample_bytes); \
 		(rodata)->cfg_scratch_bytes = scratch_bytes(cfg);                         \
 		(rodata)->cfg_wakeup_bytes = (cfg)->ring_bytes / 8;                       \
+		(rodata)->cfg_alloc_only = (cfg)->alloc_only;                             \
+		(rodata)->cfg_count_hits = (cfg)->count_hits;                             \
 	} while (0)
 
 static int size_maps(struct heap_bpf *skel, const struct heapbpf_config *cfg)

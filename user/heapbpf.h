@@ -32,6 +32,8 @@ struct heapbpf_config {
 	uint32_t stack_mode, stack_bytes;
 	uint32_t max_live, ring_bytes;
 	bool empty;		/* load the empty floor programs instead */
+	bool alloc_only;	/* no free probes, no live blocks */
+	bool count_hits;	/* count probe hits (MW_CNT_HITS) */
 	enum attach_mode mode;
 };
 

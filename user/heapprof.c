@@ -352,7 +352,7 @@ static bool several_pids(const struct heapprof *hp)
 	return false;
 }
 
-static int writer_samples(struct writer *w)
+static int writer_samples(struct writer *w, bool alloc_only)
 {
 	struct heapprof *hp = w->hp;
 	bool label_pid = several_pids(hp);
@@ -386,7 +386,7 @@ static int writer_samples(struct writer *w)
 			{ .key = "pid", .num = site->pid },
 		};
 		if (!err)
-			err = pprof_add_sample(w->pp, ids, s->n, values, 4, labels, label_pid ? 2 : 1);
+			err = pprof_add_sample(w->pp, ids, s->n, values, alloc_only ? 2 : 4, labels, label_pid ? 2 : 1);
 	}
 	free(ids);
 	return err;
@@ -398,8 +398,13 @@ static void writer_header(struct writer *w, const struct profile_meta *meta)
 
 	pprof_add_sample_type(pp, "alloc_objects", "count");
 	pprof_add_sample_type(pp, "alloc_space", "bytes");
-	pprof_add_sample_type(pp, "inuse_objects", "count");
-	pprof_add_sample_type(pp, "inuse_space", "bytes");
+	if (meta->alloc_only) {
+		/* Go's "allocs" profile: the same types minus in-use. */
+		pprof_set_default_sample_type(pp, "alloc_space");
+	} else {
+		pprof_add_sample_type(pp, "inuse_objects", "count");
+		pprof_add_sample_type(pp, "inuse_space", "bytes");
+	}
 	pprof_set_period(pp, "space", "bytes", w->hp->rate > 1 ? (int64_t)w->hp->rate : 1);
 	if (w->hp->drop_frames)
 		pprof_set_drop_frames(pp, w->hp->drop_frames);
@@ -420,7 +425,7 @@ int heapprof_write(struct heapprof *hp, struct procs *ps, const struct profile_m
 		writer_header(&w, meta);
 		writer_note_mappings(&w);
 		writer_order_mappings(&w);
-		err = writer_samples(&w);
+		err = writer_samples(&w, meta->alloc_only);
 		if (!err)
 			err = pprof_write_gz(w.pp, fd);
 	}

@@ -50,6 +50,7 @@ struct heapprof {
 struct profile_meta {
 	int64_t start_ns, end_ns;	/* CLOCK_REALTIME */
 	const char *const *comments;	/* NULL-terminated */
+	bool alloc_only;		/* no in-use values: an allocs profile */
 };
 
 void heapprof_init(struct heapprof *hp, uint64_t rate, const char *drop_frames);

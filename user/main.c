@@ -20,6 +20,8 @@
 
 #include "allocators.h"
 #include "attach.h"
+#include "budget.h"
+#include "calibrate.h"
 #include "elf_file.h"
 #include "fpcheck.h"
 #include "heapbpf.h"
@@ -53,6 +55,10 @@ struct session {
 	int64_t start_real_ns;
 	uint64_t start_ns, next_scan_ns, next_summary_ns;
 	bool stop;
+	bool announced;			/* the "profiling pid" line was printed */
+	struct budget budget;		/* --max-overhead */
+	struct probe_cost probe_cost;	/* calibrated for the budget */
+	bool suspended;			/* allocator probes detached by the budget */
 	char last_libbpf_error[256];
 };
 
@@ -379,6 +385,21 @@ static const char *describe_attach_mode(enum attach_mode mode, bool asked)
 	}
 }
 
+/* The budget needs what a probe hit costs; without it, it estimates. */
+static void calibrate(struct session *s)
+{
+	int err = calibrate_probe_cost(s->bpf.mode, &s->probe_cost);
+
+	if (err)
+		memset(&s->probe_cost, 0, sizeof(s->probe_cost));
+	if (s->opt.verbose && !err)
+		fprintf(stderr, "memwatch: a probe hit costs %.2f us (allocation) and %.2f us (free) here\n",
+			1e6 * s->probe_cost.alloc_s, 1e6 * s->probe_cost.free_s);
+	else if (s->opt.verbose)
+		fprintf(stderr, "memwatch: cannot time probe hits (%s): estimating from the target's system time\n",
+			strerror(-err));
+}
+
 static int load_bpf(struct session *s, pid_t tgid)
 {
 	struct heapbpf_config cfg = {
@@ -390,6 +411,8 @@ static int load_bpf(struct session *s, pid_t tgid)
 		.ring_bytes = s->opt.ring_bytes,
 		.empty = s->opt.empty_probes,
 		.mode = s->opt.attach_mode,
+		.alloc_only = s->opt.alloc_only,
+		.count_hits = s->opt.max_overhead > 0,
 	};
 	struct probe_progs progs;
 	int err = heapbpf_load(&s->bpf, &cfg, on_event, s);
@@ -400,7 +423,10 @@ static int load_bpf(struct session *s, pid_t tgid)
 		return -1;
 	}
 	heapbpf_progs(&s->bpf, &progs);
+	progs.no_frees = s->opt.alloc_only;
 	attacher_init(&s->att, &progs, s->opt.allocator, s->opt.verbose ? stderr : NULL);
+	if (s->opt.max_overhead)
+		calibrate(s);
 	if (s->opt.verbose)
 		fprintf(stderr, "memwatch: probes attach as %s\n",
 			describe_attach_mode(s->bpf.mode, s->opt.attach_mode != ATTACH_AUTO));
@@ -411,6 +437,8 @@ static int load_bpf(struct session *s, pid_t tgid)
  * changes. Returns the number of allocator files newly probed. */
 static int attach_target(struct session *s, struct process *p)
 {
+	if (s->suspended)
+		return 0;	/* the budget's off-window: attached when it ends */
 	int n = attach_allocators(&s->att, &s->procs, p);
 
 	if (n < 0)
@@ -528,21 +556,18 @@ static int start_command(struct session *s)
 static void on_loader_stop(struct session *s)
 {
 	struct process *p;
-	bool first;
 
 	/* An exec event may be waiting: it must come first. */
 	heapbpf_consume(&s->bpf);
 	p = procs_find(&s->procs, s->child);
-	first = !p;
-
 	if (!p)
 		p = procs_get(&s->procs, s->child);
 	else
 		process_refresh(&s->procs, p);
-	if (p && attach_target(s, p) > 0 && first)
+	if (p && attach_target(s, p) > 0 && !s->announced) {
 		announce(s, p);
-	else if (p && s->att.nprobes && !s->att.links)
-		announce(s, p);
+		s->announced = true;
+	}
 	kill(s->child, SIGCONT);
 }
 
@@ -627,8 +652,13 @@ static void print_summary(struct session *s, const char *when)
 	print_losses(s, stderr);
 	if (s->opt.verbose) {
 		char buf[512];
+		uint64_t c[MW_CNT_NR];
 		describe_stacks(s, buf, sizeof(buf));
 		fprintf(stderr, "memwatch: %s\n", buf);
+		heapbpf_counters(&s->bpf, c);
+		fprintf(stderr, "memwatch: probe counters: samples %" PRIu64 ", return halves %" PRIu64
+				", nested calls skipped %" PRIu64 ", frees of sampled blocks %" PRIu64 "\n",
+			c[MW_CNT_SAMPLES], c[MW_CNT_RETURNS], c[MW_CNT_NESTED], c[MW_CNT_FREES_TRACKED]);
 	}
 }
 
@@ -644,9 +674,55 @@ static void print_own_cost(struct session *s)
 		s->stacks ? s->stack_cpu_ns / 1e3 / s->stacks : 0.0, s->stacks, ru.ru_maxrss / 1024);
 }
 
+static void budget_sample(struct session *s, struct budget_sample *out)
+{
+	uint64_t c[MW_CNT_NR];
+
+	heapbpf_counters(&s->bpf, c);
+	memset(out, 0, sizeof(*out));
+	out->alloc_hits = c[MW_CNT_HITS];
+	out->free_hits = c[MW_CNT_FREE_HITS];
+	budget_read_cpu(s->target, out);
+}
+
+/* --max-overhead: detach or attach the allocator probes as the duty cycle
+ * says. */
+static void run_budget(struct session *s, uint64_t now)
+{
+	struct budget_sample sample;
+	struct process *p = procs_find(&s->procs, s->target);
+
+	if (!s->opt.max_overhead || !p)
+		return;
+	budget_sample(s, &sample);
+	switch (budget_tick(&s->budget, now, &sample)) {
+	case BUDGET_DETACH:
+		attacher_suspend(&s->att, s->target);
+		s->suspended = true;
+		budget_sample(s, &sample);
+		budget_switched(&s->budget, now_ns(CLOCK_MONOTONIC), &sample);
+		if (s->opt.verbose)
+			fprintf(stderr, "memwatch: probes cost the target about %.0f%% (%.2f us per hit): attached "
+					"%.1f%% of each second\n",
+				100 * s->budget.overhead, 1e6 * s->budget.cost_per_hit, 100 * s->budget.on_fraction);
+		break;
+	case BUDGET_ATTACH:
+		s->suspended = false;
+		if (!process_refresh(&s->procs, p))
+			attach_target(s, p);
+		budget_sample(s, &sample);
+		budget_switched(&s->budget, now_ns(CLOCK_MONOTONIC), &sample);
+		break;
+	case BUDGET_NONE:
+		break;
+	}
+}
+
 static void maintain(struct session *s)
 {
 	uint64_t now = now_ns(CLOCK_MONOTONIC);
+
+	run_budget(s, now);
 
 	/* Events only wake us once a backlog builds up: drain on every turn. */
 	heapbpf_consume(&s->bpf);
@@ -689,15 +765,34 @@ static int setup_loop(struct session *s)
 	return 0;
 }
 
+/* Wakes at least every 100 ms, and when the budget's phase ends. */
+static int loop_timeout_ms(const struct session *s)
+{
+	uint64_t now, end = s->budget.phase_end_ns;
+
+	if (!s->opt.max_overhead)
+		return 100;
+	now = now_ns(CLOCK_MONOTONIC);
+	if (end <= now)
+		return 0;
+	return end - now >= 100000000ull ? 100 : (int)((end - now) / 1000000) + 1;
+}
+
 static void run_loop(struct session *s)
 {
 	struct epoll_event evs[8];
 
 	s->start_ns = now_ns(CLOCK_MONOTONIC);
+	if (s->opt.max_overhead) {
+		struct budget_sample sample;
+		budget_sample(s, &sample);
+		budget_init(&s->budget, s->opt.max_overhead, s->probe_cost.alloc_s, s->probe_cost.free_s, s->start_ns,
+			    &sample);
+	}
 	s->next_scan_ns = s->start_ns + MAINTENANCE_NS;
 	s->next_summary_ns = s->start_ns + (uint64_t)(s->opt.interval * 1e9);
 	while (!s->stop) {
-		int n = epoll_wait(s->epfd, evs, 8, 100);
+		int n = epoll_wait(s->epfd, evs, 8, loop_timeout_ms(s));
 		for (int i = 0; i < n; i++) {
 			if (evs[i].data.fd == s->sigfd)
 				on_signal(s);
@@ -712,9 +807,22 @@ static void run_loop(struct session *s)
 
 /* ---- the end --------------------------------------------------------- */
 
+static void describe_budget(struct session *s, char **out)
+{
+	const struct budget *b = &s->budget;
+
+	if (asprintf(out, "duty cycle (--max-overhead %.0f%%): allocator probes attached %.1f%% of %.1f s "
+			  "(%u windows; always on they would cost the target about %.0f%%, %.2f us per hit); "
+			  "values cover those windows only; in-use values are partial: frees while detached "
+			  "were not seen",
+		     100 * s->opt.max_overhead, b->total_ns ? 100.0 * b->on_ns / b->total_ns : 100.0, b->total_ns / 1e9,
+		     b->windows, 100 * b->overhead, 1e6 * b->cost_per_hit) < 0)
+		*out = NULL;
+}
+
 static int write_profile(struct session *s)
 {
-	char *comments[8] = { 0 };
+	char *comments[10] = { 0 };
 	uint64_t c[MW_CNT_NR];
 	struct process *p = procs_find(&s->procs, s->target);
 	int nc = 0;
@@ -732,10 +840,15 @@ static int write_profile(struct session *s)
 				  ", unreadable stacks %" PRIu64 ", unknown live blocks %" PRIu64,
 		 s->hp.tot.samples, s->hp.tot.cancels, c[MW_CNT_RINGBUF_FULL], c[MW_CNT_LIVE_FULL],
 		 c[MW_CNT_PENDING_FULL], c[MW_CNT_BUSY], c[MW_CNT_STACK_FAIL], s->hp.tot.live_unknown);
+	if (s->opt.alloc_only)
+		asprintf(&comments[nc++], "--alloc-only: allocations only; in-use values are absent (no free probes)");
+	if (s->opt.max_overhead)
+		describe_budget(s, &comments[nc++]);
 	struct profile_meta meta = {
 		.start_ns = s->start_real_ns,
 		.end_ns = (int64_t)now_ns(CLOCK_REALTIME),
 		.comments = (const char *const *)comments,
+		.alloc_only = s->opt.alloc_only,
 	};
 	int err = heapprof_write(&s->hp, &s->procs, &meta, s->out_fd);
 	for (int i = 0; i < nc; i++)
@@ -755,6 +868,8 @@ static int write_profile(struct session *s)
 
 static int finish(struct session *s)
 {
+	if (s->opt.max_overhead)
+		budget_finish(&s->budget, now_ns(CLOCK_MONOTONIC));
 	/* Detach first so the target runs at full speed while we write. */
 	attacher_detach(&s->att);
 	s->detached = true;
@@ -767,6 +882,13 @@ static int finish(struct session *s)
 		return 0;
 	}
 	print_summary(s, "done after");
+	if (s->opt.max_overhead) {
+		char *line = NULL;
+		describe_budget(s, &line);
+		if (line)
+			fprintf(stderr, "memwatch: %s\n", line);
+		free(line);
+	}
 	int err = write_profile(s);
 	print_own_cost(s);
 	if (!err)

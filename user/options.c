@@ -19,6 +19,8 @@ enum {
 	OPT_STACK_BYTES,
 	OPT_ALLOCATOR,
 	OPT_ATTACH_MODE,
+	OPT_ALLOC_ONLY,
+	OPT_MAX_OVERHEAD,
 };
 
 #define STACK_BYTES_DEFAULT 32768
@@ -59,6 +61,15 @@ static const char usage_text[] =
 	"Sampling:\n"
 	"  -s, --sample-bytes N     mean sampling interval in bytes (default 524288;\n"
 	"                           suffixes k, m, g); 1 records every allocation\n"
+	"      --alloc-only         allocation profile only (alloc_objects,\n"
+	"                           alloc_space): no probe on free and its kin, one\n"
+	"                           trap per allocation; in-use values are absent\n"
+	"      --max-overhead PCT   keep the target's slowdown near PCT percent: the\n"
+	"                           allocator probes are attached for only part of\n"
+	"                           each second (a duty cycle measured from the\n"
+	"                           target's probe hits); the profile says what share\n"
+	"                           of the time it covers, and in-use values become\n"
+	"                           partial (frees while detached are not seen)\n"
 	"      --max-live N         sampled blocks tracked at once (default 262144);\n"
 	"                           more are counted as lost\n"
 	"      --ring-bytes N       ring buffer for events (default 16m)\n"
@@ -180,6 +191,8 @@ int options_parse(int argc, char **argv, struct options *o)
 		{ "stack-bytes", required_argument, NULL, OPT_STACK_BYTES },
 		{ "allocator", required_argument, NULL, OPT_ALLOCATOR },
 		{ "attach-mode", required_argument, NULL, OPT_ATTACH_MODE },
+		{ "alloc-only", no_argument, NULL, OPT_ALLOC_ONLY },
+		{ "max-overhead", required_argument, NULL, OPT_MAX_OVERHEAD },
 		{ 0 },
 	};
 	uint64_t v;
@@ -237,6 +250,14 @@ int options_parse(int argc, char **argv, struct options *o)
 		case OPT_STACK_MODE:
 			if (parse_stack_mode(optarg, &o->stack_mode))
 				return bad("--stack-mode (auto, dwarf or fp)", optarg);
+			break;
+		case OPT_MAX_OVERHEAD:
+			if (parse_seconds(optarg, &o->max_overhead) || o->max_overhead > 10000)
+				return bad("--max-overhead (a percentage above 0)", optarg);
+			o->max_overhead /= 100;
+			break;
+		case OPT_ALLOC_ONLY:
+			o->alloc_only = true;
 			break;
 		case OPT_ATTACH_MODE:
 			if (parse_attach_mode(optarg, &o->attach_mode))

@@ -27,6 +27,8 @@ struct options {
 	bool empty_probes;	/* benchmark floor: empty programs, no profile */
 	const char *allocator;	/* --allocator: only these (comma-separated) */
 	int attach_mode;	/* enum attach_mode (heapbpf.h) */
+	bool alloc_only;	/* allocation rates only: no free probes */
+	double max_overhead;	/* --max-overhead, as a fraction; 0: none */
 };
 
 /* 0: run; 1: done (help or version printed); -1: bad usage (reported). */

@@ -23,6 +23,7 @@ void procs_init(struct procs *ps)
 
 static void objfile_free(struct objfile *o)
 {
+	free(o->alloc);
 	if (o->elf)
 		elf_file_close(o->elf);
 	if (o->fd >= 0)

@@ -14,6 +14,7 @@
 struct elf_file;
 struct sym_file;
 struct symbolizer;
+struct allocator;
 
 struct objfile {
 	uint64_t dev, inode;
@@ -23,6 +24,8 @@ struct objfile {
 	struct elf_file *elf;	/* NULL: not an ELF file we can read */
 	struct sym_file *sym;
 	bool sym_tried;
+	struct allocator *alloc;	/* what allocator_find found, cached */
+	bool alloc_checked;
 };
 
 struct process {
