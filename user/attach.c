@@ -320,6 +320,7 @@ static int probe_entry(struct attacher *a, struct objfile *o, const struct alloc
 		reqs[(*nreqs)++] = (struct probe_req){ a->progs.exit, offset, cookie, true, false };
 	sites[*nsites].offset = offset;
 	snprintf(sites[(*nsites)++].names, sizeof(sites[0].names), "%s", e->name);
+	a->nprobes++;
 	if (a->log)
 		fprintf(a->log, "  %-24s 0x%" PRIx64 "+%" PRIu64 " (file offset 0x%" PRIx64 "): %s%s%s%s%s\n", e->name,
 			e->vaddr, pl.offset, offset, pl.insn, pl.emulated ? ", emulated" : ", single-stepped: ",

@@ -488,7 +488,11 @@ static int start_pid(struct session *s)
 		fail("cannot read the memory map of pid %d: %s", (int)s->target, strerror(errno));
 		return -1;
 	}
+	uint64_t attach_start = now_ns(CLOCK_MONOTONIC);
 	int n = attach_target(s, p);
+	if (n > 0 && s->opt.verbose)
+		fprintf(stderr, "memwatch: attached %u probe sites in %.1f ms\n", s->att.nprobes,
+			(now_ns(CLOCK_MONOTONIC) - attach_start) / 1e6);
 	if (n < 0)
 		return -1;
 	if (n == 0) {
@@ -871,7 +875,10 @@ static int finish(struct session *s)
 	if (s->opt.max_overhead)
 		budget_finish(&s->budget, now_ns(CLOCK_MONOTONIC));
 	/* Detach first so the target runs at full speed while we write. */
+	uint64_t detach_start = now_ns(CLOCK_MONOTONIC);
 	attacher_detach(&s->att);
+	if (s->opt.verbose)
+		fprintf(stderr, "memwatch: detached in %.1f ms\n", (now_ns(CLOCK_MONOTONIC) - detach_start) / 1e6);
 	s->detached = true;
 	if (s->child && !s->child_done)
 		kill(s->child, SIGCONT);
