@@ -92,6 +92,43 @@ enum mw_event_type {
 	MW_EV_CANCEL,		/* that call failed: it allocated nothing */
 	MW_EV_LOADER,		/* the dynamic loader changed the link map */
 	MW_EV_EXEC,		/* a target process called exec */
+	MW_EV_PAGE,		/* a sampled page fault or purge, with its stack
+				 * (struct mw_sample_event: fn is enum mw_page_event,
+				 * size the bytes, sample_id the address) */
+};
+
+/* The kernel side: syscalls whose latency is measured (timeline.h's order). */
+enum mw_syscall {
+	MW_SC_MADVISE,
+	MW_SC_MMAP,
+	MW_SC_MUNMAP,
+	MW_SC_BRK,
+	MW_SC_MREMAP,
+	MW_SC_COUNT,
+};
+
+enum mw_page_event {
+	MW_PAGE_FAULT,		/* a user fault on a page not present */
+	MW_PAGE_MADVISE,	/* madvise DONTNEED, FREE, REMOVE or DONTNEED_LOCKED */
+	MW_PAGE_MUNMAP,
+	MW_PAGE_BRK,		/* brk shrinking the heap */
+	MW_PAGE_COUNT,
+};
+
+/* Latency histograms: 4 buckets per power of two of nanoseconds; values
+ * 0..3 have a bucket each; the last bucket holds everything from 2^31 ns. */
+#define MW_HIST_BUCKETS 128
+
+/* Per process, added to by the page and syscall programs. */
+struct mw_page_stats {
+	__u64 faults, fault_bytes;	/* pages faulted in */
+	__u64 refaults, refault_bytes;	/* ... that had been purged */
+	__u64 purges, purge_bytes;	/* madvise purges */
+	__u64 unmaps, unmap_bytes;	/* munmap, brk shrinks */
+	__u64 untracked_bytes;		/* purged ranges too large to watch for refaults */
+	__u64 calls[MW_SC_COUNT];
+	__u64 latency[MW_SC_COUNT][MW_HIST_BUCKETS];	/* syscall enter to exit */
+	__u64 refault_delay[MW_HIST_BUCKETS];		/* purge to refault */
 };
 
 struct mw_event_head {

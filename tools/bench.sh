@@ -192,6 +192,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# Every run uses this copy: a rebuild of ./memwatch during the benchmark must
+# not mix two binaries in one table (the BPF programs are built in).
+MEMWATCH_SRC=$MEMWATCH
+MEMWATCH=$TMP/memwatch
+cp "$MEMWATCH_SRC" "$MEMWATCH" || die "cannot copy $MEMWATCH_SRC"
+MEMWATCH_SUM=$(sha256sum "$MEMWATCH" | cut -c1-12)
+
 now() { date +%s.%N; }
 elapsed_over() { awk -v s="$1" -v n="$(now)" -v t="$2" 'BEGIN { exit !(n - s > t) }'; }
 show() { sed 's/^/  | /' "$1"; }
@@ -525,7 +532,7 @@ cat <<EOF
 
 Command: \`$CMDLINE\` ($ROUNDS rounds of ${#RUNS[@]} runs, every allocator and configuration interleaved round-robin, medians; took ${TOOK}s, ${CHURN_TOOK}s of them churn runs)
 Date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); kernel: $(uname -r) ($(uname -m)); CPU: ${CPU:-unknown}, $(nproc) CPUs
-$("$MEMWATCH" -V 2>&1 | head -n1) (\`memwatch -V\`), tree $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown); glibc $(ldd --version 2>&1 | head -n1 | awk '{ print $NF }'), jemalloc $(pkg_version libjemalloc2), tcmalloc $(pkg_version libgoogle-perftools4); churn: \`gcc -O2 -g\`, $SIZE-byte blocks, 1 thread, $(fmt_int "$PAIRS") pairs per run; memwatch's default attach mode here: $AUTO_MODE
+$("$MEMWATCH" -V 2>&1 | head -n1) (\`memwatch -V\`; binary sha256 $MEMWATCH_SUM, copied from $MEMWATCH_SRC at start), tree $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown); glibc $(ldd --version 2>&1 | head -n1 | awk '{ print $NF }'), jemalloc $(pkg_version libjemalloc2), tcmalloc $(pkg_version libgoogle-perftools4); churn: \`gcc -O2 -g\`, $SIZE-byte blocks, 1 thread, $(fmt_int "$PAIRS") pairs per run; memwatch's default attach mode here: $AUTO_MODE
 EOF
 
 if in_list glibc "${ALLOCATORS[@]}"; then
@@ -563,9 +570,11 @@ fi
 
 for a in "${ALLOCATORS[@]}"; do
 	pre=${PRELOAD[$a]}
+	how="churn as built"
+	[[ -n $pre ]] && how="LD_PRELOAD=$pre on churn only"
 	cat <<EOF
 
-#### $a: floors and memwatch (${pre:+LD_PRELOAD=$pre on churn only}${pre:-churn as built})
+#### $a: floors and memwatch ($how)
 
 | configuration | probe sites | median ns/pair | range | x none | x classic floor | x its floor | samples (median) | memwatch CPU, % of a core |
 |---|--:|--:|--:|--:|--:|--:|--:|--:|

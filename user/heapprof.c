@@ -6,8 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "elf_file.h"
-#include "pprof.h"
+#include "profile.h"
 #include "process.h"
 #include "sampling.h"
 #include "symbolize.h"
@@ -205,15 +204,6 @@ int heapprof_scan_live(struct heapprof *hp, int live_fd)
 	return err;
 }
 
-static const struct sym_result *loc_symbols(struct procs *ps, const struct loc *l)
-{
-	struct sym_file *sf;
-
-	if (!l->obj || !(sf = objfile_symbols(ps, l->obj)))
-		return NULL;
-	return sym_file_lookup(sf, l->vaddr - (l->is_return ? 1 : 0));
-}
-
 static bool is_allocator_frame(struct heapprof *hp, const char *fn)
 {
 	return fn && hp->have_drop_rx && !regexec(&hp->drop_rx, fn, 0, NULL, 0);
@@ -239,201 +229,43 @@ const char *heapprof_site_name(struct heapprof *hp, struct procs *ps, uint32_t s
 	return "[unknown]";
 }
 
-struct mapping_flags {
-	bool used, all_functions, all_files, all_lines, any_inline;
-};
-
-/* A mapping claims has_functions etc. only if every location in it has them. */
-static void note_symbols(struct mapping_flags *f, const struct sym_result *r)
-{
-	if (!f->used) {
-		*f = (struct mapping_flags){ true, true, true, true, false };
-	}
-	if (!r || !r->nlines) {
-		f->all_functions = f->all_files = f->all_lines = false;
-		return;
-	}
-	for (unsigned j = 0; j < r->nlines; j++) {
-		f->all_functions &= r->lines[j].function != NULL;
-		f->all_files &= r->lines[j].file != NULL;
-		f->all_lines &= r->lines[j].line != 0;
-	}
-	f->any_inline |= r->nlines > 1;
-}
-
 static bool site_empty(const struct heap_site *s)
 {
 	return !s->alloc_samples && !s->inuse_samples;
 }
 
-struct writer {
-	struct heapprof *hp;
-	struct procs *ps;
-	struct pprof *pp;
-	struct mapping_flags *mflags;	/* per pmap */
-	uint64_t *mapping_ids;		/* per pmap, 0 until created */
-	uint64_t *location_ids;		/* per loc, 0 until created */
-};
-
-static uint64_t writer_mapping(struct writer *w, uint32_t pmap)
+int heapprof_write(struct heapprof *hp, struct procs *ps, const struct profile_meta *meta, int fd)
 {
-	if (pmap == NO_PMAP)
-		return 0;
-	if (w->mapping_ids[pmap])
-		return w->mapping_ids[pmap];
-	const struct pmap *m = w->hp->st.pmaps[pmap];
-	const struct mapping_flags *f = &w->mflags[pmap];
-	const char *build_id = m->obj && m->obj->elf ? elf_file_build_id(m->obj->elf) : NULL;
-	struct pprof_mapping pm = {
-		.start = m->start, .limit = m->end, .offset = m->offset,
-		.filename = m->path, .build_id = build_id,
-		.has_functions = f->all_functions, .has_filenames = f->all_files,
-		.has_line_numbers = f->all_lines, .has_inline_frames = f->all_functions && f->any_inline,
-	};
-	return w->mapping_ids[pmap] = pprof_mapping(w->pp, &pm);
-}
-
-static uint64_t writer_location(struct writer *w, uint32_t id)
-{
-	if (w->location_ids[id])
-		return w->location_ids[id];
-	const struct loc *l = w->hp->st.locs[id];
-	struct pprof_line lines[64];
+	struct profile_row *rows = calloc(hp->nsites + 1, sizeof(*rows));
 	size_t n = 0;
+	struct profile_spec spec = {
+		.types = { { "alloc_objects", "count" }, { "alloc_space", "bytes" },
+			   { "inuse_objects", "count" }, { "inuse_space", "bytes" } },
+		/* --alloc-only: Go's "allocs" profile, the same types minus in-use. */
+		.ntypes = meta->alloc_only ? 2 : 4,
+		.default_type = meta->alloc_only ? "alloc_space" : NULL,
+		.period_type = { "space", "bytes" },
+		.period = hp->rate > 1 ? (int64_t)hp->rate : 1,
+		.drop_frames = hp->drop_frames,
+		.start_ns = meta->start_ns,
+		.end_ns = meta->end_ns,
+		.comments = meta->comments,
+	};
 
-	if (l->special) {
-		lines[n++] = (struct pprof_line){ pprof_function(w->pp, l->special, l->special, "", 0), 0 };
-		return w->location_ids[id] = pprof_location(w->pp, 0, 0, lines, n);
-	}
-	const struct sym_result *r = loc_symbols(w->ps, l);
-	for (unsigned j = 0; r && j < r->nlines && n < 64; j++) {
-		const struct sym_line *sl = &r->lines[j];
-		if (!sl->function)
-			continue;
-		uint64_t fn = pprof_function(w->pp, sl->function, sl->system_name ? sl->system_name : sl->function,
-					     sl->file, 0);
-		lines[n++] = (struct pprof_line){ fn, sl->line };
-	}
-	/* pprof wants a caller's address inside its call instruction. */
-	uint64_t addr = l->addr - (l->is_return ? 1 : 0);
-	return w->location_ids[id] = pprof_location(w->pp, writer_mapping(w, l->pmap), addr, lines, n);
-}
-
-static void writer_note_mappings(struct writer *w)
-{
-	struct heapprof *hp = w->hp;
-
+	if (!rows)
+		return -ENOMEM;
 	for (uint32_t i = 0; i < hp->nsites; i++) {
-		if (site_empty(&hp->sites[i]))
-			continue;
-		const struct stack *s = stacks_get(&hp->st, hp->sites[i].stack);
-		for (uint32_t j = 0; j < s->n; j++) {
-			const struct loc *l = hp->st.locs[s->locs[j]];
-			if (l->pmap != NO_PMAP)
-				note_symbols(&w->mflags[l->pmap], loc_symbols(w->ps, l));
-		}
-	}
-}
-
-/* pprof takes the first mapping for the main binary. */
-static void writer_order_mappings(struct writer *w)
-{
-	for (int exe = 1; exe >= 0; exe--)
-		for (uint32_t i = 0; i < w->hp->st.npmaps; i++)
-			if (w->mflags[i].used && w->hp->st.pmaps[i]->is_exe == exe)
-				writer_mapping(w, i);
-}
-
-static bool several_pids(const struct heapprof *hp)
-{
-	for (uint32_t i = 1; i < hp->nsites; i++)
-		if (hp->sites[i].pid != hp->sites[0].pid)
-			return true;
-	return false;
-}
-
-static int writer_samples(struct writer *w, bool alloc_only)
-{
-	struct heapprof *hp = w->hp;
-	bool label_pid = several_pids(hp);
-	uint64_t *ids = NULL;
-	uint32_t cap = 0;
-	int err = 0;
-
-	for (uint32_t i = 0; i < hp->nsites && !err; i++) {
 		const struct heap_site *site = &hp->sites[i];
 		if (site_empty(site))
 			continue;
-		const struct stack *s = stacks_get(&hp->st, site->stack);
-		if (s->n > cap) {
-			cap = s->n * 2;
-			uint64_t *nids = realloc(ids, cap * sizeof(*ids));
-			if (!nids) {
-				err = -ENOMEM;
-				break;
-			}
-			ids = nids;
-		}
-		for (uint32_t j = 0; j < s->n; j++)
-			if (!(ids[j] = writer_location(w, s->locs[j])))
-				err = -ENOMEM;
-		int64_t values[4] = {
-			llround(site->alloc_objects), llround(site->alloc_bytes),
-			llround(site->inuse_objects), llround(site->inuse_bytes),
+		rows[n++] = (struct profile_row){
+			.stack = site->stack, .pid = site->pid, .bytes_label = (int64_t)site->size,
+			.values = { llround(site->alloc_objects), llround(site->alloc_bytes),
+				    llround(site->inuse_objects), llround(site->inuse_bytes) },
 		};
-		struct pprof_label labels[2] = {
-			{ .key = "bytes", .num = (int64_t)site->size, .num_unit = "bytes" },
-			{ .key = "pid", .num = site->pid },
-		};
-		if (!err)
-			err = pprof_add_sample(w->pp, ids, s->n, values, alloc_only ? 2 : 4, labels, label_pid ? 2 : 1);
 	}
-	free(ids);
-	return err;
-}
-
-static void writer_header(struct writer *w, const struct profile_meta *meta)
-{
-	struct pprof *pp = w->pp;
-
-	pprof_add_sample_type(pp, "alloc_objects", "count");
-	pprof_add_sample_type(pp, "alloc_space", "bytes");
-	if (meta->alloc_only) {
-		/* Go's "allocs" profile: the same types minus in-use. */
-		pprof_set_default_sample_type(pp, "alloc_space");
-	} else {
-		pprof_add_sample_type(pp, "inuse_objects", "count");
-		pprof_add_sample_type(pp, "inuse_space", "bytes");
-	}
-	pprof_set_period(pp, "space", "bytes", w->hp->rate > 1 ? (int64_t)w->hp->rate : 1);
-	if (w->hp->drop_frames)
-		pprof_set_drop_frames(pp, w->hp->drop_frames);
-	pprof_set_time(pp, meta->start_ns, meta->end_ns - meta->start_ns);
-	for (const char *const *c = meta->comments; c && *c; c++)
-		pprof_add_comment(pp, *c);
-}
-
-int heapprof_write(struct heapprof *hp, struct procs *ps, const struct profile_meta *meta, int fd)
-{
-	struct writer w = { .hp = hp, .ps = ps, .pp = pprof_new() };
-	int err = -ENOMEM;
-
-	w.mflags = calloc(hp->st.npmaps + 1, sizeof(*w.mflags));
-	w.mapping_ids = calloc(hp->st.npmaps + 1, sizeof(*w.mapping_ids));
-	w.location_ids = calloc(hp->st.nlocs + 1, sizeof(*w.location_ids));
-	if (w.pp && w.mflags && w.mapping_ids && w.location_ids) {
-		writer_header(&w, meta);
-		writer_note_mappings(&w);
-		writer_order_mappings(&w);
-		err = writer_samples(&w, meta->alloc_only);
-		if (!err)
-			err = pprof_write_gz(w.pp, fd);
-	}
-	free(w.mflags);
-	free(w.mapping_ids);
-	free(w.location_ids);
-	if (w.pp)
-		pprof_free(w.pp);
+	int err = profile_write(&hp->st, ps, &spec, rows, n, fd);
+	free(rows);
 	return err;
 }
 

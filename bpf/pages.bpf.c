@@ -1,0 +1,351 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * The kernel side of memory: page faults, purges (madvise DONTNEED, FREE,
+ * REMOVE, DONTNEED_LOCKED), munmap and brk shrinks, the latency of the
+ * syscalls that change the address space, and refaults: purged pages that
+ * fault back in. Tracepoints only (no kprobes here); stacks of faults and
+ * purges are sampled by bytes, through the same capture as allocations.
+ *
+ * Refaults: every purged range is recorded in an LRU hash keyed by (tgid,
+ * 2 MiB region) holding the purge time and a bitmap of the region's purged
+ * pages. A fault on a page not present clears its bit; if the bit was set,
+ * that is a refault, counted once, with the delay since the purge.
+ */
+#include "capture.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define PAGE_SHIFT 12
+#define REGION_SHIFT 21		/* 2 MiB: 512 pages, 8 words of bits */
+#define MAX_REGIONS 32		/* per purge: 64 MiB tracked, the rest counted */
+
+#define MADV_DONTNEED 4
+#define MADV_FREE 8
+#define MADV_REMOVE 9
+#define MADV_DONTNEED_LOCKED 24
+
+const volatile __u32 cfg_self_tgid = 0;	/* memwatch itself, never tracked */
+
+struct purged_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 region;
+};
+
+struct purged_region {
+	__u64 purge_ns;
+	__u64 bits[8];		/* pages purged and not yet faulted back */
+};
+
+/* A syscall between its enter and exit. */
+struct inflight {
+	__u64 ts;
+	__u64 a0, a1, a2;
+	__u64 old_brk;
+	__u32 sc;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct mw_page_stats);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct purged_key);
+	__type(value, struct purged_region);
+} purged SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct inflight);
+} inflight SEC(".maps");
+
+/* Zeroes for a process's first stats entry (too big for the BPF stack). */
+struct mw_page_stats zero_stats;
+
+static __always_inline bool tracked(__u32 tgid)
+{
+	return cfg_target_tgid ? tgid == cfg_target_tgid : tgid && tgid != cfg_self_tgid;
+}
+
+static __always_inline struct mw_page_stats *stats_of(__u32 tgid)
+{
+	struct mw_page_stats *s = bpf_map_lookup_elem(&stats, &tgid);
+
+	if (s)
+		return s;
+	bpf_map_update_elem(&stats, &tgid, &zero_stats, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&stats, &tgid);
+}
+
+/* 4 buckets per power of two (see MW_HIST_BUCKETS). */
+static __always_inline __u32 bucket_of(__u64 ns)
+{
+	__u64 v = ns;
+	__u32 log = 0;
+
+	if (v < 4)
+		return v;
+	if (v >> 32) { log += 32; v >>= 32; }
+	if (v >> 16) { log += 16; v >>= 16; }
+	if (v >> 8) { log += 8; v >>= 8; }
+	if (v >> 4) { log += 4; v >>= 4; }
+	if (v >> 2) { log += 2; v >>= 2; }
+	if (v >> 1) { log += 1; }
+	__u32 b = log * 4 + ((ns >> (log - 2)) & 3);
+	return b < MW_HIST_BUCKETS ? b : MW_HIST_BUCKETS - 1;
+}
+
+static __always_inline void add(__u64 *counter, __u64 n)
+{
+	__sync_fetch_and_add(counter, n);
+}
+
+/* Sets the bits of pages [p0, p1) in a region's bitmap. */
+static __always_inline void set_pages(struct purged_region *r, __u32 p0, __u32 p1)
+{
+#pragma unroll
+	for (int w = 0; w < 8; w++) {
+		__u32 lo = w * 64, hi = lo + 64;
+		__u32 a = p0 > lo ? p0 : lo, b = p1 < hi ? p1 : hi;
+		if (a >= b)
+			continue;
+		__u64 width = b - a;
+		__u64 mask = width == 64 ? ~0ull : ((1ull << width) - 1) << (a - lo);
+		__sync_fetch_and_or(&r->bits[w], mask);
+	}
+}
+
+static __always_inline void mark_region(__u32 tgid, __u64 region, __u32 p0, __u32 p1, __u64 now)
+{
+	struct purged_key key = { .tgid = tgid, .region = region };
+	struct purged_region *r = bpf_map_lookup_elem(&purged, &key);
+
+	if (!r) {
+		struct purged_region fresh = { .purge_ns = now };
+		bpf_map_update_elem(&purged, &key, &fresh, BPF_NOEXIST);
+		r = bpf_map_lookup_elem(&purged, &key);
+		if (!r)
+			return;
+	}
+	r->purge_ns = now;
+	set_pages(r, p0, p1);
+}
+
+/* Records [start, start + len) as purged, for refault detection. */
+static __always_inline void record_purge(__u32 tgid, struct mw_page_stats *s, __u64 start, __u64 len, __u64 now)
+{
+	__u64 end = start + len;
+
+	if (!len)
+		return;
+	__u64 first = start >> REGION_SHIFT, last = (end - 1) >> REGION_SHIFT;
+	if (last - first >= MAX_REGIONS) {
+		add(&s->untracked_bytes, end - ((first + MAX_REGIONS) << REGION_SHIFT));
+		last = first + MAX_REGIONS - 1;
+	}
+	for (int i = 0; i < MAX_REGIONS; i++) {
+		__u64 region = first + i;
+		if (region > last)
+			break;
+		__u64 rs = region << REGION_SHIFT, re = rs + (1ull << REGION_SHIFT);
+		__u64 a = start > rs ? start : rs, b = end < re ? end : re;
+		mark_region(tgid, region, (a - rs) >> PAGE_SHIFT, (b - rs + (1 << PAGE_SHIFT) - 1) >> PAGE_SHIFT, now);
+	}
+}
+
+static __always_inline void check_refault(__u32 tgid, struct mw_page_stats *s, __u64 addr, __u64 now)
+{
+	struct purged_key key = { .tgid = tgid, .region = addr >> REGION_SHIFT };
+	struct purged_region *r = bpf_map_lookup_elem(&purged, &key);
+
+	if (!r)
+		return;
+	__u32 page = (addr >> PAGE_SHIFT) & 511;
+	__u64 bit = 1ull << (page & 63);
+	__u64 *word = &r->bits[page >> 6];
+	if (!(*word & bit))
+		return;
+	/* Only the fault that clears the bit counts the refault. */
+	if (!(__sync_fetch_and_and(word, ~bit) & bit))
+		return;
+	add(&s->refaults, 1);
+	add(&s->refault_bytes, 1 << PAGE_SHIFT);
+	add(&s->refault_delay[bucket_of(now - r->purge_ns)], 1);
+}
+
+/* A sampled fault or purge gets its stack. */
+static __always_inline void sample_page(void *ctx, struct pt_regs *regs, __u32 kind, __u64 addr, __u64 bytes)
+{
+	__u32 zero = 0;
+	struct cpu_state *st = bpf_map_lookup_elem(&cpu_state, &zero);
+
+	if (st && sample_decide(st, bytes))
+		emit_stack(ctx, regs, MW_EV_PAGE, bpf_get_current_pid_tgid(), kind, bytes, addr, false, 0);
+}
+
+SEC("tp_btf/page_fault_user")
+int BPF_PROG(on_fault, unsigned long address, struct pt_regs *regs, unsigned long error_code)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct mw_page_stats *s;
+
+	/* Bit 0 set: a protection fault on a page that is there. */
+	if (!tracked(tgid) || (error_code & 1))
+		return 0;
+	s = stats_of(tgid);
+	if (!s)
+		return 0;
+	add(&s->faults, 1);
+	add(&s->fault_bytes, 1 << PAGE_SHIFT);
+	check_refault(tgid, s, address, bpf_ktime_get_ns());
+	sample_page(ctx, regs, MW_PAGE_FAULT, address, 1 << PAGE_SHIFT);
+	return 0;
+}
+
+static __always_inline void sys_enter(__u32 sc, __u64 a0, __u64 a1, __u64 a2)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct inflight call = { .ts = bpf_ktime_get_ns(), .a0 = a0, .a1 = a1, .a2 = a2, .sc = sc };
+
+	if (!tracked(pid_tgid >> 32))
+		return;
+	if (sc == MW_SC_BRK) {
+		struct task_struct *task = bpf_get_current_task_btf();
+		call.old_brk = BPF_CORE_READ(task, mm, brk);
+	}
+	bpf_map_update_elem(&inflight, &pid_tgid, &call, BPF_ANY);
+}
+
+static __always_inline bool is_purge(__u64 advice)
+{
+	return advice == MADV_DONTNEED || advice == MADV_FREE || advice == MADV_REMOVE ||
+	       advice == MADV_DONTNEED_LOCKED;
+}
+
+static __always_inline void page_size_round(__u64 *len)
+{
+	*len = (*len + (1 << PAGE_SHIFT) - 1) & ~(__u64)((1 << PAGE_SHIFT) - 1);
+}
+
+/* What a successful call gave back to the kernel, as kind and range. */
+static __always_inline bool released(const struct inflight *call, long ret, __u32 *kind, __u64 *start, __u64 *len)
+{
+	switch (call->sc) {
+	case MW_SC_MADVISE:
+		if (ret || !is_purge(call->a2))
+			return false;
+		*kind = MW_PAGE_MADVISE;
+		*start = call->a0;
+		*len = call->a1;
+		break;
+	case MW_SC_MUNMAP:
+		if (ret)
+			return false;
+		*kind = MW_PAGE_MUNMAP;
+		*start = call->a0;
+		*len = call->a1;
+		break;
+	case MW_SC_BRK:
+		if ((__u64)ret >= call->old_brk)
+			return false;
+		*kind = MW_PAGE_BRK;
+		*start = ret;
+		*len = call->old_brk - ret;
+		break;
+	default:
+		return false;
+	}
+	page_size_round(len);
+	return true;
+}
+
+static __always_inline void sys_exit(void *ctx, long ret)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid(), now = bpf_ktime_get_ns(), start, len;
+	__u32 tgid = pid_tgid >> 32, kind;
+	struct inflight *pc = bpf_map_lookup_elem(&inflight, &pid_tgid);
+	struct inflight call;
+	struct mw_page_stats *s;
+
+	if (!pc)
+		return;
+	call = *pc;
+	bpf_map_delete_elem(&inflight, &pid_tgid);
+	s = stats_of(tgid);
+	if (!s || call.sc >= MW_SC_COUNT)
+		return;
+	add(&s->calls[call.sc], 1);
+	add(&s->latency[call.sc][bucket_of(now - call.ts)], 1);
+	if (!released(&call, ret, &kind, &start, &len))
+		return;
+	if (kind == MW_PAGE_MADVISE) {
+		add(&s->purges, 1);
+		add(&s->purge_bytes, len);
+	} else {
+		add(&s->unmaps, 1);
+		add(&s->unmap_bytes, len);
+	}
+	record_purge(tgid, s, start, len, now);
+	sample_page(ctx, (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()), kind, start, len);
+}
+
+/* The syscall tracepoints fire for these calls only. */
+#define SYSCALL_PROGS(name, sc)                                                           \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                                     \
+	int enter_##name(struct trace_event_raw_sys_enter *ctx)                          \
+	{                                                                                 \
+		sys_enter(sc, ctx->args[0], ctx->args[1], ctx->args[2]);                 \
+		return 0;                                                                 \
+	}                                                                                 \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                      \
+	int exit_##name(struct trace_event_raw_sys_exit *ctx)                            \
+	{                                                                                 \
+		sys_exit(ctx, ctx->ret);                                                  \
+		return 0;                                                                 \
+	}
+
+SYSCALL_PROGS(madvise, MW_SC_MADVISE)
+SYSCALL_PROGS(mmap, MW_SC_MMAP)
+SYSCALL_PROGS(munmap, MW_SC_MUNMAP)
+SYSCALL_PROGS(brk, MW_SC_BRK)
+SYSCALL_PROGS(mremap, MW_SC_MREMAP)
+
+/* Without tracefs the syscall tracepoints cannot be attached: the raw
+ * syscall tracepoints (every syscall, filtered by number) stand in. */
+static __always_inline __u32 syscall_index(long nr)
+{
+	switch (nr) {
+	case 28: return MW_SC_MADVISE;	/* x86_64 numbers */
+	case 9: return MW_SC_MMAP;
+	case 11: return MW_SC_MUNMAP;
+	case 12: return MW_SC_BRK;
+	case 25: return MW_SC_MREMAP;
+	}
+	return MW_SC_COUNT;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(raw_enter, struct pt_regs *regs, long id)
+{
+	__u32 sc = syscall_index(id);
+
+	if (sc < MW_SC_COUNT)
+		sys_enter(sc, regs->di, regs->si, regs->dx);
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(raw_exit, struct pt_regs *regs, long ret)
+{
+	sys_exit(ctx, ret);
+	return 0;
+}
