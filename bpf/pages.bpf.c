@@ -12,6 +12,7 @@
  * that is a refault, counted once, with the delay since the purge.
  */
 #include "capture.h"
+#include "hist.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -86,24 +87,6 @@ static __always_inline struct mw_page_stats *stats_of(__u32 tgid)
 	return bpf_map_lookup_elem(&stats, &tgid);
 }
 
-/* 4 buckets per power of two (see MW_HIST_BUCKETS). */
-static __always_inline __u32 bucket_of(__u64 ns)
-{
-	__u64 v = ns;
-	__u32 log = 0;
-
-	if (v < 4)
-		return v;
-	if (v >> 32) { log += 32; v >>= 32; }
-	if (v >> 16) { log += 16; v >>= 16; }
-	if (v >> 8) { log += 8; v >>= 8; }
-	if (v >> 4) { log += 4; v >>= 4; }
-	if (v >> 2) { log += 2; v >>= 2; }
-	if (v >> 1) { log += 1; }
-	__u32 b = log * 4 + ((ns >> (log - 2)) & 3);
-	return b < MW_HIST_BUCKETS ? b : MW_HIST_BUCKETS - 1;
-}
-
 static __always_inline void add(__u64 *counter, __u64 n)
 {
 	__sync_fetch_and_add(counter, n);
@@ -124,7 +107,7 @@ static __always_inline void set_pages(struct purged_region *r, __u32 p0, __u32 p
 	}
 }
 
-static __always_inline void mark_region(__u32 tgid, __u64 region, __u32 p0, __u32 p1, __u64 now)
+static void mark_region(__u32 tgid, __u64 region, __u32 p0, __u32 p1, __u64 now)
 {
 	struct purged_key key = { .tgid = tgid, .region = region };
 	struct purged_region *r = bpf_map_lookup_elem(&purged, &key);
@@ -140,26 +123,39 @@ static __always_inline void mark_region(__u32 tgid, __u64 region, __u32 p0, __u3
 	set_pages(r, p0, p1);
 }
 
+struct purge_walk {
+	__u32 tgid;
+	__u64 start, end, first, now;
+};
+
+static long purge_region(__u64 index, void *arg)
+{
+	struct purge_walk *w = arg;
+	__u64 region = w->first + index;
+	__u64 rs = region << REGION_SHIFT, re = rs + (1ull << REGION_SHIFT);
+	__u64 a = w->start > rs ? w->start : rs, b = w->end < re ? w->end : re;
+
+	if (a >= b)
+		return 1;
+	mark_region(w->tgid, region, (a - rs) >> PAGE_SHIFT, (b - rs + (1 << PAGE_SHIFT) - 1) >> PAGE_SHIFT, w->now);
+	return 0;
+}
+
 /* Records [start, start + len) as purged, for refault detection. */
 static __always_inline void record_purge(__u32 tgid, struct mw_page_stats *s, __u64 start, __u64 len, __u64 now)
 {
-	__u64 end = start + len;
+	struct purge_walk w = { .tgid = tgid, .start = start, .end = start + len, .now = now };
 
 	if (!len)
 		return;
-	__u64 first = start >> REGION_SHIFT, last = (end - 1) >> REGION_SHIFT;
-	if (last - first >= MAX_REGIONS) {
-		add(&s->untracked_bytes, end - ((first + MAX_REGIONS) << REGION_SHIFT));
-		last = first + MAX_REGIONS - 1;
+	w.first = start >> REGION_SHIFT;
+	__u64 last = (w.end - 1) >> REGION_SHIFT;
+	if (last - w.first >= MAX_REGIONS) {
+		add(&s->untracked_bytes, w.end - ((w.first + MAX_REGIONS) << REGION_SHIFT));
+		last = w.first + MAX_REGIONS - 1;
+		w.end = (last + 1) << REGION_SHIFT;
 	}
-	for (int i = 0; i < MAX_REGIONS; i++) {
-		__u64 region = first + i;
-		if (region > last)
-			break;
-		__u64 rs = region << REGION_SHIFT, re = rs + (1ull << REGION_SHIFT);
-		__u64 a = start > rs ? start : rs, b = end < re ? end : re;
-		mark_region(tgid, region, (a - rs) >> PAGE_SHIFT, (b - rs + (1 << PAGE_SHIFT) - 1) >> PAGE_SHIFT, now);
-	}
+	bpf_loop(last - w.first + 1, purge_region, &w, 0);
 }
 
 static __always_inline void check_refault(__u32 tgid, struct mw_page_stats *s, __u64 addr, __u64 now)
@@ -298,12 +294,14 @@ static __always_inline void sys_exit(void *ctx, long ret)
 	sample_page(ctx, (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()), kind, start, len);
 }
 
-/* The syscall tracepoints fire for these calls only. */
-#define SYSCALL_PROGS(name, sc)                                                           \
+/* The syscall tracepoints fire for these calls only. A program must read
+ * no further into the record than the call's own arguments (the kernel
+ * refuses to attach it otherwise). */
+#define SYSCALL_PROGS(name, sc, a0, a1, a2)                                               \
 	SEC("tracepoint/syscalls/sys_enter_" #name)                                     \
 	int enter_##name(struct trace_event_raw_sys_enter *ctx)                          \
 	{                                                                                 \
-		sys_enter(sc, ctx->args[0], ctx->args[1], ctx->args[2]);                 \
+		sys_enter(sc, a0, a1, a2);                                                \
 		return 0;                                                                 \
 	}                                                                                 \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                                      \
@@ -313,11 +311,11 @@ static __always_inline void sys_exit(void *ctx, long ret)
 		return 0;                                                                 \
 	}
 
-SYSCALL_PROGS(madvise, MW_SC_MADVISE)
-SYSCALL_PROGS(mmap, MW_SC_MMAP)
-SYSCALL_PROGS(munmap, MW_SC_MUNMAP)
-SYSCALL_PROGS(brk, MW_SC_BRK)
-SYSCALL_PROGS(mremap, MW_SC_MREMAP)
+SYSCALL_PROGS(madvise, MW_SC_MADVISE, ctx->args[0], ctx->args[1], ctx->args[2])
+SYSCALL_PROGS(mmap, MW_SC_MMAP, ctx->args[0], ctx->args[1], ctx->args[2])
+SYSCALL_PROGS(munmap, MW_SC_MUNMAP, ctx->args[0], ctx->args[1], 0)
+SYSCALL_PROGS(brk, MW_SC_BRK, ctx->args[0], 0, 0)
+SYSCALL_PROGS(mremap, MW_SC_MREMAP, ctx->args[0], ctx->args[1], ctx->args[2])
 
 /* Without tracefs the syscall tracepoints cannot be attached: the raw
  * syscall tracepoints (every syscall, filtered by number) stand in. */

@@ -188,10 +188,10 @@ static int attach_multi(struct link_set *set, const struct probe_req *reqs, size
 	return 0;
 }
 
-static int attach_reqs(struct attacher *a, struct link_set *set, const struct probe_req *reqs, size_t n, pid_t pid,
-		       const char *path)
+static int attach_reqs_as(bool multi, struct link_set *set, const struct probe_req *reqs, size_t n, pid_t pid,
+			  const char *path)
 {
-	if (a->progs.multi)
+	if (multi)
 		return attach_multi(set, reqs, n, pid, path);
 	for (size_t i = 0; i < n; i++) {
 		int err = attach_classic(set, &reqs[i], pid, path);
@@ -199,6 +199,22 @@ static int attach_reqs(struct attacher *a, struct link_set *set, const struct pr
 			return err;
 	}
 	return 0;
+}
+
+static int attach_reqs(struct attacher *a, struct link_set *set, const struct probe_req *reqs, size_t n, pid_t pid,
+		       const char *path)
+{
+	return attach_reqs_as(a->progs.multi, set, reqs, n, pid, path);
+}
+
+int attach_entry_exit(struct link_set *set, bool multi, struct bpf_program *enter, struct bpf_program *exit, pid_t pid,
+		      const char *path, uint64_t offset)
+{
+	struct probe_req reqs[2] = {
+		{ enter, offset, 0, false, false },
+		{ exit, offset, 0, true, false },
+	};
+	return attach_reqs_as(multi, set, reqs, exit ? 2 : 1, pid, path);
 }
 
 int attach_probe_at(struct attacher *a, struct link_set *set, enum mw_layout layout, pid_t pid, const char *path,

@@ -63,6 +63,11 @@ void attacher_detach(struct attacher *a);
 int attach_probe_at(struct attacher *a, struct link_set *set, enum mw_layout layout, pid_t pid, const char *path,
 		    uint64_t offset);
 void attach_close(struct link_set *set);
+/* An entry program (and a return program, if exit) at a file offset:
+ * uprobe_multi links when multi (programs loaded for them), else perf-event
+ * uprobes. */
+int attach_entry_exit(struct link_set *set, bool multi, struct bpf_program *enter, struct bpf_program *exit, pid_t pid,
+		      const char *path, uint64_t offset);
 /* Detaches the allocator probes of pid only (the loader hook stays);
  * attach_allocators attaches them again. */
 void attacher_suspend(struct attacher *a, pid_t pid);

@@ -110,7 +110,7 @@ int calibrate_probe_cost(enum attach_mode mode, struct probe_cost *out)
 	elf_file_close(elf);
 	if (err)
 		return err;
-	err = heapbpf_load(&floor, &cfg, NULL, NULL);
+	err = heapbpf_load(&floor, &cfg);
 	if (err)
 		return err;
 	heapbpf_progs(&floor, &progs);

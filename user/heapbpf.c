@@ -213,8 +213,7 @@ static int load_best(struct heapbpf *b, const struct heapbpf_config *cfg)
 	return err;
 }
 
-int heapbpf_load(struct heapbpf *b, const struct heapbpf_config *cfg, int (*on_event)(void *ctx, void *data, size_t len),
-		 void *ctx)
+int heapbpf_load(struct heapbpf *b, const struct heapbpf_config *cfg)
 {
 	int err;
 
@@ -223,11 +222,6 @@ int heapbpf_load(struct heapbpf *b, const struct heapbpf_config *cfg, int (*on_e
 	if (err || cfg->empty)
 		return err;
 	err = seed_countdowns(b->skel, cfg->sample_bytes);
-	if (!err) {
-		b->rb = ring_buffer__new(bpf_map__fd(b->skel->maps.events), on_event, ctx, NULL);
-		if (!b->rb)
-			err = -errno;
-	}
 	if (!err) {
 		b->exec_link = bpf_program__attach(b->skel->progs.on_exec);
 		if (!b->exec_link)
@@ -300,14 +294,9 @@ int heapbpf_live_fd(const struct heapbpf *b)
 	return b->skel ? bpf_map__fd(b->skel->maps.live) : -1;
 }
 
-int heapbpf_poll_fd(const struct heapbpf *b)
+int heapbpf_events_fd(const struct heapbpf *b)
 {
-	return b->rb ? ring_buffer__epoll_fd(b->rb) : -1;
-}
-
-int heapbpf_consume(struct heapbpf *b)
-{
-	return b->rb ? ring_buffer__consume(b->rb) : 0;
+	return b->skel ? bpf_map__fd(b->skel->maps.events) : -1;
 }
 
 void heapbpf_stop_on_loader(struct heapbpf *b, bool stop)
@@ -319,7 +308,6 @@ void heapbpf_stop_on_loader(struct heapbpf *b, bool stop)
 void heapbpf_destroy(struct heapbpf *b)
 {
 	bpf_link__destroy(b->exec_link);
-	ring_buffer__free(b->rb);
 	heap_session_bpf__destroy(b->sess);
 	heap_bpf__destroy(b->skel);
 	floor_bpf__destroy(b->floor);

@@ -23,7 +23,6 @@ enum attach_mode {
 	ATTACH_MULTI,
 	ATTACH_CLASSIC,
 };
-struct ring_buffer;
 struct bpf_link;
 
 struct heapbpf_config {
@@ -41,19 +40,16 @@ struct heapbpf {
 	struct heap_bpf *skel;
 	struct heap_session_bpf *sess;	/* ATTACH_SESSION */
 	struct floor_bpf *floor;
-	struct ring_buffer *rb;
 	struct bpf_link *exec_link;
 	enum attach_mode mode;		/* the one loaded */
 };
 
 /* 0 or -errno; on failure nothing stays loaded. */
-int heapbpf_load(struct heapbpf *b, const struct heapbpf_config *cfg, int (*on_event)(void *ctx, void *data, size_t len),
-		 void *ctx);
+int heapbpf_load(struct heapbpf *b, const struct heapbpf_config *cfg);
 void heapbpf_progs(const struct heapbpf *b, struct probe_progs *out);
 void heapbpf_counters(const struct heapbpf *b, uint64_t out[MW_CNT_NR]);
 int heapbpf_live_fd(const struct heapbpf *b);
-int heapbpf_poll_fd(const struct heapbpf *b);	/* -1 without events */
-int heapbpf_consume(struct heapbpf *b);
+int heapbpf_events_fd(const struct heapbpf *b);	/* the event ring; -1 without */
 void heapbpf_stop_on_loader(struct heapbpf *b, bool stop);
 void heapbpf_destroy(struct heapbpf *b);
 const char *attach_mode_name(enum attach_mode mode);

@@ -331,3 +331,64 @@ void heapprof_print_top(struct heapprof *hp, struct procs *ps, FILE *out, unsign
 	hmap_free(&by_name);
 	free(tops);
 }
+
+void heapprof_mark_baseline(struct heapprof *hp)
+{
+	for (uint32_t i = 0; i < hp->nsites; i++)
+		hp->sites[i].baseline_bytes = hp->sites[i].inuse_bytes;
+}
+
+static int by_growth_desc(const void *a, const void *b)
+{
+	const struct site_growth *x = a, *y = b;
+	double gx = x->last_bytes - x->first_bytes, gy = y->last_bytes - y->first_bytes;
+
+	return gx < gy ? 1 : gx > gy ? -1 : 0;
+}
+
+size_t heapprof_growth(struct heapprof *hp, struct procs *ps, struct site_growth *out, size_t max)
+{
+	struct site_growth *all = calloc(hp->nsites + 1, sizeof(*all));
+	struct hmap by_name;
+	size_t n = 0;
+
+	if (!all)
+		return 0;
+	hmap_init(&by_name, NULL, NULL);
+	/* Names are interned by the symbolizer, so pointers identify them. */
+	for (uint32_t i = 0; i < hp->nsites; i++) {
+		const struct heap_site *s = &hp->sites[i];
+		if (!s->inuse_samples && !s->baseline_bytes)
+			continue;
+		const char *name = heapprof_site_name(hp, ps, s->stack);
+		bool fresh;
+		void **slot = hmap_upsert(&by_name, hash_u64((uintptr_t)name), (uintptr_t)name, &fresh);
+		if (!slot)
+			break;
+		if (fresh) {
+			*slot = (void *)(uintptr_t)n;
+			all[n++].name = name;
+		}
+		all[(uintptr_t)*slot].first_bytes += s->baseline_bytes;
+		all[(uintptr_t)*slot].last_bytes += s->inuse_bytes;
+	}
+	qsort(all, n, sizeof(*all), by_growth_desc);
+	if (n > max)
+		n = max;
+	memcpy(out, all, n * sizeof(*out));
+	hmap_free(&by_name);
+	free(all);
+	return n;
+}
+
+void heapprof_live_by_size(const struct heapprof *hp, double *buckets, unsigned nbuckets)
+{
+	memset(buckets, 0, nbuckets * sizeof(*buckets));
+	for (uint32_t i = 0; i < hp->nsites; i++) {
+		const struct heap_site *s = &hp->sites[i];
+		unsigned b = 0;
+		for (uint64_t size = s->size; size > 1 && b + 1 < nbuckets; size >>= 1)
+			b++;
+		buckets[b] += s->inuse_bytes;
+	}
+}

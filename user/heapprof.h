@@ -12,6 +12,7 @@
 #include "hashmap.h"
 #include "memwatch.h"
 #include "stacks.h"
+#include "verdict.h"
 
 struct procs;
 
@@ -23,6 +24,7 @@ struct heap_site {
 	double alloc_objects, alloc_bytes;	/* unsampled estimates */
 	uint64_t inuse_samples;		/* as of the last live scan */
 	double inuse_objects, inuse_bytes;
+	double baseline_bytes;		/* in use at heapprof_mark_baseline */
 };
 
 struct heap_totals {
@@ -62,6 +64,13 @@ void heapprof_cancel(struct heapprof *hp, uint64_t sample_id);
  * has been absent from two scans in a row. 0 or -errno. */
 int heapprof_scan_live(struct heapprof *hp, int live_fd);
 int heapprof_write(struct heapprof *hp, struct procs *ps, const struct profile_meta *meta, int fd);
+/* Remembers every site's in-use bytes now, for heapprof_growth. */
+void heapprof_mark_baseline(struct heapprof *hp);
+/* Sites by name with their in-use bytes at the baseline and now, most grown
+ * first. Returns the count (up to max). */
+size_t heapprof_growth(struct heapprof *hp, struct procs *ps, struct site_growth *out, size_t max);
+/* Estimated live bytes by size: bucket i holds sizes in [2^i, 2^(i+1)). */
+void heapprof_live_by_size(const struct heapprof *hp, double *buckets, unsigned nbuckets);
 /* The top sites by in-use bytes, one line each, for live summaries. */
 void heapprof_print_top(struct heapprof *hp, struct procs *ps, FILE *out, unsigned n);
 /* Name of the first frame of a stack that is not allocator code. */

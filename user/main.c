@@ -22,20 +22,25 @@
 #include "attach.h"
 #include "budget.h"
 #include "calibrate.h"
+#include "diagnose.h"
 #include "elf_file.h"
 #include "fpcheck.h"
 #include "heapbpf.h"
 #include "heapprof.h"
+#include "latency.h"
+#include "outfile.h"
+#include "pages.h"
 #include "options.h"
 #include "process.h"
 #include "unwind.h"
 #include "version.h"
 
-#define MAINTENANCE_NS 1000000000ull	/* live-map scans keep memory bounded */
+#define TICK_NS 1000000000ull	/* the default interval */
 
 struct session {
 	struct options opt;
 	struct heapbpf bpf;
+	struct ring_buffer *rb;		/* events of every BPF object */
 	struct attacher att;
 	struct procs procs;
 	struct heapprof hp;
@@ -50,10 +55,14 @@ struct session {
 	bool child_done;
 	bool detached;
 	int pidfd, sigfd, epfd;
-	char *out_path, *tmp_path;
-	int out_fd;
+	struct outfile heap_out, pages_out, timeline_out, plot_out;
+	struct pages pages;		/* the kernel side */
+	bool have_pages;
+	struct latency_probe lat;	/* --latency-probe */
+	bool have_lat;
+	struct diagnosis diag;
 	int64_t start_real_ns;
-	uint64_t start_ns, next_scan_ns, next_summary_ns;
+	uint64_t start_ns, next_tick_ns, tick_ns;
 	bool stop;
 	bool announced;			/* the "profiling pid" line was printed */
 	struct budget budget;		/* --max-overhead */
@@ -150,38 +159,65 @@ static void raise_fd_limit(void)
 
 /* ---- output ---------------------------------------------------------- */
 
-static int open_output(struct session *s)
+static int open_one(struct outfile *of, const char *path)
 {
-	char dflt[64];
-	const char *path = s->opt.output;
+	int err = outfile_open(of, path);
 
-	if (!path) {
-		snprintf(dflt, sizeof(dflt), "memwatch-%d.pb.gz", (int)s->target);
-		path = dflt;
-	}
-	s->out_path = strdup(path);
-	if (!s->out_path || asprintf(&s->tmp_path, "%s.XXXXXX", path) < 0)
-		return -ENOMEM;
-	s->out_fd = mkstemp(s->tmp_path);
-	if (s->out_fd < 0) {
-		int err = errno;
-		fail("cannot write %s: %s", path, strerror(err));
-		free(s->tmp_path);
-		s->tmp_path = NULL;
-		return -err;
-	}
-	fchmod(s->out_fd, 0644);
-	return 0;
+	if (err)
+		fail("cannot write %s: %s", path, strerror(-err));
+	return err;
 }
 
-static void discard_output(struct session *s)
+/* "x.pb.gz" -> "x.pages.pb.gz" */
+static char *pages_path_for(const char *heap_path)
 {
-	if (s->tmp_path) {
-		unlink(s->tmp_path);
-		close(s->out_fd);
-		free(s->tmp_path);
-		s->tmp_path = NULL;
+	const char *ext = ".pb.gz";
+	size_t n = strlen(heap_path), k = strlen(ext);
+	char *out = NULL;
+
+	if (n > k && !strcmp(heap_path + n - k, ext))
+		asprintf(&out, "%.*s.pages%s", (int)(n - k), heap_path, ext);
+	else
+		asprintf(&out, "%s.pages", heap_path);
+	return out;
+}
+
+/* Every output opens before memwatch attaches: a path that cannot be
+ * written is an error before anything happens to the target. */
+static int open_outputs(struct session *s)
+{
+	char dflt[64];
+	const char *main_path = s->opt.output;
+	int err = 0;
+
+	if (!main_path) {
+		snprintf(dflt, sizeof(dflt), "memwatch-%d.pb.gz", (int)s->target);
+		main_path = dflt;
 	}
+	if (s->opt.empty_probes)
+		return 0;
+	if (s->opt.pages_only) {
+		err = open_one(&s->pages_out, s->opt.pages_output ? s->opt.pages_output : main_path);
+	} else {
+		char *pages = s->opt.pages_output ? strdup(s->opt.pages_output) : pages_path_for(main_path);
+		err = open_one(&s->heap_out, main_path);
+		if (!err)
+			err = pages ? open_one(&s->pages_out, pages) : -ENOMEM;
+		free(pages);
+	}
+	if (!err && s->opt.timeline)
+		err = open_one(&s->timeline_out, s->opt.timeline);
+	if (!err && s->opt.plot)
+		err = open_one(&s->plot_out, s->opt.plot);
+	return err;
+}
+
+static void discard_outputs(struct session *s)
+{
+	outfile_discard(&s->heap_out);
+	outfile_discard(&s->pages_out);
+	outfile_discard(&s->timeline_out);
+	outfile_discard(&s->plot_out);
 }
 
 /* ---- the command ----------------------------------------------------- */
@@ -267,6 +303,7 @@ static pid_t fork_command(char *path, char **argv, int *go_fd)
 }
 
 static int attach_target(struct session *s, struct process *p);
+static int attach_latency(struct session *s, struct process *p);
 
 /* ---- events ---------------------------------------------------------- */
 
@@ -317,6 +354,21 @@ static void on_sample(struct session *s, const struct mw_sample_event *e, size_t
 	heapprof_add(&s->hp, e->sample_id, stack, e->h.tgid, e->size);
 }
 
+/* A sampled page fault or purge: its stack goes to the page profile. */
+static void on_page(struct session *s, const struct mw_sample_event *e, size_t len)
+{
+	struct process *p = procs_find(&s->procs, e->h.tgid);
+	const uint64_t *frames;
+	const char *why;
+
+	if (!p && !(p = procs_get(&s->procs, e->h.tgid)))
+		return;
+	uint32_t n = sample_frames(s, p, e, len, &frames, &why);
+	uint32_t stack = stacks_intern(&s->hp.st, &s->procs, p, frames, n, why);
+	if (stack != UINT32_MAX && e->h.fn < MW_PAGE_COUNT)
+		pages_add(&s->pages, stack, e->h.tgid, (enum mw_page_event)e->h.fn, e->size);
+}
+
 /* The target called exec: new maps, new nesting ranges, maybe new
  * allocators (with -- CMD the loader stop that follows probes those). */
 static void on_exec(struct session *s, pid_t tgid)
@@ -327,9 +379,10 @@ static void on_exec(struct session *s, pid_t tgid)
 		return;
 	if (s->opt.verbose)
 		fprintf(stderr, "memwatch: pid %d called exec: now %s\n", (int)tgid, p->comm);
-	int err = attach_after_exec(&s->att, &s->procs, p);
+	int err = s->opt.pages_only ? 0 : attach_after_exec(&s->att, &s->procs, p);
 	if (err < 0)
 		fail("cannot follow exec of pid %d: %s", (int)tgid, strerror(-err));
+	attach_latency(s, p);
 }
 
 /* ld.so changed a -p target's link map: read its maps now, so that later
@@ -341,6 +394,7 @@ static void on_loader(struct session *s, pid_t tgid)
 	if (s->child || !p || process_refresh(&s->procs, p))
 		return;
 	attach_target(s, p);
+	attach_latency(s, p);
 }
 
 static int on_event(void *ctx, void *data, size_t len)
@@ -365,6 +419,10 @@ static int on_event(void *ctx, void *data, size_t len)
 	case MW_EV_EXEC:
 		on_exec(s, h->tgid);
 		break;
+	case MW_EV_PAGE:
+		if (len >= sizeof(struct mw_sample_event))
+			on_page(s, data, len);
+		break;
 	}
 	return 0;
 }
@@ -385,6 +443,29 @@ static const char *describe_attach_mode(enum attach_mode mode, bool asked)
 	}
 }
 
+static int on_event(void *ctx, void *data, size_t len);
+
+/* Events of each BPF object arrive through one ring_buffer manager. */
+static int add_events(struct session *s, int map_fd)
+{
+	int err = 0;
+
+	if (!s->rb) {
+		s->rb = ring_buffer__new(map_fd, on_event, s, NULL);
+		err = s->rb ? 0 : -errno;
+	} else if (ring_buffer__add(s->rb, map_fd, on_event, s)) {
+		err = -errno;
+	}
+	if (err)
+		fail("cannot read BPF events: %s", strerror(-err));
+	return err;
+}
+
+static int consume(struct session *s)
+{
+	return s->rb ? ring_buffer__consume(s->rb) : 0;
+}
+
 /* The budget needs what a probe hit costs; without it, it estimates. */
 static void calibrate(struct session *s)
 {
@@ -400,12 +481,17 @@ static void calibrate(struct session *s)
 			strerror(-err));
 }
 
-static int load_bpf(struct session *s, pid_t tgid)
+static uint32_t stack_mode(const struct session *s)
+{
+	return s->opt.stack_mode == STACK_FP ? MW_STACK_FP : MW_STACK_SNAPSHOT;
+}
+
+static int load_heap(struct session *s, pid_t tgid)
 {
 	struct heapbpf_config cfg = {
 		.tgid = tgid,
 		.sample_bytes = s->opt.sample_bytes,
-		.stack_mode = s->opt.stack_mode == STACK_FP ? MW_STACK_FP : MW_STACK_SNAPSHOT,
+		.stack_mode = stack_mode(s),
 		.stack_bytes = s->opt.stack_bytes,
 		.max_live = s->opt.max_live,
 		.ring_bytes = s->opt.ring_bytes,
@@ -415,13 +501,15 @@ static int load_bpf(struct session *s, pid_t tgid)
 		.count_hits = s->opt.max_overhead > 0,
 	};
 	struct probe_progs progs;
-	int err = heapbpf_load(&s->bpf, &cfg, on_event, s);
+	int err = heapbpf_load(&s->bpf, &cfg);
 
 	if (err) {
 		fail("cannot load BPF programs: %s%s%s", strerror(-err), s->last_libbpf_error[0] ? ": " : "",
 		     s->last_libbpf_error);
 		return -1;
 	}
+	if (!s->opt.empty_probes && add_events(s, heapbpf_events_fd(&s->bpf)))
+		return -1;
 	heapbpf_progs(&s->bpf, &progs);
 	progs.no_frees = s->opt.alloc_only;
 	attacher_init(&s->att, &progs, s->opt.allocator, s->opt.verbose ? stderr : NULL);
@@ -433,12 +521,71 @@ static int load_bpf(struct session *s, pid_t tgid)
 	return 0;
 }
 
+/* The kernel side: tracepoints, global but filtered to the target. */
+static int load_pages(struct session *s, pid_t tgid)
+{
+	struct pages_config cfg = {
+		.tgid = tgid,
+		.sample_bytes = s->opt.page_sample_bytes,
+		.stack_mode = stack_mode(s),
+		.stack_bytes = s->opt.stack_bytes,
+		.ring_bytes = s->opt.ring_bytes,
+		.max_processes = 1,
+	};
+	int err = pages_load(&s->pages, &cfg);
+
+	if (err) {
+		fail("cannot load the kernel-side programs: %s%s%s", strerror(-err),
+		     s->last_libbpf_error[0] ? ": " : "", s->last_libbpf_error);
+		return -1;
+	}
+	s->have_pages = true;
+	if (s->opt.verbose)
+		fprintf(stderr, "memwatch: kernel side: page faults (tp_btf/page_fault_user), %s\n",
+			s->pages.raw_syscalls ? "syscalls through raw_syscalls (no tracefs)"
+					      : "madvise, mmap, munmap, brk, mremap tracepoints");
+	return add_events(s, pages_events_fd(&s->pages));
+}
+
+static int load_bpf(struct session *s, pid_t tgid)
+{
+	if (!s->opt.pages_only && load_heap(s, tgid))
+		return -1;
+	if (s->opt.empty_probes)
+		return 0;
+	if (load_pages(s, tgid))
+		return -1;
+	if (s->opt.latency_probe) {
+		int err = latency_load(&s->lat, s->opt.latency_probe, tgid);
+		if (err) {
+			fail("cannot set up --latency-probe %s: %s", s->opt.latency_probe, strerror(-err));
+			return -1;
+		}
+		s->have_lat = true;
+	}
+	diagnosis_init(&s->diag, tgid, s->opt.pages_only ? NULL : &s->hp, &s->pages, s->have_lat ? &s->lat : NULL,
+		       &s->procs);
+	return 0;
+}
+
+/* The latency probe goes on once its file is mapped. */
+static int attach_latency(struct session *s, struct process *p)
+{
+	if (!s->have_lat || s->lat.attached)
+		return 0;
+	int r = latency_attach(&s->lat, &s->procs, p, s->opt.verbose ? stderr : NULL);
+	if (r < 0)
+		fail("--latency-probe %s: %s", s->opt.latency_probe,
+		     r == -ENOENT ? "no such function in that file" : strerror(-r));
+	return r < 0 ? -1 : 0;
+}
+
 /* Probes the allocators the target maps now; the loader hook reports later
  * changes. Returns the number of allocator files newly probed. */
 static int attach_target(struct session *s, struct process *p)
 {
-	if (s->suspended)
-		return 0;	/* the budget's off-window: attached when it ends */
+	if (s->suspended || s->opt.pages_only)
+		return 0;	/* the budget's off-window (attached when it ends), or no heap side */
 	int n = attach_allocators(&s->att, &s->procs, p);
 
 	if (n < 0)
@@ -462,8 +609,12 @@ static const char *loader_path(const struct process *p, char *buf, size_t len)
 
 static void announce(struct session *s, const struct process *p)
 {
-	fprintf(stderr, "memwatch: profiling pid %d (%s): %u probe sites in %s%s\n", (int)p->pid, p->comm,
-		s->att.nprobes, s->att.allocators, s->opt.empty_probes ? " (empty programs)" : "");
+	if (s->opt.pages_only)
+		fprintf(stderr, "memwatch: profiling pid %d (%s): kernel side only (--pages-only)\n", (int)p->pid,
+			p->comm);
+	else
+		fprintf(stderr, "memwatch: profiling pid %d (%s): %u probe sites in %s%s\n", (int)p->pid, p->comm,
+			s->att.nprobes, s->att.allocators, s->opt.empty_probes ? " (empty programs)" : "");
 }
 
 static int start_pid(struct session *s)
@@ -479,7 +630,7 @@ static int start_pid(struct session *s)
 		fail("memwatch does not profile itself");
 		return -EINVAL;
 	}
-	if (open_output(s))
+	if (open_outputs(s))
 		return -1;
 	if (load_bpf(s, s->target))
 		return -1;
@@ -487,6 +638,13 @@ static int start_pid(struct session *s)
 	if (!p) {
 		fail("cannot read the memory map of pid %d: %s", (int)s->target, strerror(errno));
 		return -1;
+	}
+	if (attach_latency(s, p))
+		return -1;
+	s->pidfd = syscall(SYS_pidfd_open, s->target, 0);
+	if (s->opt.pages_only) {
+		announce(s, p);
+		return 0;
 	}
 	uint64_t attach_start = now_ns(CLOCK_MONOTONIC);
 	int n = attach_target(s, p);
@@ -503,7 +661,6 @@ static int start_pid(struct session *s)
 	const char *ld = loader_path(p, buf, sizeof(buf));
 	if (ld && !s->opt.empty_probes)
 		attach_loader(&s->att, p->pid, ld);
-	s->pidfd = syscall(SYS_pidfd_open, s->target, 0);
 	announce(s, p);
 	return 0;
 }
@@ -523,7 +680,7 @@ static int start_command(struct session *s)
 		return 2;
 	}
 	char *interp = command_interpreter(path, 0);
-	if (!interp) {
+	if (!interp && !s->opt.pages_only) {
 		fail("%s is statically linked: it maps no allocator library memwatch knows (looked for %s)",
 		     s->opt.cmd[0], allocators_looked_for());
 		free(path);
@@ -536,8 +693,10 @@ static int start_command(struct session *s)
 		free(interp);
 		return 1;
 	}
-	int err = open_output(s) ? -1 : load_bpf(s, s->child);
-	if (!err)
+	int err = open_outputs(s) ? -1 : load_bpf(s, s->child);
+	/* --pages-only puts no probe in the command, not even the loader hook:
+	 * its tracepoints are there before it runs. */
+	if (!err && !s->opt.pages_only)
 		err = attach_loader(&s->att, s->child, interp);
 	if (err) {
 		if (err != -1)
@@ -549,10 +708,16 @@ static int start_command(struct session *s)
 		return 1;
 	}
 	free(interp);
-	heapbpf_stop_on_loader(&s->bpf, true);
+	if (!s->opt.pages_only)
+		heapbpf_stop_on_loader(&s->bpf, true);
 	if (write(go_fd, "g", 1) != 1)
 		err = -errno;
 	close(go_fd);
+	if (!err && s->opt.pages_only) {
+		fprintf(stderr, "memwatch: profiling pid %d (%s): kernel side only (--pages-only)\n", (int)s->child,
+			s->opt.cmd[0]);
+		s->announced = true;
+	}
 	return err ? 1 : 0;
 }
 
@@ -562,7 +727,7 @@ static void on_loader_stop(struct session *s)
 	struct process *p;
 
 	/* An exec event may be waiting: it must come first. */
-	heapbpf_consume(&s->bpf);
+	consume(s);
 	p = procs_find(&s->procs, s->child);
 	if (!p)
 		p = procs_get(&s->procs, s->child);
@@ -572,6 +737,8 @@ static void on_loader_stop(struct session *s)
 		announce(s, p);
 		s->announced = true;
 	}
+	if (p)
+		attach_latency(s, p);
 	kill(s->child, SIGCONT);
 }
 
@@ -722,21 +889,32 @@ static void run_budget(struct session *s, uint64_t now)
 	}
 }
 
+/* Every interval (-i, or 1 s): the live blocks (which also keeps the
+ * sample records bounded), the timeline's reading, the live summary. */
+static void tick(struct session *s, uint64_t now)
+{
+	if (!s->opt.pages_only)
+		heapprof_scan_live(&s->hp, heapbpf_live_fd(&s->bpf));
+	if (s->have_pages)
+		diagnosis_sample(&s->diag, (now - s->start_ns) / 1e9);
+	if (s->opt.interval) {
+		print_summary(s, "after");
+		diagnosis_print_interval(&s->diag, stderr);
+	}
+}
+
 static void maintain(struct session *s)
 {
 	uint64_t now = now_ns(CLOCK_MONOTONIC);
 
 	run_budget(s, now);
-
 	/* Events only wake us once a backlog builds up: drain on every turn. */
-	heapbpf_consume(&s->bpf);
-	if (now >= s->next_scan_ns) {
-		heapprof_scan_live(&s->hp, heapbpf_live_fd(&s->bpf));
-		s->next_scan_ns = now + MAINTENANCE_NS;
-	}
-	if (s->opt.interval && now >= s->next_summary_ns) {
-		print_summary(s, "after");
-		s->next_summary_ns = now + (uint64_t)(s->opt.interval * 1e9);
+	consume(s);
+	if (now >= s->next_tick_ns) {
+		tick(s, now);
+		s->next_tick_ns += s->tick_ns;
+		if (s->next_tick_ns <= now)
+			s->next_tick_ns = now + s->tick_ns;
 	}
 	if (s->opt.duration && now - s->start_ns >= (uint64_t)(s->opt.duration * 1e9))
 		s->stop = true;
@@ -758,8 +936,8 @@ static int setup_loop(struct session *s)
 		return -errno;
 	ev.data.fd = s->sigfd;
 	epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->sigfd, &ev);
-	if (heapbpf_poll_fd(&s->bpf) >= 0) {
-		ev.data.fd = heapbpf_poll_fd(&s->bpf);
+	if (s->rb) {
+		ev.data.fd = ring_buffer__epoll_fd(s->rb);
 		epoll_ctl(s->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
 	}
 	if (s->pidfd >= 0) {
@@ -793,8 +971,8 @@ static void run_loop(struct session *s)
 		budget_init(&s->budget, s->opt.max_overhead, s->probe_cost.alloc_s, s->probe_cost.free_s, s->start_ns,
 			    &sample);
 	}
-	s->next_scan_ns = s->start_ns + MAINTENANCE_NS;
-	s->next_summary_ns = s->start_ns + (uint64_t)(s->opt.interval * 1e9);
+	s->tick_ns = s->opt.interval ? (uint64_t)(s->opt.interval * 1e9) : TICK_NS;
+	s->next_tick_ns = s->start_ns + s->tick_ns;
 	while (!s->stop) {
 		int n = epoll_wait(s->epfd, evs, 8, loop_timeout_ms(s));
 		for (int i = 0; i < n; i++) {
@@ -803,7 +981,7 @@ static void run_loop(struct session *s)
 			else if (evs[i].data.fd == s->pidfd)
 				s->stop = true;
 			else
-				heapbpf_consume(&s->bpf);
+				consume(s);
 		}
 		maintain(s);
 	}
@@ -824,50 +1002,111 @@ static void describe_budget(struct session *s, char **out)
 		*out = NULL;
 }
 
-static int write_profile(struct session *s)
+#define MAX_COMMENTS 24
+
+/* The comments every profile carries: who, how, what was lost, and the
+ * diagnosis. Returns the count; the lines are malloc'ed. */
+static size_t profile_comments(struct session *s, char **lines)
 {
-	char *comments[10] = { 0 };
 	uint64_t c[MW_CNT_NR];
 	struct process *p = procs_find(&s->procs, s->target);
-	int nc = 0;
+	size_t n = 0;
 
 	heapbpf_counters(&s->bpf, c);
-	asprintf(&comments[nc++], "memwatch %s: pid %d (%s), allocators: %s", MW_VERSION, (int)s->target,
-		 p ? p->comm : "?", s->att.allocators[0] ? s->att.allocators : "none");
-	asprintf(&comments[nc++], "sampling: Poisson by bytes, mean interval %" PRIu64 " bytes; values are estimates",
-		 s->opt.sample_bytes);
-	comments[nc] = malloc(512);
-	if (comments[nc])
-		describe_stacks(s, comments[nc++], 512);
-	asprintf(&comments[nc++], "samples %" PRIu64 ", cancelled %" PRIu64 "; losses: ring buffer full %" PRIu64
-				  ", live map full %" PRIu64 ", calls lost %" PRIu64 ", samplers busy %" PRIu64
-				  ", unreadable stacks %" PRIu64 ", unknown live blocks %" PRIu64,
-		 s->hp.tot.samples, s->hp.tot.cancels, c[MW_CNT_RINGBUF_FULL], c[MW_CNT_LIVE_FULL],
-		 c[MW_CNT_PENDING_FULL], c[MW_CNT_BUSY], c[MW_CNT_STACK_FAIL], s->hp.tot.live_unknown);
+	asprintf(&lines[n++], "memwatch %s: pid %d (%s), allocators: %s", MW_VERSION, (int)s->target,
+		 p ? p->comm : "?", s->att.allocators[0] ? s->att.allocators : "not probed");
+	if (!s->opt.pages_only)
+		asprintf(&lines[n++], "sampling: Poisson by bytes, mean interval %" PRIu64 " bytes; values are estimates",
+			 s->opt.sample_bytes);
+	if (s->have_pages)
+		asprintf(&lines[n++], "page stacks: one per %" PRIu64 " bytes faulted or purged (Poisson)",
+			 s->opt.page_sample_bytes);
+	lines[n] = malloc(512);
+	if (lines[n])
+		describe_stacks(s, lines[n++], 512);
+	if (!s->opt.pages_only)
+		asprintf(&lines[n++], "samples %" PRIu64 ", cancelled %" PRIu64 "; losses: ring buffer full %" PRIu64
+				      ", live map full %" PRIu64 ", calls lost %" PRIu64 ", samplers busy %" PRIu64
+				      ", unreadable stacks %" PRIu64 ", unknown live blocks %" PRIu64,
+			 s->hp.tot.samples, s->hp.tot.cancels, c[MW_CNT_RINGBUF_FULL], c[MW_CNT_LIVE_FULL],
+			 c[MW_CNT_PENDING_FULL], c[MW_CNT_BUSY], c[MW_CNT_STACK_FAIL], s->hp.tot.live_unknown);
 	if (s->opt.alloc_only)
-		asprintf(&comments[nc++], "--alloc-only: allocations only; in-use values are absent (no free probes)");
+		asprintf(&lines[n++], "--alloc-only: allocations only; in-use values are absent (no free probes)");
 	if (s->opt.max_overhead)
-		describe_budget(s, &comments[nc++]);
+		describe_budget(s, &lines[n++]);
+	if (s->have_pages)
+		n += diagnosis_comments(&s->diag, lines + n, MAX_COMMENTS - 1 - n);
+	return n;
+}
+
+static int commit(struct outfile *of, int err)
+{
+	if (!err)
+		err = outfile_commit(of);
+	if (err)
+		fail("cannot write %s: %s", of->path, strerror(-err));
+	else
+		fprintf(stderr, "memwatch: wrote %s\n", of->path);
+	return err;
+}
+
+/* Writes the timeline through its outfile, by the path's extension. */
+static int write_timeline(struct session *s, struct outfile *of, int (*writer)(const struct timeline *, FILE *))
+{
+	FILE *f = outfile_stream(of);
+	int err = f ? writer(&s->diag.mon.tl, f) : -errno;
+
+	if (f && fclose(f) && !err)
+		err = -errno;
+	return commit(of, err);
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), k = strlen(suffix);
+	return n >= k && !strcmp(s + n - k, suffix);
+}
+
+static int write_outputs(struct session *s)
+{
+	char *comments[MAX_COMMENTS] = { 0 };
+	size_t nc = profile_comments(s, comments);
 	struct profile_meta meta = {
 		.start_ns = s->start_real_ns,
 		.end_ns = (int64_t)now_ns(CLOCK_REALTIME),
 		.comments = (const char *const *)comments,
 		.alloc_only = s->opt.alloc_only,
 	};
-	int err = heapprof_write(&s->hp, &s->procs, &meta, s->out_fd);
-	for (int i = 0; i < nc; i++)
+	struct profile_spec page_spec = {
+		.drop_frames = allocators_drop_frames(),
+		.start_ns = meta.start_ns,
+		.end_ns = meta.end_ns,
+		.comments = meta.comments,
+	};
+	int err = 0;
+
+	if (s->heap_out.tmp)
+		err |= commit(&s->heap_out, heapprof_write(&s->hp, &s->procs, &meta, s->heap_out.fd));
+	if (s->pages_out.tmp)
+		err |= commit(&s->pages_out, pages_write(&s->pages, &s->hp.st, &s->procs, &page_spec, s->pages_out.fd));
+	if (s->timeline_out.tmp)
+		err |= write_timeline(s, &s->timeline_out,
+				      ends_with(s->opt.timeline, ".json") ? timeline_write_json : timeline_write_csv);
+	if (s->plot_out.tmp)
+		err |= write_timeline(s, &s->plot_out, timeline_write_svg);
+	for (size_t i = 0; i < nc; i++)
 		free(comments[i]);
-	if (!err && (fsync(s->out_fd) || rename(s->tmp_path, s->out_path)))
-		err = -errno;
-	if (err) {
-		fail("cannot write %s: %s", s->out_path, strerror(-err));
-		discard_output(s);
-		return err;
-	}
-	close(s->out_fd);
-	free(s->tmp_path);
-	s->tmp_path = NULL;
-	return 0;
+	return err ? -EIO : 0;
+}
+
+/* The last interval's reading, the verdict and the correlation. */
+static void conclude(struct session *s)
+{
+	if (!s->have_pages)
+		return;
+	diagnosis_sample(&s->diag, (now_ns(CLOCK_MONOTONIC) - s->start_ns) / 1e9);
+	diagnosis_conclude(&s->diag);
+	diagnosis_print(&s->diag, stderr);
 }
 
 static int finish(struct session *s)
@@ -877,17 +1116,20 @@ static int finish(struct session *s)
 	/* Detach first so the target runs at full speed while we write. */
 	uint64_t detach_start = now_ns(CLOCK_MONOTONIC);
 	attacher_detach(&s->att);
+	if (s->have_lat)
+		attach_close(&s->lat.links);
 	if (s->opt.verbose)
 		fprintf(stderr, "memwatch: detached in %.1f ms\n", (now_ns(CLOCK_MONOTONIC) - detach_start) / 1e6);
 	s->detached = true;
 	if (s->child && !s->child_done)
 		kill(s->child, SIGCONT);
-	heapbpf_consume(&s->bpf);
-	heapprof_scan_live(&s->hp, heapbpf_live_fd(&s->bpf));
+	consume(s);
 	if (s->opt.empty_probes) {
-		discard_output(s);
+		discard_outputs(s);
 		return 0;
 	}
+	if (!s->opt.pages_only)
+		heapprof_scan_live(&s->hp, heapbpf_live_fd(&s->bpf));
 	print_summary(s, "done after");
 	if (s->opt.max_overhead) {
 		char *line = NULL;
@@ -896,10 +1138,9 @@ static int finish(struct session *s)
 			fprintf(stderr, "memwatch: %s\n", line);
 		free(line);
 	}
-	int err = write_profile(s);
+	conclude(s);
+	int err = write_outputs(s);
 	print_own_cost(s);
-	if (!err)
-		fprintf(stderr, "memwatch: wrote %s\n", s->out_path);
 	return err;
 }
 
@@ -926,7 +1167,7 @@ static int wait_child(struct session *s)
 
 int main(int argc, char **argv)
 {
-	static struct session s = { .pidfd = -1, .sigfd = -1, .epfd = -1, .out_fd = -1 };
+	static struct session s = { .pidfd = -1, .sigfd = -1, .epfd = -1 };
 	sigset_t mask;
 	int r = options_parse(argc, argv, &s.opt);
 
@@ -985,8 +1226,15 @@ out:
 		kill(s.child, SIGCONT);
 		wait_child(&s);
 	}
-	discard_output(&s);
+	discard_outputs(&s);
+	ring_buffer__free(s.rb);
 	heapbpf_destroy(&s.bpf);
+	if (s.have_lat)
+		latency_destroy(&s.lat);
+	if (s.have_pages) {
+		diagnosis_free(&s.diag);
+		pages_destroy(&s.pages);
+	}
 	heapprof_free(&s.hp);
 	unwinder_free(s.unw);
 	fpcheck_free(&s.fpc);

@@ -21,6 +21,12 @@ enum {
 	OPT_ATTACH_MODE,
 	OPT_ALLOC_ONLY,
 	OPT_MAX_OVERHEAD,
+	OPT_PAGES_ONLY,
+	OPT_PAGES_OUTPUT,
+	OPT_PAGE_SAMPLE_BYTES,
+	OPT_LATENCY_PROBE,
+	OPT_TIMELINE,
+	OPT_PLOT,
 };
 
 #define STACK_BYTES_DEFAULT 32768
@@ -51,6 +57,22 @@ static const char usage_text[] =
 	"  -i, --interval SEC       print a live summary to stderr every SEC seconds:\n"
 	"                           top sites by in-use bytes, totals, samples, losses\n"
 	"  -v, --verbose            say which files, functions and offsets were probed\n"
+	"\n"
+	"The kernel side (on by default; tracepoints, no uprobes):\n"
+	"      --pages-only         only the kernel side: page faults, purges\n"
+	"                           (madvise, munmap, brk), refaults and syscall\n"
+	"                           latency; no probe in the target, any allocator\n"
+	"      --pages-output FILE  page profile (stacks that fault memory in and\n"
+	"                           that purge it; default: the output's name with\n"
+	"                           .pages before .pb.gz; with --pages-only, -o)\n"
+	"      --page-sample-bytes N  one fault or purge stack per N bytes (default 1m)\n"
+	"      --latency-probe FILE:FUNCTION  time every call of FUNCTION in FILE\n"
+	"                           (as the target names it; FUNCTION alone: its\n"
+	"                           executable) and correlate it with thrash\n"
+	"      --timeline FILE      per-interval timeline, CSV or JSON by extension\n"
+	"                           (interval: -i, or 1 s)\n"
+	"      --plot FILE.svg      the timeline drawn: live heap vs RSS, purges and\n"
+	"                           refaults, latency percentiles\n"
 	"\n"
 	"Allocators (found by themselves: glibc, jemalloc with or without je_ or\n"
 	"_rjem_ prefix, gperftools tcmalloc, Google tcmalloc; shared or static):\n"
@@ -144,6 +166,12 @@ static int parse_u32(const char *s, uint32_t min, uint32_t *out)
 	return 0;
 }
 
+static bool has_suffix(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), k = strlen(suffix);
+	return n > k && !strcmp(s + n - k, suffix);
+}
+
 static int parse_attach_mode(const char *s, int *out)
 {
 	for (int m = ATTACH_AUTO; m <= ATTACH_CLASSIC; m++) {
@@ -193,6 +221,12 @@ int options_parse(int argc, char **argv, struct options *o)
 		{ "attach-mode", required_argument, NULL, OPT_ATTACH_MODE },
 		{ "alloc-only", no_argument, NULL, OPT_ALLOC_ONLY },
 		{ "max-overhead", required_argument, NULL, OPT_MAX_OVERHEAD },
+		{ "pages-only", no_argument, NULL, OPT_PAGES_ONLY },
+		{ "pages-output", required_argument, NULL, OPT_PAGES_OUTPUT },
+		{ "page-sample-bytes", required_argument, NULL, OPT_PAGE_SAMPLE_BYTES },
+		{ "latency-probe", required_argument, NULL, OPT_LATENCY_PROBE },
+		{ "timeline", required_argument, NULL, OPT_TIMELINE },
+		{ "plot", required_argument, NULL, OPT_PLOT },
 		{ 0 },
 	};
 	uint64_t v;
@@ -203,6 +237,7 @@ int options_parse(int argc, char **argv, struct options *o)
 	o->max_live = 262144;
 	o->ring_bytes = 16 << 20;
 	o->stack_bytes = STACK_BYTES_DEFAULT;
+	o->page_sample_bytes = 1 << 20;
 	while ((c = getopt_long(argc, argv, "+p:o:d:s:i:vhV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
@@ -251,6 +286,33 @@ int options_parse(int argc, char **argv, struct options *o)
 			if (parse_stack_mode(optarg, &o->stack_mode))
 				return bad("--stack-mode (auto, dwarf or fp)", optarg);
 			break;
+		case OPT_PAGES_ONLY:
+			o->pages_only = true;
+			break;
+		case OPT_PAGES_OUTPUT:
+			if (!*optarg)
+				return bad("--pages-output", optarg);
+			o->pages_output = optarg;
+			break;
+		case OPT_PAGE_SAMPLE_BYTES:
+			if (parse_size(optarg, &o->page_sample_bytes) || !o->page_sample_bytes)
+				return bad("--page-sample-bytes", optarg);
+			break;
+		case OPT_LATENCY_PROBE:
+			if (!*optarg || optarg[strlen(optarg) - 1] == ':')
+				return bad("--latency-probe (FILE:FUNCTION)", optarg);
+			o->latency_probe = optarg;
+			break;
+		case OPT_TIMELINE:
+			if (!has_suffix(optarg, ".csv") && !has_suffix(optarg, ".json"))
+				return bad("--timeline (a .csv or .json file)", optarg);
+			o->timeline = optarg;
+			break;
+		case OPT_PLOT:
+			if (!has_suffix(optarg, ".svg"))
+				return bad("--plot (an .svg file)", optarg);
+			o->plot = optarg;
+			break;
 		case OPT_MAX_OVERHEAD:
 			if (parse_seconds(optarg, &o->max_overhead) || o->max_overhead > 10000)
 				return bad("--max-overhead (a percentage above 0)", optarg);
@@ -280,6 +342,11 @@ int options_parse(int argc, char **argv, struct options *o)
 	}
 	if (optind < argc)
 		o->cmd = &argv[optind];
+	if (o->pages_only && (o->alloc_only || o->max_overhead || o->empty_probes)) {
+		fprintf(stderr, "memwatch: --pages-only probes no allocator: it cannot go with --alloc-only, "
+				"--max-overhead or --empty-probes\n");
+		return -1;
+	}
 	if (!o->pid == !o->cmd) {
 		fprintf(stderr, "memwatch: %s (see memwatch --help)\n",
 			o->pid ? "give either -p PID or -- CMD, not both" : "no target: give -p PID or -- CMD");

@@ -29,6 +29,12 @@ struct options {
 	int attach_mode;	/* enum attach_mode (heapbpf.h) */
 	bool alloc_only;	/* allocation rates only: no free probes */
 	double max_overhead;	/* --max-overhead, as a fraction; 0: none */
+	bool pages_only;	/* the kernel side only: no uprobes in the target */
+	const char *pages_output;	/* NULL: derived from the output */
+	uint64_t page_sample_bytes;
+	const char *latency_probe;	/* FILE:FUNCTION */
+	const char *timeline;	/* .csv or .json */
+	const char *plot;	/* .svg */
 };
 
 /* 0: run; 1: done (help or version printed); -1: bad usage (reported). */

@@ -1,0 +1,191 @@
+#include "diagnose.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "heapprof.h"
+#include "hist.h"
+#include "latency.h"
+#include "memstat.h"
+#include "pages.h"
+#include "process.h"
+
+#define MAX_GROWTH 16
+
+void diagnosis_init(struct diagnosis *d, pid_t pid, struct heapprof *hp, struct pages *pg,
+		    struct latency_probe *lat, struct procs *ps)
+{
+	memset(d, 0, sizeof(*d));
+	monitor_init(&d->mon);
+	d->pid = pid;
+	d->hp = hp;
+	d->pg = pg;
+	d->lat = lat;
+	d->ps = ps;
+	d->mon.tl.pid = pid;
+	d->mon.tl.have_heap = hp != NULL;
+}
+
+void diagnosis_free(struct diagnosis *d)
+{
+	monitor_free(&d->mon);
+}
+
+/* The allocator memwatch probes, or for --pages-only the one the maps show. */
+static const char *allocator_in(const struct process *p)
+{
+	const char *found = "glibc";
+
+	for (size_t i = 0; p && i < p->maps.n; i++) {
+		const char *base = strrchr(p->maps.v[i].path, '/');
+		base = base ? base + 1 : p->maps.v[i].path;
+		if (!strncmp(base, "libjemalloc", 11))
+			return "jemalloc";
+		if (!strncmp(base, "libtcmalloc", 11))
+			found = "tcmalloc";
+	}
+	return found;
+}
+
+void diagnosis_sample(struct diagnosis *d, double t)
+{
+	static struct mw_page_stats stats;
+	static uint64_t latency[MW_HIST_BUCKETS];
+	struct process *p = procs_find(d->ps, d->pid);
+	struct reading r = { .t = t, .live_heap = -1, .arenas = -1 };
+
+	if (!d->allocator)
+		d->allocator = allocator_in(p);
+	memstat_read(d->pid, &r.mem);
+	if (d->pg && !pages_stats(d->pg, d->pid, &stats))
+		r.pages = &stats;
+	else if (d->pg)
+		r.pages = memset(&stats, 0, sizeof(stats));
+	if (d->hp) {
+		r.live_heap = llround(d->hp->tot.inuse_bytes);
+		if (!d->baseline_marked) {
+			heapprof_mark_baseline(d->hp);
+			d->baseline_marked = true;
+		}
+	}
+	if (d->lat && d->lat->attached && !latency_read(d->lat, latency))
+		r.latency = latency;
+	if (p && !strcmp(d->allocator, "glibc") && !process_refresh(d->ps, p))
+		r.arenas = glibc_arenas(&p->maps);
+	d->mon.tl.allocator = d->allocator;
+	d->mon.tl.comm = p ? p->comm : NULL;
+	d->mon.tl.probe = d->lat && d->lat->attached ? d->lat->where : NULL;
+	monitor_add(&d->mon, &r);
+}
+
+static void print_rate(FILE *out, double bytes_per_s)
+{
+	if (bytes_per_s >= 1 << 20)
+		fprintf(out, "%.1f MiB/s", bytes_per_s / (1 << 20));
+	else
+		fprintf(out, "%.0f KiB/s", bytes_per_s / 1024);
+}
+
+void diagnosis_print_interval(const struct diagnosis *d, FILE *out)
+{
+	if (!d->mon.tl.n || !d->pg)
+		return;
+	const struct tl_point *p = &d->mon.tl.v[d->mon.tl.n - 1];
+	double dt = p->dt > 0 ? p->dt : 1;
+	fprintf(out, "memwatch: kernel side: %.0f faults/s, purges ", p->faults / dt);
+	print_rate(out, p->purge_bytes / dt);
+	fputs(", refaults ", out);
+	print_rate(out, p->refault_bytes / dt);
+	if (p->rss_anon >= 0)
+		fprintf(out, "; RSS anon %.1f MiB", p->rss_anon / 1048576.0);
+	if (p->live_heap >= 0)
+		fprintf(out, ", live heap %.1f MiB", p->live_heap / 1048576.0);
+	fputc('\n', out);
+}
+
+static void refault_delays(const struct diagnosis *d, struct verdict_input *in)
+{
+	static struct mw_page_stats stats;
+
+	if (!d->pg || pages_stats(d->pg, d->pid, &stats))
+		return;
+	in->refaults_total = stats.refaults;
+	for (unsigned b = 0; b < MW_HIST_BUCKETS; b++)
+		if (hist_bucket_floor(b) < 1000000000ull)
+			in->refaults_within_1s += stats.refault_delay[b];
+}
+
+void diagnosis_conclude(struct diagnosis *d)
+{
+	static struct site_growth growth[MAX_GROWTH];
+	struct verdict_input in = {
+		.tl = &d->mon.tl,
+		.allocator = d->allocator,
+		.have_heap = d->hp != NULL,
+		.peak_live_heap = d->mon.peak_live,
+	};
+
+	if (d->hp) {
+		in.nsites = heapprof_growth(d->hp, d->ps, growth, MAX_GROWTH);
+		in.sites = growth;
+		heapprof_live_by_size(d->hp, in.live_by_size, VERDICT_SIZE_BUCKETS);
+	}
+	refault_delays(d, &in);
+	verdict_decide(&in, &d->verdict);
+	monitor_correlate(&d->mon, &d->corr);
+}
+
+static const char *strength(double r)
+{
+	double a = fabs(r);
+
+	if (isnan(r))
+		return "not enough data";
+	return a >= 0.8 ? "strong" : a >= 0.5 ? "moderate" : a >= 0.3 ? "weak" : "none";
+}
+
+/* The correlation line, or NULL without a latency probe. */
+static char *correlation_line(const struct diagnosis *d)
+{
+	char *line = NULL;
+
+	if (!d->lat || !d->lat->attached)
+		return NULL;
+	const struct correlation *c = &d->corr;
+	if (asprintf(&line, "latency: %s p99 vs refault rate: r = %.2f (%s), p50: r = %.2f (%s); "
+			    "p99 vs fault rate: r = %.2f; over %zu intervals",
+		     d->lat->function, c->r_p99, strength(c->r_p99), c->r_p50, strength(c->r_p50), c->r_p99_faults,
+		     c->intervals) < 0)
+		return NULL;
+	return line;
+}
+
+size_t diagnosis_comments(const struct diagnosis *d, char **lines, size_t max)
+{
+	const struct verdict *v = &d->verdict;
+	size_t n = 0;
+
+	if (n < max && asprintf(&lines[n], "verdict: %s", v->summary) >= 0)
+		n++;
+	for (size_t i = 0; i < v->nevidence && n < max; i++)
+		if (asprintf(&lines[n], "evidence: %s", v->evidence[i]) >= 0)
+			n++;
+	if (v->knob[0] && n < max && asprintf(&lines[n], "knob: %s", v->knob) >= 0)
+		n++;
+	if (n < max && (lines[n] = correlation_line(d)))
+		n++;
+	return n;
+}
+
+void diagnosis_print(const struct diagnosis *d, FILE *out)
+{
+	char *lines[VERDICT_MAX_EVIDENCE + 4];
+	size_t n = diagnosis_comments(d, lines, sizeof(lines) / sizeof(lines[0]));
+
+	for (size_t i = 0; i < n; i++) {
+		fprintf(out, "memwatch: %s\n", lines[i]);
+		free(lines[i]);
+	}
+}

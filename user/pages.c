@@ -1,0 +1,238 @@
+#include "pages.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include "pages.skel.h"
+#include "sampling.h"
+
+#define TRACEFS "/sys/kernel/tracing"
+
+const char *page_event_name(enum mw_page_event kind)
+{
+	static const char *const names[] = {
+		[MW_PAGE_FAULT] = "fault", [MW_PAGE_MADVISE] = "madvise",
+		[MW_PAGE_MUNMAP] = "munmap", [MW_PAGE_BRK] = "brk",
+	};
+	return kind < MW_PAGE_COUNT ? names[kind] : "?";
+}
+
+/* Syscall tracepoints are found by id in tracefs, mounted or not. */
+static bool have_tracefs(void)
+{
+	if (!access(TRACEFS "/events/syscalls", F_OK))
+		return true;
+	mount("tracefs", TRACEFS, "tracefs", 0, NULL);
+	return !access(TRACEFS "/events/syscalls", F_OK);
+}
+
+struct cpu_state {		/* bpf/capture.h */
+	int64_t countdown;
+	uint64_t next_id;
+};
+
+static int seed_countdowns(struct pages_bpf *skel, uint64_t rate)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	__u32 zero = 0;
+
+	if (ncpu <= 0)
+		return -EINVAL;
+	struct cpu_state *st = calloc(ncpu, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	for (int i = 0; i < ncpu; i++)
+		st[i].countdown = rate > 1 ? (int64_t)exp_draw_exact(rate) : 0;
+	int err = bpf_map_update_elem(bpf_map__fd(skel->maps.cpu_state), &zero, st, BPF_ANY) ? -errno : 0;
+	free(st);
+	return err;
+}
+
+static uint32_t scratch_bytes(const struct pages_config *cfg)
+{
+	uint32_t payload = cfg->stack_mode == MW_STACK_FP ? (MW_MAX_FRAMES + 1) * sizeof(uint64_t)
+							  : cfg->stack_bytes + MW_STACK_CHUNK;
+	return MW_SCRATCH_HEAD + sizeof(struct mw_sample_event) + payload;
+}
+
+static int configure(struct pages_bpf *skel, const struct pages_config *cfg, bool raw)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	struct bpf_program *prog;
+
+	if (ncpu <= 0)
+		return -EINVAL;
+	skel->rodata->cfg_target_tgid = cfg->tgid;
+	skel->rodata->cfg_self_tgid = getpid();
+	skel->rodata->cfg_sample_bytes = cfg->sample_bytes;
+	skel->rodata->cfg_stack_mode = cfg->stack_mode;
+	skel->rodata->cfg_stack_bytes = cfg->stack_bytes;
+	skel->rodata->cfg_scratch_bytes = scratch_bytes(cfg);
+	skel->rodata->cfg_wakeup_bytes = cfg->ring_bytes / 8;
+	exp_edges_fill((uint64_t *)skel->rodata->cfg_exp_edges, MW_EXP_SIZE, cfg->sample_bytes);
+	/* Syscall tracepoints, or the raw ones standing in for them. */
+	bpf_object__for_each_program(prog, skel->obj) {
+		const char *name = bpf_program__name(prog);
+		bool is_raw = !strncmp(name, "raw_", 4);
+		bool is_sys = !strncmp(name, "enter_", 6) || !strncmp(name, "exit_", 5);
+		if (is_raw || is_sys)
+			bpf_program__set_autoload(prog, raw ? is_raw : is_sys);
+	}
+	if (bpf_map__set_max_entries(skel->maps.stats, cfg->max_processes ? cfg->max_processes : 1) ||
+	    bpf_map__set_max_entries(skel->maps.events, cfg->ring_bytes) ||
+	    bpf_map__set_value_size(skel->maps.scratch, scratch_bytes(cfg)) ||
+	    bpf_map__set_max_entries(skel->maps.scratch, ncpu * MW_SCRATCH_SLOTS))
+		return -errno;
+	return 0;
+}
+
+static int attach_all(struct pages *pg)
+{
+	struct bpf_program *prog;
+
+	bpf_object__for_each_program(prog, pg->skel->obj) {
+		if (!bpf_program__autoload(prog))
+			continue;
+		if (pg->nlinks == sizeof(pg->links) / sizeof(pg->links[0]))
+			return -E2BIG;
+		struct bpf_link *link = bpf_program__attach(prog);
+		if (!link)
+			return -errno;
+		pg->links[pg->nlinks++] = link;
+	}
+	return 0;
+}
+
+static bool site_eq(uint64_t stored, uint64_t probe, void *ctx)
+{
+	const struct pages *pg = ctx;
+	const struct page_site *a = &pg->sites[stored], *b = (const void *)probe;
+
+	return a->stack == b->stack && a->pid == b->pid && a->kind == b->kind;
+}
+
+int pages_load(struct pages *pg, const struct pages_config *cfg)
+{
+	int err;
+
+	memset(pg, 0, sizeof(*pg));
+	pg->rate = cfg->sample_bytes;
+	hmap_init(&pg->site_index, site_eq, pg);
+	pg->raw_syscalls = !have_tracefs();
+	pg->skel = pages_bpf__open();
+	if (!pg->skel)
+		return -errno;
+	err = configure(pg->skel, cfg, pg->raw_syscalls);
+	if (!err && pages_bpf__load(pg->skel))
+		err = -errno;
+	if (!err)
+		err = seed_countdowns(pg->skel, cfg->sample_bytes);
+	if (!err)
+		err = attach_all(pg);
+	if (err)
+		pages_destroy(pg);
+	return err;
+}
+
+void pages_destroy(struct pages *pg)
+{
+	for (unsigned i = 0; i < pg->nlinks; i++)
+		bpf_link__destroy(pg->links[i]);
+	pages_bpf__destroy(pg->skel);
+	free(pg->sites);
+	hmap_free(&pg->site_index);
+	memset(pg, 0, sizeof(*pg));
+}
+
+int pages_events_fd(const struct pages *pg)
+{
+	return pg->skel ? bpf_map__fd(pg->skel->maps.events) : -1;
+}
+
+int pages_stats(const struct pages *pg, pid_t tgid, struct mw_page_stats *out)
+{
+	__u32 key = tgid;
+
+	if (!pg->skel)
+		return -ENOENT;
+	return bpf_map_lookup_elem(bpf_map__fd(pg->skel->maps.stats), &key, out) ? -errno : 0;
+}
+
+int pages_forget(struct pages *pg, pid_t tgid)
+{
+	__u32 key = tgid;
+
+	return bpf_map_delete_elem(bpf_map__fd(pg->skel->maps.stats), &key) ? -errno : 0;
+}
+
+static uint32_t site_for(struct pages *pg, const struct page_site *k)
+{
+	uint64_t h = hash_u64(((uint64_t)k->stack << 32) ^ ((uint64_t)k->pid << 4) ^ k->kind);
+	void **slot = hmap_find(&pg->site_index, h, (uint64_t)k);
+
+	if (slot)
+		return (uint32_t)(uintptr_t)*slot;
+	if (pg->nsites == pg->cap_sites) {
+		uint32_t ncap = pg->cap_sites ? pg->cap_sites * 2 : 256;
+		struct page_site *ns = realloc(pg->sites, ncap * sizeof(*ns));
+		if (!ns)
+			return UINT32_MAX;
+		pg->sites = ns;
+		pg->cap_sites = ncap;
+	}
+	uint32_t id = pg->nsites;
+	pg->sites[id] = (struct page_site){ .stack = k->stack, .pid = k->pid, .kind = k->kind };
+	if (hmap_insert_new(&pg->site_index, h, id, (void *)(uintptr_t)id))
+		return UINT32_MAX;
+	pg->nsites++;
+	return id;
+}
+
+int pages_add(struct pages *pg, uint32_t stack, pid_t pid, enum mw_page_event kind, uint64_t bytes)
+{
+	struct page_site key = { .stack = stack, .pid = pid, .kind = kind };
+	uint32_t id = site_for(pg, &key);
+	double w = sample_weight(bytes, pg->rate);
+
+	if (id == UINT32_MAX)
+		return -ENOMEM;
+	pg->sites[id].samples++;
+	pg->sites[id].count += w;
+	pg->sites[id].bytes += w * bytes;
+	pg->samples++;
+	return 0;
+}
+
+int pages_write(struct pages *pg, struct stacks *st, struct procs *ps, const struct profile_spec *base, int fd)
+{
+	struct profile_row *rows = calloc(pg->nsites + 1, sizeof(*rows));
+	struct profile_spec spec = *base;
+
+	if (!rows)
+		return -ENOMEM;
+	spec.types[0][0] = "faults", spec.types[0][1] = "count";
+	spec.types[1][0] = "fault_space", spec.types[1][1] = "bytes";
+	spec.types[2][0] = "purges", spec.types[2][1] = "count";
+	spec.types[3][0] = "purge_space", spec.types[3][1] = "bytes";
+	spec.ntypes = 4;
+	spec.default_type = "fault_space";
+	spec.period_type[0] = "space", spec.period_type[1] = "bytes";
+	spec.period = pg->rate > 1 ? (int64_t)pg->rate : 1;
+	for (uint32_t i = 0; i < pg->nsites; i++) {
+		const struct page_site *s = &pg->sites[i];
+		int col = s->kind == MW_PAGE_FAULT ? 0 : 2;
+		rows[i] = (struct profile_row){ .stack = s->stack, .pid = s->pid, .bytes_label = -1,
+						.str_label_key = "event", .str_label = page_event_name(s->kind) };
+		rows[i].values[col] = llround(s->count);
+		rows[i].values[col + 1] = llround(s->bytes);
+	}
+	int err = profile_write(st, ps, &spec, rows, pg->nsites, fd);
+	free(rows);
+	return err;
+}
