@@ -294,35 +294,11 @@ static __always_inline void sys_exit(void *ctx, long ret)
 	sample_page(ctx, (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()), kind, start, len);
 }
 
-/* The syscall tracepoints fire for these calls only. A program must read
- * no further into the record than the call's own arguments (the kernel
- * refuses to attach it otherwise). */
-#define SYSCALL_PROGS(name, sc, a0, a1, a2)                                               \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                                     \
-	int enter_##name(struct trace_event_raw_sys_enter *ctx)                          \
-	{                                                                                 \
-		sys_enter(sc, a0, a1, a2);                                                \
-		return 0;                                                                 \
-	}                                                                                 \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                                      \
-	int exit_##name(struct trace_event_raw_sys_exit *ctx)                            \
-	{                                                                                 \
-		sys_exit(ctx, ctx->ret);                                                  \
-		return 0;                                                                 \
-	}
-
-SYSCALL_PROGS(madvise, MW_SC_MADVISE, ctx->args[0], ctx->args[1], ctx->args[2])
-SYSCALL_PROGS(mmap, MW_SC_MMAP, ctx->args[0], ctx->args[1], ctx->args[2])
-SYSCALL_PROGS(munmap, MW_SC_MUNMAP, ctx->args[0], ctx->args[1], 0)
-SYSCALL_PROGS(brk, MW_SC_BRK, ctx->args[0], 0, 0)
-SYSCALL_PROGS(mremap, MW_SC_MREMAP, ctx->args[0], ctx->args[1], ctx->args[2])
-
-/* Without tracefs the syscall tracepoints cannot be attached: the raw
- * syscall tracepoints (every syscall, filtered by number) stand in. */
+/* x86_64 syscall numbers of the calls traced. */
 static __always_inline __u32 syscall_index(long nr)
 {
 	switch (nr) {
-	case 28: return MW_SC_MADVISE;	/* x86_64 numbers */
+	case 28: return MW_SC_MADVISE;
 	case 9: return MW_SC_MMAP;
 	case 11: return MW_SC_MUNMAP;
 	case 12: return MW_SC_BRK;
@@ -331,6 +307,42 @@ static __always_inline __u32 syscall_index(long nr)
 	return MW_SC_COUNT;
 }
 
+/*
+ * One program per argument count serves every syscall tracepoint with at
+ * least that many arguments: a program may read no further into the record
+ * than the call's own arguments (the kernel refuses to attach it otherwise),
+ * and fewer programs load faster.
+ */
+SEC("tracepoint")
+int sys_enter_3(struct trace_event_raw_sys_enter *ctx)
+{
+	sys_enter(syscall_index(ctx->id), ctx->args[0], ctx->args[1], ctx->args[2]);
+	return 0;
+}
+
+SEC("tracepoint")
+int sys_enter_2(struct trace_event_raw_sys_enter *ctx)
+{
+	sys_enter(syscall_index(ctx->id), ctx->args[0], ctx->args[1], 0);
+	return 0;
+}
+
+SEC("tracepoint")
+int sys_enter_1(struct trace_event_raw_sys_enter *ctx)
+{
+	sys_enter(syscall_index(ctx->id), ctx->args[0], 0, 0);
+	return 0;
+}
+
+SEC("tracepoint")
+int sys_exit_any(struct trace_event_raw_sys_exit *ctx)
+{
+	sys_exit(ctx, ctx->ret);
+	return 0;
+}
+
+/* Without tracefs the syscall tracepoints cannot be attached: the raw
+ * syscall tracepoints (every syscall, filtered by number) stand in. */
 SEC("tp_btf/sys_enter")
 int BPF_PROG(raw_enter, struct pt_regs *regs, long id)
 {

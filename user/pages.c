@@ -4,6 +4,8 @@
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -80,7 +82,7 @@ static int configure(struct pages_bpf *skel, const struct pages_config *cfg, boo
 	bpf_object__for_each_program(prog, skel->obj) {
 		const char *name = bpf_program__name(prog);
 		bool is_raw = !strncmp(name, "raw_", 4);
-		bool is_sys = !strncmp(name, "enter_", 6) || !strncmp(name, "exit_", 5);
+		bool is_sys = !strncmp(name, "sys_", 4);
 		if (is_raw || is_sys)
 			bpf_program__set_autoload(prog, raw ? is_raw : is_sys);
 	}
@@ -92,21 +94,51 @@ static int configure(struct pages_bpf *skel, const struct pages_config *cfg, boo
 	return 0;
 }
 
+static int add_link(struct pages *pg, struct bpf_link *link)
+{
+	if (!link)
+		return -errno;
+	if (pg->nlinks == sizeof(pg->links) / sizeof(pg->links[0])) {
+		bpf_link__destroy(link);
+		return -E2BIG;
+	}
+	pg->links[pg->nlinks++] = link;
+	return 0;
+}
+
+static int attach_syscalls(struct pages *pg)
+{
+	static const struct {
+		const char *name;
+		int nargs;
+	} calls[] = { { "madvise", 3 }, { "mmap", 3 }, { "mremap", 3 }, { "munmap", 2 }, { "brk", 1 } };
+	struct pages_bpf *skel = pg->skel;
+	struct bpf_program *enter[] = { NULL, skel->progs.sys_enter_1, skel->progs.sys_enter_2,
+					skel->progs.sys_enter_3 };
+	char tp[64];
+	int err = 0;
+
+	for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]) && !err; i++) {
+		snprintf(tp, sizeof(tp), "sys_enter_%s", calls[i].name);
+		err = add_link(pg, bpf_program__attach_tracepoint(enter[calls[i].nargs], "syscalls", tp));
+		snprintf(tp, sizeof(tp), "sys_exit_%s", calls[i].name);
+		if (!err)
+			err = add_link(pg, bpf_program__attach_tracepoint(skel->progs.sys_exit_any, "syscalls", tp));
+	}
+	return err;
+}
+
 static int attach_all(struct pages *pg)
 {
-	struct bpf_program *prog;
+	struct pages_bpf *skel = pg->skel;
+	int err = add_link(pg, bpf_program__attach(skel->progs.on_fault));
 
-	bpf_object__for_each_program(prog, pg->skel->obj) {
-		if (!bpf_program__autoload(prog))
-			continue;
-		if (pg->nlinks == sizeof(pg->links) / sizeof(pg->links[0]))
-			return -E2BIG;
-		struct bpf_link *link = bpf_program__attach(prog);
-		if (!link)
-			return -errno;
-		pg->links[pg->nlinks++] = link;
-	}
-	return 0;
+	if (err)
+		return err;
+	if (!pg->raw_syscalls)
+		return attach_syscalls(pg);
+	err = add_link(pg, bpf_program__attach(skel->progs.raw_enter));
+	return err ? err : add_link(pg, bpf_program__attach(skel->progs.raw_exit));
 }
 
 static bool site_eq(uint64_t stored, uint64_t probe, void *ctx)
@@ -140,10 +172,33 @@ int pages_load(struct pages *pg, const struct pages_config *cfg)
 	return err;
 }
 
+static void *destroy_link(void *link)
+{
+	bpf_link__destroy(link);
+	return NULL;
+}
+
+/* Each tracepoint detach waits out an RCU grace period: in parallel, they
+ * overlap. */
+static void destroy_links(struct bpf_link **links, unsigned n)
+{
+	pthread_t threads[n];
+	bool started[n];
+
+	for (unsigned i = 0; i < n; i++)
+		started[i] = !pthread_create(&threads[i], NULL, destroy_link, links[i]);
+	for (unsigned i = 0; i < n; i++) {
+		if (started[i])
+			pthread_join(threads[i], NULL);
+		else
+			bpf_link__destroy(links[i]);
+	}
+}
+
 void pages_destroy(struct pages *pg)
 {
-	for (unsigned i = 0; i < pg->nlinks; i++)
-		bpf_link__destroy(pg->links[i]);
+	if (pg->nlinks)
+		destroy_links(pg->links, pg->nlinks);
 	pages_bpf__destroy(pg->skel);
 	free(pg->sites);
 	hmap_free(&pg->site_index);
