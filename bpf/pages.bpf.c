@@ -307,6 +307,13 @@ static __always_inline __u32 syscall_index(long nr)
 	return MW_SC_COUNT;
 }
 
+/* The syscall number of a syscalls:sys_enter_* record is an int: the upper
+ * half of vmlinux.h's long id is padding, not zeroed. */
+static __always_inline __u32 record_syscall(struct trace_event_raw_sys_enter *ctx)
+{
+	return syscall_index((int)ctx->id);
+}
+
 /*
  * One program per argument count serves every syscall tracepoint with at
  * least that many arguments: a program may read no further into the record
@@ -316,21 +323,21 @@ static __always_inline __u32 syscall_index(long nr)
 SEC("tracepoint")
 int sys_enter_3(struct trace_event_raw_sys_enter *ctx)
 {
-	sys_enter(syscall_index(ctx->id), ctx->args[0], ctx->args[1], ctx->args[2]);
+	sys_enter(record_syscall(ctx), ctx->args[0], ctx->args[1], ctx->args[2]);
 	return 0;
 }
 
 SEC("tracepoint")
 int sys_enter_2(struct trace_event_raw_sys_enter *ctx)
 {
-	sys_enter(syscall_index(ctx->id), ctx->args[0], ctx->args[1], 0);
+	sys_enter(record_syscall(ctx), ctx->args[0], ctx->args[1], 0);
 	return 0;
 }
 
 SEC("tracepoint")
 int sys_enter_1(struct trace_event_raw_sys_enter *ctx)
 {
-	sys_enter(syscall_index(ctx->id), ctx->args[0], 0, 0);
+	sys_enter(record_syscall(ctx), ctx->args[0], 0, 0);
 	return 0;
 }
 

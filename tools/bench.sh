@@ -26,10 +26,17 @@
 # in classic, multi, session; medians of the "attached ... in X ms" and
 # "detached in Y ms" lines.
 #
+# The machine may be shared (other builds and tests): before each run the
+# script waits a little for idle CPUs, measures how busy other processes kept
+# the CPUs during the loop (all CPU time in /proc/stat but churn's and
+# memwatch's), runs a disturbed run again (--redo), and reports how many runs
+# it kept disturbed. A trap costs more while other processes run.
+#
 # Prints Markdown tables to stdout; progress goes to stderr.
 #
 #   tools/bench.sh [--rounds R] [--pairs N] [--size BYTES]
 #                  [--allocators LIST] [--configs LIST] [--attach-runs K]
+#                  [--attach-modes LIST] [--quiet-wait S] [--redo K]
 #
 # Run from anywhere, as root, after `make memwatch` and `make -C
 # tests/workloads` (`make bench` does both). Builds churn itself into
@@ -44,6 +51,7 @@ usage() {
 	cat <<'EOF'
 usage: tools/bench.sh [--rounds R] [--pairs N] [--size BYTES]
                       [--allocators LIST] [--configs LIST] [--attach-runs K]
+                      [--attach-modes LIST] [--quiet-wait S] [--redo K]
   --rounds R          rounds of every (allocator, configuration), interleaved
                       round-robin (default 5)
   --pairs N           malloc+free pairs per run (default 1000000); the s1
@@ -56,6 +64,10 @@ usage: tools/bench.sh [--rounds R] [--pairs N] [--size BYTES]
   --attach-runs K     attach/detach measurements per attach mode (default 3;
                       0 skips them)
   --attach-modes LIST comma-separated, of classic,multi,session (default: all)
+  --quiet-wait S      before each run, wait up to S seconds (120 in all) for
+                      idle CPUs (default 5; 0: do not wait)
+  --redo K            run again, up to K times, a run during which other
+                      processes kept more than 0.15 CPUs busy (default 2)
 Environment: MEMWATCH (default ./memwatch), JEMALLOC_SO
 (default /usr/lib/x86_64-linux-gnu/libjemalloc.so.2), TCMALLOC_SO
 (default libtcmalloc.so.4 in the same directory).
@@ -98,12 +110,16 @@ ROUNDS=5
 PAIRS=1000000
 SIZE=64
 ATTACH_RUNS=3
+REDO=2		# runs again while other processes disturbed the loop
+QUIET_WAIT=5	# s to wait for idle CPUs before each run
+QUIET_BUDGET=120	# s of such waiting in all
+MAX_OTHER=0.15	# CPUs busy besides churn and memwatch that make a run disturbed
 ALLOCATORS=("${ALL_ALLOCATORS[@]}")
 CONFIGS=("${ALL_CONFIGS[@]}")
 MODES=("${ALL_MODES[@]}")
 while (($#)); do
 	case "$1" in
-	--rounds | --pairs | --size | --attach-runs)
+	--rounds | --pairs | --size | --attach-runs | --redo | --quiet-wait)
 		(($# >= 2)) || die "$1 needs a value"
 		[[ $2 =~ ^[0-9]{1,12}$ ]] || die "$1: '$2' is not a number"
 		case "$1" in
@@ -111,6 +127,8 @@ while (($#)); do
 		--pairs) PAIRS=$((10#$2)) ;;
 		--size) SIZE=$((10#$2)) ;;
 		--attach-runs) ATTACH_RUNS=$((10#$2)) ;;
+		--redo) REDO=$((10#$2)) ;;
+		--quiet-wait) QUIET_WAIT=$((10#$2)) ;;
 		esac
 		shift 2
 		;;
@@ -207,6 +225,30 @@ CLK_TCK=$(getconf CLK_TCK)
 # utime + stime of PID in clock ticks (0 once it is gone).
 cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
+# "busy total" clock ticks of all CPUs together, from /proc/stat.
+sys_ticks() { awk '/^cpu / { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6; exit }' /proc/stat; }
+NCPU_STAT=$(grep -c '^cpu[0-9]' /proc/stat)
+
+# wait_quiet: waits (up to QUIET_WAIT s per run, QUIET_BUDGET s in all)
+# until the CPUs are idle for a third of a second, so that a run does not
+# start in the middle of someone else's build or test.
+wait_quiet() {
+	local start s0 s1 busy
+	((QUIET_WAIT > 0)) || return 0
+	start=$(now)
+	while :; do
+		s0=$(sys_ticks)
+		sleep 0.3
+		s1=$(sys_ticks)
+		busy=$(awk -v s0="$s0" -v s1="$s1" -v n="$NCPU_STAT" 'BEGIN { split(s0, a); split(s1, b)
+			w = (b[2] - a[2]) / n; printf "%.2f", w > 0 ? (b[1] - a[1]) / w : 0 }')
+		awk -v b="$busy" -v m="$MAX_OTHER" 'BEGIN { exit !(b <= m) }' && break
+		elapsed_over "$start" "$QUIET_WAIT" && break
+		awk -v w="$QUIET_WAITED" -v s="$start" -v n="$(now)" -v b="$QUIET_BUDGET" 'BEGIN { exit !(w + n - s > b) }' && break
+	done
+	QUIET_WAITED=$(awk -v w="$QUIET_WAITED" -v s="$start" -v n="$(now)" 'BEGIN { printf "%.1f", w + n - s }')
+}
+
 # Whether child PID has exited (zombie or reaped): kill -0 succeeds on zombies.
 exited() {
 	local state
@@ -268,10 +310,11 @@ stop_target() {
 }
 
 # Median of whitespace-separated numbers.
+# median VALUES [FORMAT]: median of whitespace-separated numbers (%.1f).
 median() {
-	tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END {
+	tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk -v f="${2:-%.1f}" '{ v[NR] = $1 } END {
 		if (NR == 0) exit 1
-		if (NR % 2) printf "%.1f", v[(NR + 1) / 2]; else printf "%.1f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+		if (NR % 2) printf f, v[(NR + 1) / 2]; else printf f, (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 spread() {
 	local lo hi
@@ -354,7 +397,8 @@ declare -A LABEL=(
 	[s1]="memwatch -s 1: \`memwatch -p PID -s 1 -o FILE\`"
 )
 # Keyed by ALLOCATOR/CONFIG.
-declare -A NS SAMPLES CPU_SHARE US_PER_STACK SITES
+declare -A NS SAMPLES CPU_SHARE US_PER_STACK SITES OTHER
+KEPT=0 DISTURBED_KEPT=0 REDONE=0 QUIET_WAITED=0
 
 # The runs of one round: every (allocator, configuration); fp and s1 on
 # glibc only.
@@ -368,11 +412,13 @@ for a in "${ALLOCATORS[@]}"; do
 done
 ((${#RUNS[@]})) || die "nothing to run"
 
-# run_one ALLOCATOR/CONFIG ROUND: one measurement; appends ns/pair to NS.
+# run_one ALLOCATOR/CONFIG ROUND ATTEMPT: one measurement, staged in R_*
+# (commit_run keeps it); sets R_OTHER to the CPUs other processes kept busy
+# during the loop (empty when the loop was too short to tell).
 run_one() {
-	local key=$1 round=$2 pairs=$PAIRS pid ns line
+	local key=$1 round=$2 attempt=$3 pairs=$PAIRS pid ns line
 	local alloc=${key%%/*} cfg=${key#*/}
-	local tag=${alloc}.${cfg}.$round
+	local tag=${alloc}.${cfg}.$round.$attempt
 	local out=$TMP/churn.$tag.out err=$TMP/memwatch.$tag.err prof=$TMP/profile.$tag.pb.gz
 	local -a mw_args=()
 	case "$cfg" in
@@ -389,6 +435,7 @@ run_one() {
 		pairs=$S1_PAIRS
 		;;
 	esac
+	R_NS='' R_SAMPLES='' R_SHARE='' R_US='' R_OTHER='' R_PAIRS=$pairs
 
 	start_target "$out" "${PRELOAD[$alloc]}" "$CHURN" --wait --pairs "$pairs" --size "$SIZE"
 	pid=$TARGET_PID
@@ -409,16 +456,31 @@ run_one() {
 		[[ -n ${SITES[$key]:-} ]] || SITES[$key]=$nsites
 	fi
 
-	local ticks0=0 ticks1=0
+	local ticks0=0 ticks1=0 own0 own1 sys0 sys1 start
 	[[ -n $MW_PID ]] && ticks0=$(cpu_ticks "$MW_PID")
+	own0=$(cpu_ticks "$pid")
+	sys0=$(sys_ticks)
 	kill -USR1 "$pid"
-	wait_exit "$TARGET_PID" "$RUN_TIMEOUT" || die "churn ($key, $pairs pairs) still running after ${RUN_TIMEOUT}s"
+	start=$(now)
+	until exited "$pid"; do
+		elapsed_over "$start" "$RUN_TIMEOUT" && die "churn ($key, $pairs pairs) still running after ${RUN_TIMEOUT}s"
+		sleep 0.01
+	done
+	# A zombie's /proc/PID/stat still has its final CPU times.
+	sys1=$(sys_ticks)
+	own1=$(cpu_ticks "$pid")
 	[[ -n $MW_PID ]] && ticks1=$(cpu_ticks "$MW_PID")
+	wait_exit "$TARGET_PID" 1 || die "churn ($key) cannot be reaped"
 	TARGET_PID=
 	((RC == 0)) || die "churn ($key) exited with status $RC; its output:$(printf '\n'; show "$out")"
 	line=$(grep -E '^ns_per_pair=' "$out" || true)
 	ns=${line#ns_per_pair=}
 	[[ $ns =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "churn ($key) printed no ns_per_pair line; its output:$(printf '\n'; show "$out")"
+	# Other processes' CPUs: all busy time but churn's and memwatch's, over
+	# the wall time; only meaningful for loops of many clock ticks.
+	R_OTHER=$(awk -v s0="$sys0" -v s1="$sys1" -v o="$((own1 - own0 + ticks1 - ticks0))" -v n="$NCPU_STAT" '
+		BEGIN { split(s0, a); split(s1, b); wall = (b[2] - a[2]) / n
+			if (wall >= 30) { v = (b[1] - a[1] - o) / wall; printf "%.2f", v < 0 ? 0 : v } }')
 
 	if [[ -n $MW_PID ]]; then
 		# memwatch may already be on its way out: it stops when the target exits.
@@ -429,23 +491,61 @@ run_one() {
 		((RC == 0)) || die "memwatch ${mw_args[*]} ($alloc) exited with status $RC; its stderr:$(printf '\n'; show "$err")"
 		if [[ $cfg != *floor ]]; then
 			[[ -s $prof ]] || die "memwatch ($key) exited 0 but wrote no profile $prof"
-			local s
-			s=$(sed -n 's/^memwatch: done after .*: \([0-9][0-9]*\) samples.*/\1/p' "$err" | head -n1)
-			SAMPLES[$key]+="${s:-?} "
+			R_SAMPLES=$(sed -n 's/^memwatch: done after .*: \([0-9][0-9]*\) samples.*/\1/p' "$err" | head -n1)
 			# "memwatch: own cost: C s CPU over T s, U us per stack (...)"
 			local cost
 			cost=$(sed -n 's/^memwatch: own cost: \([0-9.]*\) s CPU over \([0-9.]*\) s, \([0-9.]*\) us per stack.*/\1 \2 \3/p' "$err" | head -n1)
 			[[ -n $cost ]] || die "memwatch ($key) printed no 'own cost' line; its stderr:$(printf '\n'; show "$err")"
-			read -r _ _ us <<<"$cost"
+			read -r _ _ R_US <<<"$cost"
 			# memwatch's CPU while the loop ran, against the loop's duration.
-			CPU_SHARE[$key]+="$(awk -v t0="$ticks0" -v t1="$ticks1" -v hz="$CLK_TCK" -v n="$pairs" -v ns="$ns" \
-				'BEGIN { d = n * ns / 1e9; printf "%.2f", (d > 0 ? 100 * (t1 - t0) / hz / d : 0) }') "
-			US_PER_STACK[$key]+="$us "
+			R_SHARE=$(awk -v t0="$ticks0" -v t1="$ticks1" -v hz="$CLK_TCK" -v n="$pairs" -v ns="$ns" \
+				'BEGIN { d = n * ns / 1e9; printf "%.2f", (d > 0 ? 100 * (t1 - t0) / hz / d : 0) }')
 		fi
-		rm -f "$prof"
+		# The heap profile and, from memwatch versions with a kernel side,
+		# the page profile next to it.
+		rm -f "$prof" "${prof%.pb.gz}.pages.pb.gz"
 	fi
-	NS[$key]+="$ns "
-	printf 'bench.sh: round %d/%d %-24s %10s ns/pair (%d pairs)\n' "$round" "$ROUNDS" "$key" "$ns" "$pairs" >&2
+	R_NS=$ns
+}
+
+# disturbed: whether the staged run had other processes busy on the CPUs.
+disturbed() { [[ -n $R_OTHER ]] && awk -v o="$R_OTHER" -v m="$MAX_OTHER" 'BEGIN { exit !(o > m) }'; }
+
+# commit_run KEY ROUND: keeps the staged run.
+commit_run() {
+	local key=$1 round=$2 flag=""
+	NS[$key]+="$R_NS "
+	if [[ -n $R_SHARE ]]; then
+		SAMPLES[$key]+="${R_SAMPLES:-?} "
+		CPU_SHARE[$key]+="$R_SHARE "
+		US_PER_STACK[$key]+="$R_US "
+	fi
+	[[ -n $R_OTHER ]] && OTHER[$key]+="$R_OTHER "
+	if disturbed; then
+		DISTURBED_KEPT=$((DISTURBED_KEPT + 1))
+		flag=" (other processes: $R_OTHER CPUs; kept)"
+	fi
+	KEPT=$((KEPT + 1))
+	printf 'bench.sh: round %d/%d %-24s %10s ns/pair (%d pairs; other CPUs busy: %s)%s\n' "$round" "$ROUNDS" "$key" \
+		"$R_NS" "$R_PAIRS" "${R_OTHER:--}" "$flag" >&2
+}
+
+# measure KEY ROUND: waits for a quiet machine, runs, and runs again (up to
+# --redo times) while other processes disturbed the loop.
+measure() {
+	local key=$1 round=$2 attempt
+	for ((attempt = 0; ; attempt++)); do
+		wait_quiet
+		run_one "$key" "$round" "$attempt"
+		if ((attempt < REDO)) && disturbed; then
+			REDONE=$((REDONE + 1))
+			printf 'bench.sh: round %d/%d %-24s %10s ns/pair: other processes kept %s CPUs busy: again\n' \
+				"$round" "$ROUNDS" "$key" "$R_NS" "$R_OTHER" >&2
+			continue
+		fi
+		commit_run "$key" "$round"
+		return 0
+	done
 }
 
 # ---- attach / detach ---------------------------------------------------
@@ -487,7 +587,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	# Round-robin, starting one run later each round so that no
 	# configuration always runs first (cold caches) or last.
 	for ((i = 0; i < ${#RUNS[@]}; i++)); do
-		run_one "${RUNS[(i + r - 1) % ${#RUNS[@]}]}" "$r"
+		measure "${RUNS[(i + r - 1) % ${#RUNS[@]}]}" "$r"
 	done
 done
 CHURN_TOOK=$(awk -v s="$START" -v n="$(now)" 'BEGIN { printf "%.0f", n - s }')
@@ -532,6 +632,7 @@ cat <<EOF
 
 Command: \`$CMDLINE\` ($ROUNDS rounds of ${#RUNS[@]} runs, every allocator and configuration interleaved round-robin, medians; took ${TOOK}s, ${CHURN_TOOK}s of them churn runs)
 Date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); kernel: $(uname -r) ($(uname -m)); CPU: ${CPU:-unknown}, $(nproc) CPUs
+Other processes: $DISTURBED_KEPT of $KEPT runs kept had other processes keeping more than $MAX_OTHER CPUs busy during the loop ($REDONE disturbed runs were run again, up to $REDO times each; ${QUIET_WAITED}s spent waiting for idle CPUs before runs)
 $("$MEMWATCH" -V 2>&1 | head -n1) (\`memwatch -V\`; binary sha256 $MEMWATCH_SUM, copied from $MEMWATCH_SRC at start), tree $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown); glibc $(ldd --version 2>&1 | head -n1 | awk '{ print $NF }'), jemalloc $(pkg_version libjemalloc2), tcmalloc $(pkg_version libgoogle-perftools4); churn: \`gcc -O2 -g\`, $SIZE-byte blocks, 1 thread, $(fmt_int "$PAIRS") pairs per run; memwatch's default attach mode here: $AUTO_MODE
 EOF
 
@@ -576,8 +677,8 @@ for a in "${ALLOCATORS[@]}"; do
 
 #### $a: floors and memwatch ($how)
 
-| configuration | probe sites | median ns/pair | range | x none | x classic floor | x its floor | samples (median) | memwatch CPU, % of a core |
-|---|--:|--:|--:|--:|--:|--:|--:|--:|
+| configuration | probe sites | median ns/pair | range | x none | x classic floor | x its floor | samples (median) | memwatch CPU, % of a core | other CPUs busy (median) |
+|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|
 EOF
 	for c in none classic-floor session-floor one-trap-floor default alloc-only; do
 		has "$a/$c" || continue
@@ -586,9 +687,11 @@ EOF
 		default) own="$(ratio "$(med "$a/$c")" "$(med "$a/session-floor")") (session floor)" ;;
 		alloc-only) own="$(ratio "$(med "$a/$c")" "$(med "$a/one-trap-floor")") (one-trap floor)" ;;
 		esac
-		printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${LABEL[$c]}" "${SITES[$a/$c]:--}" \
+		other="-"
+		[[ -n ${OTHER[$a/$c]:-} ]] && other=$(median "${OTHER[$a/$c]}" %.2f)
+		printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${LABEL[$c]}" "${SITES[$a/$c]:--}" \
 			"$(fmt "$(med "$a/$c")")" "$(spread "${NS[$a/$c]}")" "$(ratio "$(med "$a/$c")" "$(med "$a/none")")" \
-			"$(ratio "$(med "$a/$c")" "$(med "$a/classic-floor")")" "$own" "$(samples_of "$a/$c")" "$(share_of "$a/$c")"
+			"$(ratio "$(med "$a/$c")" "$(med "$a/classic-floor")")" "$own" "$(samples_of "$a/$c")" "$(share_of "$a/$c")" "$other"
 	done
 done
 
