@@ -82,8 +82,11 @@ workloads:
 unit: $(UNIT_BINS) workloads
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
+# Debian's python3: the tests use modules from Debian packages (python3-pil).
+PYTHON ?= /usr/bin/python3
+
 e2e: memwatch workloads $(OUTPUT)/churn
-	python3 tests/e2e/run.py $(E2E_ARGS)
+	$(PYTHON) tests/e2e/run.py $(E2E_ARGS)
 
 test:
 	tools/deps.sh

@@ -146,20 +146,27 @@ static const char *strength(double r)
 	return a >= 0.8 ? "strong" : a >= 0.5 ? "moderate" : a >= 0.3 ? "weak" : "none";
 }
 
-/* The correlation line, or NULL without a latency probe. */
+/* The correlation line, or NULL without a latency probe. Without sustained
+ * refaulting there is no thrash for latency to follow, whatever r says. */
 static char *correlation_line(const struct diagnosis *d)
 {
+	const struct correlation *c = &d->corr;
 	char *line = NULL;
+	int len;
 
 	if (!d->lat || !d->lat->attached)
 		return NULL;
-	const struct correlation *c = &d->corr;
-	if (asprintf(&line, "latency: %s p99 vs refault rate: r = %.2f (%s), p50: r = %.2f (%s); "
-			    "p99 vs fault rate: r = %.2f; over %zu intervals",
-		     d->lat->function, c->r_p99, strength(c->r_p99), c->r_p50, strength(c->r_p50), c->r_p99_faults,
-		     c->intervals) < 0)
-		return NULL;
-	return line;
+	if (!verdict_sustained(c->hot_intervals, c->intervals))
+		len = asprintf(&line, "latency: %s p50 %.1f us, p99 %.1f us (medians over %zu intervals); "
+				      "correlation with thrash: none (refaults reached %.0f MiB/s in %zu of them: "
+				      "no thrash)", d->lat->function, c->p50_us, c->p99_us, c->intervals,
+			       VERDICT_HOT_BYTES_PER_S / 1048576.0, c->hot_intervals);
+	else
+		len = asprintf(&line, "latency: %s p99 vs refault rate: r = %.2f (%s), p50: r = %.2f (%s); "
+				      "p99 vs fault rate: r = %.2f; over %zu intervals, %zu refaulting",
+			       d->lat->function, c->r_p99, strength(c->r_p99), c->r_p50, strength(c->r_p50),
+			       c->r_p99_faults, c->intervals, c->hot_intervals);
+	return len < 0 ? NULL : line;
 }
 
 size_t diagnosis_comments(const struct diagnosis *d, char **lines, size_t max)

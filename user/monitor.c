@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "hist.h"
+#include "verdict.h"
 
 void monitor_init(struct monitor *m)
 {
@@ -104,30 +105,74 @@ double pearson(const double *x, const double *y, size_t n)
 	return sxy / sqrt(sxx * syy);
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* The median of v[0..n), reordering v; NaN when empty. */
+static double median(double *v, size_t n)
+{
+	if (!n)
+		return NAN;
+	qsort(v, n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* Intervals shorter than half the typical one (the run's tail) hold too few
+ * calls for a percentile. */
+static double min_usable_dt(const struct timeline *tl, double *scratch)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < tl->n; i++)
+		if (tl->v[i].dt > 0)
+			scratch[n++] = tl->v[i].dt;
+	return median(scratch, n) / 2;
+}
+
+static bool correlatable(const struct tl_point *p, double min_dt)
+{
+	return p->probe_calls && !isnan(p->probe_p99_us) && p->dt > 0 && p->dt >= min_dt;
+}
+
+static void correlate(const struct timeline *tl, double *refaults, double *faults, double *p99, double *p50,
+		      struct correlation *out)
+{
+	double min_dt = min_usable_dt(tl, p99);
+	size_t n = 0;
+
+	for (size_t i = 0; i < tl->n; i++) {
+		const struct tl_point *p = &tl->v[i];
+		if (!correlatable(p, min_dt))
+			continue;
+		refaults[n] = p->refault_bytes / p->dt;
+		faults[n] = p->faults / p->dt;
+		p99[n] = p->probe_p99_us;
+		p50[n] = p->probe_p50_us;
+		out->hot_intervals += refaults[n] >= VERDICT_HOT_BYTES_PER_S;
+		n++;
+	}
+	out->intervals = n;
+	out->r_p99 = pearson(refaults, p99, n);
+	out->r_p50 = pearson(refaults, p50, n);
+	out->r_p99_faults = pearson(faults, p99, n);
+	out->p99_us = median(p99, n);
+	out->p50_us = median(p50, n);
+}
+
 void monitor_correlate(const struct monitor *m, struct correlation *out)
 {
-	size_t n = 0, cap = m->tl.n ? m->tl.n : 1;
+	size_t cap = m->tl.n ? m->tl.n : 1;
 	double *refaults = calloc(cap, sizeof(double)), *faults = calloc(cap, sizeof(double));
 	double *p99 = calloc(cap, sizeof(double)), *p50 = calloc(cap, sizeof(double));
 
 	memset(out, 0, sizeof(*out));
-	out->r_p99 = out->r_p50 = out->r_p99_faults = NAN;
-	if (refaults && faults && p99 && p50) {
-		for (size_t i = 0; i < m->tl.n; i++) {
-			const struct tl_point *p = &m->tl.v[i];
-			if (!p->probe_calls || isnan(p->probe_p99_us) || p->dt <= 0)
-				continue;
-			refaults[n] = p->refault_bytes / p->dt;
-			faults[n] = p->faults / p->dt;
-			p99[n] = p->probe_p99_us;
-			p50[n] = p->probe_p50_us;
-			n++;
-		}
-		out->intervals = n;
-		out->r_p99 = pearson(refaults, p99, n);
-		out->r_p50 = pearson(refaults, p50, n);
-		out->r_p99_faults = pearson(faults, p99, n);
-	}
+	out->r_p99 = out->r_p50 = out->r_p99_faults = out->p50_us = out->p99_us = NAN;
+	if (refaults && faults && p99 && p50)
+		correlate(&m->tl, refaults, faults, p99, p50, out);
 	free(refaults);
 	free(faults);
 	free(p99);

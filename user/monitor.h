@@ -34,6 +34,8 @@ struct correlation {
 	size_t intervals;		/* with probe calls */
 	double r_p99, r_p50;		/* Pearson r against refaults per second */
 	double r_p99_faults;		/* ... and against faults per second */
+	size_t hot_intervals;		/* refaulting at VERDICT_HOT_BYTES_PER_S or more */
+	double p50_us, p99_us;		/* medians over the intervals */
 };
 
 void monitor_init(struct monitor *m);

@@ -29,7 +29,7 @@
  * Busy processes on default decay settings can purge this fast too: the
  * refault criteria below are what tell thrash from decay doing its job. */
 #define THRASH_MIN_PURGES_PER_S 5.0
-#define THRASH_MIN_PURGE_BYTES_PER_S (4.0 * MIB)
+#define THRASH_MIN_PURGE_BYTES_PER_S VERDICT_HOT_BYTES_PER_S
 /* Sustained: at least 2 hot intervals and a quarter of the run, so that one
  * burst (a cleanup at exit, a cache flush) is not called thrash. */
 #define THRASH_MIN_HOT_INTERVALS 2
@@ -267,10 +267,14 @@ static void sum_kernel(const struct timeline *tl, struct kernel_totals *k)
 
 /* ---- thrash ---- */
 
+bool verdict_sustained(size_t hot_intervals, size_t intervals)
+{
+	return hot_intervals >= THRASH_MIN_HOT_INTERVALS && hot_intervals >= THRASH_MIN_HOT_SHARE * intervals;
+}
+
 static bool purging_sustained(const struct kernel_totals *k)
 {
-	return k->hot_intervals >= THRASH_MIN_HOT_INTERVALS &&
-	       k->hot_intervals >= THRASH_MIN_HOT_SHARE * k->intervals;
+	return verdict_sustained(k->hot_intervals, k->intervals);
 }
 
 /* Refaults within 1 s over all refaults; NaN when the delays were not
@@ -539,8 +543,8 @@ static void report_leak(const struct verdict_input *in, const struct heap_trend 
 	add_evidence(out, "linear fit: +%s/s, R^2 %.2f; second half still +%s/s",
 		     bytes_str(h->slope).s, h->r2, bytes_str(h->late_slope).s);
 	if (g->valid)
-		add_evidence(out, "RSS anon at the end: %s, live/RSS %s", bytes_str(g->rss).s,
-			     pct_str(g->utilization).s);
+		add_evidence(out, "RSS anon at the last reading: %s with %s live (live/RSS %s)",
+			     bytes_str(g->rss).s, bytes_str(g->live).s, pct_str(g->utilization).s);
 	site_evidence(in, out);
 	put_text(out->knob, sizeof(out->knob), "none: no allocator setting fixes a leak; find the "
 		 "missing free at the growing sites above");
@@ -738,6 +742,17 @@ static void kernel_evidence(const struct kernel_totals *k, double refault_fracti
 {
 	if (!(k->seconds > 0)) {
 		add_evidence(out, "purges: %" PRIu64 " (%s); interval lengths not measured", k->purges,
+			     bytes_str((double)k->purge_bytes).s);
+		return;
+	}
+	if (!purging_sustained(k)) {
+		/* A share of a trickle says nothing: the volumes say enough. */
+		add_evidence(out, "purges: %.1f/s, %s/s over %.1f s, under %.0f/s and %s/s in %zu of %zu "
+			     "intervals; %s of the %s purged came back",
+			     ratio((double)k->purges, k->seconds),
+			     bytes_str(ratio((double)k->purge_bytes, k->seconds)).s, k->seconds,
+			     THRASH_MIN_PURGES_PER_S, bytes_str(THRASH_MIN_PURGE_BYTES_PER_S).s,
+			     k->intervals - k->hot_intervals, k->intervals, bytes_str((double)k->refault_bytes).s,
 			     bytes_str((double)k->purge_bytes).s);
 		return;
 	}

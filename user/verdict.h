@@ -30,6 +30,11 @@ struct site_growth {
 /* Live sampled blocks by size: bucket i holds sizes in [2^i, 2^(i+1)). */
 #define VERDICT_SIZE_BUCKETS 48
 
+/* An interval's purge (or refault) rate counts as thrash at 4 MiB/s: see
+ * verdict.c. Sustained: in at least 2 intervals and a quarter of them. */
+#define VERDICT_HOT_BYTES_PER_S (4.0 * 1024 * 1024)
+bool verdict_sustained(size_t hot_intervals, size_t intervals);
+
 struct verdict_input {
 	const struct timeline *tl;
 	const char *allocator;		/* "glibc", "jemalloc", "tcmalloc", ...; NULL: unknown */
