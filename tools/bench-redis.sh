@@ -21,10 +21,18 @@
 # total_commands_processed grows by exactly what the warm-up run showed
 # (2N plus redis-benchmark's own set-up commands and one INFO).
 #
+# The machine may be shared: before each run the script waits a little for
+# idle CPUs, measures how busy other processes kept the CPUs during the
+# benchmark (all CPU time in /proc/stat but this script's, redis-benchmark's,
+# redis-server's and the profiler's), runs a disturbed run again (--redo),
+# and reports how many runs it kept disturbed, and which other processes held
+# BPF links or perf events (other profilers) meanwhile.
+#
 # Prints a Markdown table to stdout; progress goes to stderr.
 #
 #   tools/bench-redis.sh [--rounds R] [--requests N] [--clients C]
 #                        [--data-size D] [--port P] [--configs LIST]
+#                        [--quiet-wait S] [--redo K]
 #
 # Run from anywhere, as root, after `make memwatch`.
 set -euo pipefail
@@ -35,6 +43,7 @@ usage() {
 	cat <<'EOF'
 usage: tools/bench-redis.sh [--rounds R] [--requests N] [--clients C]
                             [--data-size D] [--port P] [--configs LIST]
+                            [--quiet-wait S] [--redo K]
   --rounds R       rounds of all configurations, interleaved (default 5)
   --requests N     requests per test (SET, then GET) per run (default 100000)
   --clients C      redis-benchmark connections (default 20)
@@ -42,6 +51,10 @@ usage: tools/bench-redis.sh [--rounds R] [--requests N] [--clients C]
   --port P         loopback port for redis-server (default: a free one)
   --configs LIST   comma-separated, of none,default,alloc-only,pages-only,
                    bpftrace (default: all; pages-only only if memwatch has it)
+  --quiet-wait S   before each run, wait up to S seconds (60 in all) for
+                   idle CPUs (default 5; 0: do not wait)
+  --redo K         run again, up to K times (60 s in all), a run during which
+                   other processes kept more than 0.15 CPUs busy (default 1)
 Environment: MEMWATCH (default ./memwatch), REDIS_SERVER, REDIS_BENCHMARK,
 REDIS_CLI, BPFTRACE (default: from PATH).
 EOF
@@ -67,12 +80,19 @@ CLIENTS=20
 DATA_SIZE=256
 PORT=
 CONFIGS=("${ALL_CONFIGS[@]}")
+REDO=1		# runs again while other processes disturbed the run
+REDO_BUDGET=60	# s of such runs in all
+QUIET_WAIT=5	# s to wait for idle CPUs before each run
+QUIET_BUDGET=60	# s of such waiting in all
+MAX_OTHER=0.15	# CPUs busy besides redis, redis-benchmark and the profiler that make a run disturbed
 while (($#)); do
 	case "$1" in
-	--rounds | --requests | --clients | --data-size | --port)
+	--rounds | --requests | --clients | --data-size | --port | --redo | --quiet-wait)
 		(($# >= 2)) || die "$1 needs a value"
 		[[ $2 =~ ^[0-9]{1,9}$ ]] || die "$1: '$2' is not a number"
 		case "$1" in
+		--redo) REDO=$((10#$2)) ;;
+		--quiet-wait) QUIET_WAIT=$((10#$2)) ;;
 		--rounds) ROUNDS=$((10#$2)) ;;
 		--requests) REQUESTS=$((10#$2)) ;;
 		--clients) CLIENTS=$((10#$2)) ;;
@@ -170,6 +190,57 @@ show() { sed 's/^/  | /' "$1"; }
 CLK_TCK=$(getconf CLK_TCK)
 cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
+# shell_ticks VAR: sets VAR to the CPU clock ticks this shell and its reaped
+# children used so far (the builtin times, run in this shell: in a $(...)
+# subshell it would count the subshell's).
+shell_ticks() {
+	times >"$TMP/times"
+	printf -v "$1" '%s' "$(awk -v hz="$CLK_TCK" '{ for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); t += p[1] * 60 + p[2] } }
+		END { printf "%d", t * hz }' "$TMP/times")"
+}
+
+# "busy total" clock ticks of all CPUs together, from /proc/stat.
+sys_ticks() { awk '/^cpu / { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6; exit }' /proc/stat; }
+NCPU_STAT=$(grep -c '^cpu[0-9]' /proc/stat)
+
+# wait_quiet: waits (up to QUIET_WAIT s per run, QUIET_BUDGET s in all) until
+# the CPUs are idle but for redis-server for a third of a second.
+wait_quiet() {
+	local start s0 s1 r0 r1 busy
+	((QUIET_WAIT > 0)) || return 0
+	start=$(now)
+	while :; do
+		r0=$(cpu_ticks "$REDIS_PID")
+		s0=$(sys_ticks)
+		sleep 0.3
+		s1=$(sys_ticks)
+		r1=$(cpu_ticks "$REDIS_PID")
+		busy=$(awk -v s0="$s0" -v s1="$s1" -v r="$((r1 - r0))" -v n="$NCPU_STAT" 'BEGIN { split(s0, a); split(s1, b)
+			w = (b[2] - a[2]) / n; printf "%.2f", w > 0 ? (b[1] - a[1] - r) / w : 0 }')
+		awk -v b="$busy" -v m="$MAX_OTHER" 'BEGIN { exit !(b <= m) }' && break
+		elapsed_over "$start" "$QUIET_WAIT" && break
+		awk -v w="$QUIET_WAITED" -v s="$start" -v n="$(now)" -v b="$QUIET_BUDGET" 'BEGIN { exit !(w + n - s > b) }' && break
+	done
+	QUIET_WAITED=$(awk -v w="$QUIET_WAITED" -v s="$start" -v n="$(now)" 'BEGIN { printf "%.1f", w + n - s }')
+}
+
+# Processes other than this script's holding BPF links or perf events
+# (profilers, tracers): "comm(pid)" each, space-separated.
+other_tracers() {
+	local f pid
+	find /proc/[0-9]*/fd -maxdepth 1 \( -lname 'anon_inode:bpf_link' -o -lname 'anon_inode:\[perf_event\]' \) 2>/dev/null |
+		cut -d/ -f3 | sort -un | while read -r pid; do
+		[[ $pid == "$$" || $pid == "${TOOL_PID:-x}" ]] && continue
+		f=$(cat "/proc/$pid/comm" 2>/dev/null) || continue
+		printf '%s(%s) ' "$f" "$pid"
+	done
+}
+declare -A TRACERS=()
+note_tracers() {
+	local t
+	for t in $(other_tracers); do TRACERS[$t]=1; done
+}
+
 # Whether child PID has exited (zombie or reaped): kill -0 succeeds on zombies.
 exited() {
 	local state
@@ -178,15 +249,17 @@ exited() {
 }
 
 # wait_exit PID TIMEOUT: waits for child PID, sets RC; fails after TIMEOUT s.
+# Blocks in wait (a sleeping timer beside it): polling would take CPU from
+# the run being measured.
 wait_exit() {
-	local pid=$1 limit=$2 start
-	start=$(now)
-	until exited "$pid"; do
-		elapsed_over "$start" "$limit" && return 1
-		sleep 0.02
-	done
+	local pid=$1 limit=$2 timer finished=
+	sleep "$limit" &
+	timer=$!
 	RC=0
-	wait "$pid" || RC=$?
+	wait -n -p finished "$pid" "$timer" || RC=$?
+	[[ $finished == "$pid" ]] || return 1
+	kill "$timer" 2>/dev/null || true
+	wait "$timer" 2>/dev/null || true
 	return 0
 }
 
@@ -283,7 +356,7 @@ bench() {
 		die "redis-benchmark printed no SET and GET rps; its output:$(printf '\n'; show "$out")"
 }
 
-declare -A SET GET TOOL_CPU ATTACH_S LABEL=(
+declare -A SET GET TOOL_CPU ATTACH_S OTHER LABEL=(
 	[none]="none"
 	[default]="memwatch default: \`memwatch -p REDISPID -o FILE\`"
 	[alloc-only]="memwatch \`--alloc-only -o FILE\`"
@@ -291,10 +364,11 @@ declare -A SET GET TOOL_CPU ATTACH_S LABEL=(
 	[bpftrace]="bpftrace memleak-like: \`bpftrace -p REDISPID tools/memleak.bt REDISPID\`"
 )
 EXTRA=	# commands per run beyond 2N, from the warm-up
+KEPT=0 DISTURBED_KEPT=0 REDONE=0 REDO_USED=0 QUIET_WAITED=0
 
-# run_one CONFIG ROUND
+# run_one CONFIG ROUND ATTEMPT: one run, staged in R_* (commit_run keeps it).
 run_one() {
-	local cfg=$1 round=$2 tag=$1.$2 before after delta t0 ticks=0 line
+	local cfg=$1 round=$2 attempt=$3 tag=$1.$2.$3 before after delta t0 ticks=0 line
 	local out=$TMP/bench.$tag.csv err=$TMP/tool.$tag.err prof=$TMP/profile.$tag.pb.gz
 	local -a cmd=()
 	case "$cfg" in
@@ -304,6 +378,7 @@ run_one() {
 	pages-only) cmd=("$MEMWATCH" -p "$REDIS_PID" --pages-only -o "$prof") ;;
 	bpftrace) cmd=("$BPFTRACE" -p "$REDIS_PID" "$TMP/memleak.bt" "$REDIS_PID") ;;
 	esac
+	R_SET='' R_GET='' R_CPU='' R_ATTACH='' R_OTHER=''
 
 	before=$(commands_processed)
 	if ((${#cmd[@]})); then
@@ -317,12 +392,32 @@ run_one() {
 		else
 			wait_line "$err" '^memwatch: profiling pid' "$TOOL_PID" "$READY_TIMEOUT" "${cmd[*]}"
 			line=$(grep -m1 '^memwatch: profiling pid' "$err")
-			[[ $line == *jemalloc* ]] || die "memwatch ($cfg) did not probe jemalloc: $line"
+			if [[ $cfg == pages-only ]]; then
+				[[ $line == *"kernel side only"* ]] || die "memwatch --pages-only: unexpected line: $line"
+			else
+				[[ $line == *jemalloc* ]] || die "memwatch ($cfg) did not probe jemalloc: $line"
+			fi
 		fi
-		ATTACH_S[$cfg]+="$(awk -v s="$t0" -v n="$(now)" 'BEGIN { printf "%.2f", n - s }') "
+		R_ATTACH=$(awk -v s="$t0" -v n="$(now)" 'BEGIN { printf "%.2f", n - s }')
 	fi
 
+	# What other processes do to the CPUs while redis-benchmark runs: all
+	# CPUs' busy time less this script's and its reaped children's
+	# (redis-benchmark), redis-server's and the profiler's.
+	note_tracers
+	local own0 own1 sys0 sys1 red0 red1 tl0=0 tl1=0
+	[[ -n $TOOL_PID ]] && tl0=$(cpu_ticks "$TOOL_PID")
+	red0=$(cpu_ticks "$REDIS_PID")
+	shell_ticks own0
+	sys0=$(sys_ticks)
 	bench "$out"
+	sys1=$(sys_ticks)
+	shell_ticks own1
+	red1=$(cpu_ticks "$REDIS_PID")
+	[[ -n $TOOL_PID ]] && tl1=$(cpu_ticks "$TOOL_PID")
+	R_OTHER=$(awk -v s0="$sys0" -v s1="$sys1" -v m="$((own1 - own0 + red1 - red0 + tl1 - tl0))" -v n="$NCPU_STAT" '
+		BEGIN { split(s0, a); split(s1, b); wall = (b[2] - a[2]) / n
+			if (wall >= 30) { v = (b[1] - a[1] - m) / wall; printf "%.2f", v < 0 ? 0 : v } }')
 
 	if [[ -n $TOOL_PID ]]; then
 		ticks=$(cpu_ticks "$TOOL_PID")
@@ -338,18 +433,59 @@ run_one() {
 			[[ -n $calls && $calls -gt 0 ]] || die "bpftrace saw no allocation returns; its output:$(printf '\n'; show "$err.out")"
 		else
 			[[ -s $prof ]] || die "${cmd[*]} exited 0 but wrote no profile $prof; its stderr:$(printf '\n'; show "$err")"
-			rm -f "$prof"
+			# The page profile, when memwatch has a kernel side, goes next to it.
+			rm -f "$prof" "${prof%.pb.gz}.pages.pb.gz"
 		fi
-		TOOL_CPU[$cfg]+="$(awk -v t="$ticks" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }') "
+		R_CPU=$(awk -v t="$ticks" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')
 	fi
 
 	after=$(commands_processed)
 	delta=$((after - before - 2 * REQUESTS))
 	((delta == EXTRA)) ||
 		die "$cfg, round $round: redis processed $((after - before)) commands, expected $((2 * REQUESTS + EXTRA)) (2 x $REQUESTS requests + $EXTRA as in the warm-up)"
-	SET[$cfg]+="$SET_RPS "
-	GET[$cfg]+="$GET_RPS "
-	printf 'bench-redis.sh: round %d/%d %-11s SET %10s rps  GET %10s rps\n' "$round" "$ROUNDS" "$cfg" "$SET_RPS" "$GET_RPS" >&2
+	R_SET=$SET_RPS
+	R_GET=$GET_RPS
+}
+
+disturbed() { [[ -n $R_OTHER ]] && awk -v o="$R_OTHER" -v m="$MAX_OTHER" 'BEGIN { exit !(o > m) }'; }
+
+# commit_run CONFIG ROUND: keeps the staged run.
+commit_run() {
+	local cfg=$1 round=$2 flag=""
+	SET[$cfg]+="$R_SET "
+	GET[$cfg]+="$R_GET "
+	[[ -n $R_CPU ]] && TOOL_CPU[$cfg]+="$R_CPU "
+	[[ -n $R_ATTACH ]] && ATTACH_S[$cfg]+="$R_ATTACH "
+	[[ -n $R_OTHER ]] && OTHER[$cfg]+="$R_OTHER "
+	if disturbed; then
+		DISTURBED_KEPT=$((DISTURBED_KEPT + 1))
+		flag=" (kept)"
+	fi
+	KEPT=$((KEPT + 1))
+	printf 'bench-redis.sh: round %d/%d %-11s SET %10s rps  GET %10s rps  (other CPUs busy: %s)%s\n' "$round" "$ROUNDS" \
+		"$cfg" "$R_SET" "$R_GET" "${R_OTHER:--}" "$flag" >&2
+}
+
+# measure CONFIG ROUND: waits for idle CPUs, runs, and runs again (up to
+# --redo times, within REDO_BUDGET seconds in all) while other processes
+# disturbed the run.
+measure() {
+	local cfg=$1 round=$2 attempt t0
+	for ((attempt = 0; ; attempt++)); do
+		wait_quiet
+		t0=$(now)
+		run_one "$cfg" "$round" "$attempt"
+		if ((attempt < REDO)) && disturbed &&
+			awk -v u="$REDO_USED" -v b="$REDO_BUDGET" 'BEGIN { exit !(u < b) }'; then
+			REDONE=$((REDONE + 1))
+			REDO_USED=$(awk -v u="$REDO_USED" -v s="$t0" -v n="$(now)" 'BEGIN { printf "%.1f", u + n - s }')
+			printf 'bench-redis.sh: round %d/%d %-11s SET %10s rps  GET %10s rps: other processes kept %s CPUs busy: again\n' \
+				"$round" "$ROUNDS" "$cfg" "$R_SET" "$R_GET" "$R_OTHER" >&2
+			continue
+		fi
+		commit_run "$cfg" "$round"
+		return 0
+	done
 }
 
 median() {
@@ -391,7 +527,7 @@ note "$ROUNDS rounds of ${RUNS[*]}"
 
 for ((r = 1; r <= ROUNDS; r++)); do
 	for ((i = 0; i < ${#RUNS[@]}; i++)); do
-		run_one "${RUNS[(i + r - 1) % ${#RUNS[@]}]}" "$r"
+		measure "${RUNS[(i + r - 1) % ${#RUNS[@]}]}" "$r"
 	done
 done
 TOOK=$(awk -v s="$START" -v n="$(now)" 'BEGIN { printf "%.0f", n - s }')
@@ -410,15 +546,16 @@ cat <<EOF
 Command: \`$CMDLINE\` ($ROUNDS rounds, configurations interleaved round-robin, medians; took ${TOOK}s)
 Date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); kernel: $(uname -r) ($(uname -m)); CPU: ${CPU:-unknown}, $(nproc) CPUs
 $REDIS_VERSION, pid $REDIS_PID on 127.0.0.1:$PORT (\`--save "" --appendonly no\`, jemalloc: $JEMALLOC_PATH); $("$MEMWATCH" -V 2>&1 | head -n1) (binary sha256 $MEMWATCH_SUM, copied from $MEMWATCH_SRC at start); $("$BPFTRACE" --version 2>/dev/null || echo "bpftrace: none")
+Other processes: $DISTURBED_KEPT of $KEPT runs kept had other processes keeping more than $MAX_OTHER CPUs busy during the benchmark ($REDONE disturbed runs were run again; ${QUIET_WAITED}s spent waiting for idle CPUs); other processes holding BPF links or perf events meanwhile: ${!TRACERS[*]:-none}
 Per run: \`redis-benchmark -p P -q -t set,get -n $REQUESTS -c $CLIENTS -d $DATA_SIZE --csv\`, the profiler attached before and detached after it; every run exited 0 and redis counted exactly 2 x $REQUESTS requests + $EXTRA other commands (as in an unmeasured warm-up run)
 
-| configuration | SET rps (median) | SET range | SET x none | GET rps (median) | GET range | GET x none | profiler CPU, s per run | attach, s |
-|---|--:|--:|--:|--:|--:|--:|--:|--:|
+| configuration | SET rps (median) | SET range | SET x none | GET rps (median) | GET range | GET x none | profiler CPU, s per run | attach, s | other CPUs busy |
+|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|
 EOF
 for c in "${ALL_CONFIGS[@]}"; do
 	in_list "$c" "${CONFIGS[@]}" || continue
 	if [[ $c == pages-only ]] && ((!HAVE_PAGES_ONLY)); then
-		printf '| %s | not available | | | | | | | |\n' "${LABEL[$c]} (this memwatch has no --pages-only)"
+		printf '| %s | not available | | | | | | | | |\n' "${LABEL[$c]} (this memwatch has no --pages-only)"
 		continue
 	fi
 	s=$(median "${SET[$c]}")
@@ -427,9 +564,11 @@ for c in "${ALL_CONFIGS[@]}"; do
 	att="-"
 	[[ -n ${TOOL_CPU[$c]:-} ]] && cpu=$(median "${TOOL_CPU[$c]}")
 	[[ -n ${ATTACH_S[$c]:-} ]] && att=$(median "${ATTACH_S[$c]}")
-	printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${LABEL[$c]}" \
+	other="-"
+	[[ -n ${OTHER[$c]:-} ]] && other=$(median "${OTHER[$c]}")
+	printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${LABEL[$c]}" \
 		"$(fmt_int "$s")" "$(spread "${SET[$c]}")" "$(ratio "$s" "$SET_NONE")" \
-		"$(fmt_int "$g")" "$(spread "${GET[$c]}")" "$(ratio "$g" "$GET_NONE")" "$cpu" "$att"
+		"$(fmt_int "$g")" "$(spread "${GET[$c]}")" "$(ratio "$g" "$GET_NONE")" "$cpu" "$att" "$other"
 done
 cat <<EOF
 
@@ -438,4 +577,6 @@ cat <<EOF
   (load, attach, the run, up to SIGINT); BPF program time is charged to redis.
 - attach: from starting the profiler to its ready line (memwatch's "profiling
   pid", memleak.bt's BEGIN line).
+- other CPUs busy: median over runs of the CPUs other processes kept busy
+  during the benchmark (beyond redis-server, redis-benchmark, the profiler).
 EOF

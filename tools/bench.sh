@@ -28,8 +28,8 @@
 #
 # The machine may be shared (other builds and tests): before each run the
 # script waits a little for idle CPUs, measures how busy other processes kept
-# the CPUs during the loop (all CPU time in /proc/stat but churn's and
-# memwatch's), runs a disturbed run again (--redo), and reports how many runs
+# the CPUs during the loop (all CPU time in /proc/stat but this script's,
+# churn's and memwatch's), runs a disturbed run again (--redo), and reports how many runs
 # it kept disturbed. A trap costs more while other processes run.
 #
 # Prints Markdown tables to stdout; progress goes to stderr.
@@ -225,6 +225,32 @@ CLK_TCK=$(getconf CLK_TCK)
 # utime + stime of PID in clock ticks (0 once it is gone).
 cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
+# shell_ticks VAR: sets VAR to the CPU clock ticks this shell and its reaped
+# children used so far (the builtin times, run in this shell: in a $(...)
+# subshell it would count the subshell's).
+shell_ticks() {
+	times >"$TMP/times"
+	printf -v "$1" '%s' "$(awk -v hz="$CLK_TCK" '{ for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); t += p[1] * 60 + p[2] } }
+		END { printf "%d", t * hz }' "$TMP/times")"
+}
+
+# Processes other than this script's holding BPF links or perf events
+# (profilers, tracers): "comm(pid)" each, space-separated.
+other_tracers() {
+	local f pid
+	find /proc/[0-9]*/fd -maxdepth 1 \( -lname 'anon_inode:bpf_link' -o -lname 'anon_inode:\[perf_event\]' \) 2>/dev/null |
+		cut -d/ -f3 | sort -un | while read -r pid; do
+		[[ $pid == "$$" || $pid == "${MW_PID:-x}" ]] && continue
+		f=$(cat "/proc/$pid/comm" 2>/dev/null) || continue
+		printf '%s(%s) ' "$f" "$pid"
+	done
+}
+declare -A TRACERS=()
+note_tracers() {
+	local t
+	for t in $(other_tracers); do TRACERS[$t]=1; done
+}
+
 # "busy total" clock ticks of all CPUs together, from /proc/stat.
 sys_ticks() { awk '/^cpu / { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6; exit }' /proc/stat; }
 NCPU_STAT=$(grep -c '^cpu[0-9]' /proc/stat)
@@ -257,15 +283,17 @@ exited() {
 }
 
 # wait_exit PID TIMEOUT: waits for child PID, sets RC; fails after TIMEOUT s.
+# Blocks in wait (a sleeping timer beside it): polling would take CPU from
+# the run being measured.
 wait_exit() {
-	local pid=$1 limit=$2 start
-	start=$(now)
-	until exited "$pid"; do
-		elapsed_over "$start" "$limit" && return 1
-		sleep 0.02
-	done
+	local pid=$1 limit=$2 timer finished=
+	sleep "$limit" &
+	timer=$!
 	RC=0
-	wait "$pid" || RC=$?
+	wait -n -p finished "$pid" "$timer" || RC=$?
+	[[ $finished == "$pid" ]] || return 1
+	kill "$timer" 2>/dev/null || true
+	wait "$timer" 2>/dev/null || true
 	return 0
 }
 
@@ -456,31 +484,27 @@ run_one() {
 		[[ -n ${SITES[$key]:-} ]] || SITES[$key]=$nsites
 	fi
 
-	local ticks0=0 ticks1=0 own0 own1 sys0 sys1 start
+	note_tracers
+	local ticks0=0 ticks1=0 sys0 sys1 own0 own1
 	[[ -n $MW_PID ]] && ticks0=$(cpu_ticks "$MW_PID")
-	own0=$(cpu_ticks "$pid")
+	shell_ticks own0
 	sys0=$(sys_ticks)
 	kill -USR1 "$pid"
-	start=$(now)
-	until exited "$pid"; do
-		elapsed_over "$start" "$RUN_TIMEOUT" && die "churn ($key, $pairs pairs) still running after ${RUN_TIMEOUT}s"
-		sleep 0.01
-	done
-	# A zombie's /proc/PID/stat still has its final CPU times.
+	wait_exit "$TARGET_PID" "$RUN_TIMEOUT" || die "churn ($key, $pairs pairs) still running after ${RUN_TIMEOUT}s"
 	sys1=$(sys_ticks)
-	own1=$(cpu_ticks "$pid")
 	[[ -n $MW_PID ]] && ticks1=$(cpu_ticks "$MW_PID")
-	wait_exit "$TARGET_PID" 1 || die "churn ($key) cannot be reaped"
+	shell_ticks own1
 	TARGET_PID=
 	((RC == 0)) || die "churn ($key) exited with status $RC; its output:$(printf '\n'; show "$out")"
 	line=$(grep -E '^ns_per_pair=' "$out" || true)
 	ns=${line#ns_per_pair=}
 	[[ $ns =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "churn ($key) printed no ns_per_pair line; its output:$(printf '\n'; show "$out")"
-	# Other processes' CPUs: all busy time but churn's and memwatch's, over
-	# the wall time; only meaningful for loops of many clock ticks.
-	R_OTHER=$(awk -v s0="$sys0" -v s1="$sys1" -v o="$((own1 - own0 + ticks1 - ticks0))" -v n="$NCPU_STAT" '
+	# Other processes' CPUs: all CPUs' busy time over the wall time, less
+	# this script's, churn's (reaped: the probes run in its context) and
+	# memwatch's. Only meaningful for loops of many clock ticks.
+	R_OTHER=$(awk -v s0="$sys0" -v s1="$sys1" -v m="$((ticks1 - ticks0 + own1 - own0))" -v n="$NCPU_STAT" '
 		BEGIN { split(s0, a); split(s1, b); wall = (b[2] - a[2]) / n
-			if (wall >= 30) { v = (b[1] - a[1] - o) / wall; printf "%.2f", v < 0 ? 0 : v } }')
+			if (wall >= 30) { v = (b[1] - a[1] - m) / wall; printf "%.2f", v < 0 ? 0 : v } }')
 
 	if [[ -n $MW_PID ]]; then
 		# memwatch may already be on its way out: it stops when the target exits.
@@ -633,6 +657,7 @@ cat <<EOF
 Command: \`$CMDLINE\` ($ROUNDS rounds of ${#RUNS[@]} runs, every allocator and configuration interleaved round-robin, medians; took ${TOOK}s, ${CHURN_TOOK}s of them churn runs)
 Date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); kernel: $(uname -r) ($(uname -m)); CPU: ${CPU:-unknown}, $(nproc) CPUs
 Other processes: $DISTURBED_KEPT of $KEPT runs kept had other processes keeping more than $MAX_OTHER CPUs busy during the loop ($REDONE disturbed runs were run again, up to $REDO times each; ${QUIET_WAITED}s spent waiting for idle CPUs before runs)
+Other processes holding BPF links or perf events during the runs: ${!TRACERS[*]:-none}
 $("$MEMWATCH" -V 2>&1 | head -n1) (\`memwatch -V\`; binary sha256 $MEMWATCH_SUM, copied from $MEMWATCH_SRC at start), tree $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown); glibc $(ldd --version 2>&1 | head -n1 | awk '{ print $NF }'), jemalloc $(pkg_version libjemalloc2), tcmalloc $(pkg_version libgoogle-perftools4); churn: \`gcc -O2 -g\`, $SIZE-byte blocks, 1 thread, $(fmt_int "$PAIRS") pairs per run; memwatch's default attach mode here: $AUTO_MODE
 EOF
 

@@ -371,6 +371,7 @@ struct series {
 	enum summary summary;	/* shown in the legend */
 	bool only_if_nonzero;
 	bool per_interval;	/* a rate over the interval: drawn as steps over a tint */
+	const char *dash;	/* stroke-dasharray, for a line drawn over another */
 };
 
 enum axis_kind { AXIS_BYTES, AXIS_BYTE_RATE, AXIS_LATENCY };
@@ -452,10 +453,11 @@ static const struct series memory_series[] = {
 	       .only_if_nonzero = true),
 };
 
+/* Refaults on top and dashed: in thrash they equal the purges. */
 static const struct series kernel_series[] = {
-	SERIES("purges", "purged", COLOR_PURGES, purge_rate, SUMMARY_TOTAL, .per_interval = true),
 	SERIES("refaults", "refaulted", COLOR_REFAULTS, refault_rate, SUMMARY_TOTAL,
-	       .per_interval = true),
+	       .per_interval = true, .dash = "7 5"),
+	SERIES("purges", "purged", COLOR_PURGES, purge_rate, SUMMARY_TOTAL, .per_interval = true),
 };
 
 static const struct series latency_series[] = {
@@ -762,7 +764,10 @@ static void draw_series(struct svg *s, const struct series *se, const struct ysc
 	size_t run = 0;
 	double v, x0, x1;
 
-	fprintf(s->out, "<path class=\"series %s\" stroke=\"%s\" d=\"", se->id, se->color);
+	fprintf(s->out, "<path class=\"series %s\" stroke=\"%s\"", se->id, se->color);
+	if (se->dash)
+		fprintf(s->out, " stroke-dasharray=\"%s\"", se->dash);
+	fputs(" d=\"", s->out);
 	for (size_t i = 0; i <= tl->n; i++) {
 		if (!value_at(s, se, i, &v)) {
 			if (run == 1 && !se->per_interval)
@@ -850,9 +855,23 @@ static const char *last_chars(const char *str, size_t max_chars)
 
 /* The panel's title, then what it is about (the probe) cut from the left
  * to fit in room px; returns the width taken. */
-static double draw_title(struct svg *s, const char *title, const char *subject, double room)
+/* "FUNCTION in /a/b/FILE" as "FUNCTION in FILE"; NULL without memory. */
+static char *short_subject(const char *subject)
+{
+	const char *in = strstr(subject, " in "), *base;
+	char *out;
+
+	if (!in)
+		return strdup(subject);
+	base = strrchr(in + 4, '/');
+	base = base ? base + 1 : in + 4;
+	return asprintf(&out, "%.*s in %s", (int)(in - subject), subject, base) < 0 ? NULL : out;
+}
+
+static double draw_title(struct svg *s, const char *title, const char *full_subject, double room)
 {
 	double width = text_width(title, TITLE_CHAR_W);
+	char *subject = full_subject ? short_subject(full_subject) : NULL;
 
 	fprintf(s->out, "<text x=\"%d\" y=\"%.1f\" font-size=\"12\" font-weight=\"bold\">",
 		PLOT_X, s->top + 15);
@@ -865,6 +884,7 @@ static double draw_title(struct svg *s, const char *title, const char *subject, 
 		width += text_width(" of \xe2\x80\xa6", TITLE_CHAR_W) + text_width(tail, TITLE_CHAR_W);
 	}
 	fputs("</text>\n", s->out);
+	free(subject);
 	return width;
 }
 
@@ -892,7 +912,8 @@ static void draw_legend(struct svg *s, const struct panel *pl, const char *subje
 		if (!st[i].shown)
 			continue;
 		fprintf(s->out, "<path class=\"legend %s\" d=\"M%.1f %.1fh16\" stroke=\"%s\" "
-			"stroke-width=\"3\"/>\n", se->id, x, y - 4, se->color);
+			"stroke-width=\"3\"%s%s%s/>\n", se->id, x, y - 4, se->color,
+			se->dash ? " stroke-dasharray=\"" : "", se->dash ? se->dash : "", se->dash ? "\"" : "");
 		fprintf(s->out, "<text x=\"%.1f\" y=\"%.1f\">%s <tspan fill=\"%s\">%s</tspan></text>\n",
 			x + 21, y, se->label, COLOR_MUTED, summary[i]);
 		x += legend_entry_width(se->label, summary[i]);
