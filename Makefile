@@ -75,6 +75,9 @@ $(OUTPUT)/tests/test_unwind: tests/unit/fixtures/unwind_capture.h tests/unit/fix
 $(OUTPUT)/churn: tools/churn.c | $(OUTPUT)
 	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -pthread $< -o $@
 
+$(OUTPUT)/faulter: tools/faulter.c | $(OUTPUT)
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra $< -o $@
+
 # Workloads the tests and benchmarks run: tests/workloads/Makefile.
 workloads:
 	$(MAKE) -C tests/workloads

@@ -6,10 +6,15 @@
  * fault back in. Tracepoints only (no kprobes here); stacks of faults and
  * purges are sampled by bytes, through the same capture as allocations.
  *
- * Refaults: every purged range is recorded in an LRU hash keyed by (tgid,
- * 2 MiB region) holding the purge time and a bitmap of the region's purged
- * pages. A fault on a page not present clears its bit; if the bit was set,
- * that is a refault, counted once, with the delay since the purge.
+ * Refaults: every purged range is recorded, per 2 MiB region, in a
+ * direct-mapped table (slot = hash of tgid and region; a newer purge that
+ * lands on the slot takes it over) holding the purge time and a bitmap of
+ * the region's purged pages. A fault on a page not present clears its bit;
+ * if the bit was set, that is a refault, counted once, with its delay.
+ *
+ * The fault path is paid on every page fault of the target: it touches only
+ * per-CPU counters and array slots, which the verifier turns into plain
+ * loads; no hash lookups, no atomics but the bit clear.
  */
 #include "capture.h"
 #include "hist.h"
@@ -19,6 +24,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define PAGE_SHIFT 12
 #define REGION_SHIFT 21		/* 2 MiB: 512 pages, 8 words of bits */
 #define MAX_REGIONS 32		/* per purge: 64 MiB tracked, the rest counted */
+#define PURGED_SLOTS 16384	/* 32 GiB of purged regions watched at once */
 
 #define MADV_DONTNEED 4
 #define MADV_FREE 8
@@ -27,13 +33,10 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 const volatile __u32 cfg_self_tgid = 0;	/* memwatch itself, never tracked */
 
-struct purged_key {
+struct purged_region {
 	__u32 tgid;
 	__u32 pad;
 	__u64 region;
-};
-
-struct purged_region {
 	__u64 purge_ns;
 	__u64 bits[8];		/* pages purged and not yet faulted back */
 };
@@ -56,11 +59,20 @@ struct {
 } stats SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct purged_key);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PURGED_SLOTS);
+	__type(key, __u32);
 	__type(value, struct purged_region);
 } purged SEC(".maps");
+
+/* A per-CPU array of one entry when profiling one process (user space
+ * switches it to a per-CPU hash by tgid for all of them). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mw_fault_counts);
+} fault_counts SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -107,17 +119,25 @@ static __always_inline void set_pages(struct purged_region *r, __u32 p0, __u32 p
 	}
 }
 
+static __always_inline __u32 purged_slot(__u32 tgid, __u64 region)
+{
+	__u64 h = (region ^ ((__u64)tgid << 32)) * 0x9e3779b97f4a7c15ull;
+
+	return (h >> 40) & (PURGED_SLOTS - 1);
+}
+
 static void mark_region(__u32 tgid, __u64 region, __u32 p0, __u32 p1, __u64 now)
 {
-	struct purged_key key = { .tgid = tgid, .region = region };
-	struct purged_region *r = bpf_map_lookup_elem(&purged, &key);
+	__u32 slot = purged_slot(tgid, region);
+	struct purged_region *r = bpf_map_lookup_elem(&purged, &slot);
 
-	if (!r) {
-		struct purged_region fresh = { .purge_ns = now };
-		bpf_map_update_elem(&purged, &key, &fresh, BPF_NOEXIST);
-		r = bpf_map_lookup_elem(&purged, &key);
-		if (!r)
-			return;
+	if (!r)
+		return;
+	if (r->tgid != tgid || r->region != region) {
+		/* Takes the slot over: the previous region's pending refaults go. */
+		r->tgid = tgid;
+		r->region = region;
+		__builtin_memset(r->bits, 0, sizeof(r->bits));
 	}
 	r->purge_ns = now;
 	set_pages(r, p0, p1);
@@ -158,12 +178,25 @@ static __always_inline void record_purge(__u32 tgid, struct mw_page_stats *s, __
 	bpf_loop(last - w.first + 1, purge_region, &w, 0);
 }
 
-static __always_inline void check_refault(__u32 tgid, struct mw_page_stats *s, __u64 addr, __u64 now)
+static __always_inline struct mw_fault_counts *fault_counts_of(__u32 tgid)
 {
-	struct purged_key key = { .tgid = tgid, .region = addr >> REGION_SHIFT };
-	struct purged_region *r = bpf_map_lookup_elem(&purged, &key);
+	static const struct mw_fault_counts zero;
+	__u32 key = cfg_target_tgid ? 0 : tgid;
+	struct mw_fault_counts *c = bpf_map_lookup_elem(&fault_counts, &key);
 
-	if (!r)
+	if (c || cfg_target_tgid)
+		return c;
+	bpf_map_update_elem(&fault_counts, &key, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&fault_counts, &key);
+}
+
+static __always_inline void check_refault(__u32 tgid, struct mw_fault_counts *c, __u64 addr)
+{
+	__u64 region = addr >> REGION_SHIFT;
+	__u32 slot = purged_slot(tgid, region);
+	struct purged_region *r = bpf_map_lookup_elem(&purged, &slot);
+
+	if (!r || r->region != region || r->tgid != tgid)
 		return;
 	__u32 page = (addr >> PAGE_SHIFT) & 511;
 	__u64 bit = 1ull << (page & 63);
@@ -173,9 +206,9 @@ static __always_inline void check_refault(__u32 tgid, struct mw_page_stats *s, _
 	/* Only the fault that clears the bit counts the refault. */
 	if (!(__sync_fetch_and_and(word, ~bit) & bit))
 		return;
-	add(&s->refaults, 1);
-	add(&s->refault_bytes, 1 << PAGE_SHIFT);
-	add(&s->refault_delay[bucket_of(now - r->purge_ns)], 1);
+	c->refaults++;
+	if (bpf_ktime_get_ns() - r->purge_ns < MW_REFAULT_SOON_NS)
+		c->refaults_soon++;
 }
 
 /* A sampled fault or purge gets its stack. */
@@ -192,17 +225,16 @@ SEC("tp_btf/page_fault_user")
 int BPF_PROG(on_fault, unsigned long address, struct pt_regs *regs, unsigned long error_code)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct mw_page_stats *s;
+	struct mw_fault_counts *c;
 
 	/* Bit 0 set: a protection fault on a page that is there. */
 	if (!tracked(tgid) || (error_code & 1))
 		return 0;
-	s = stats_of(tgid);
-	if (!s)
+	c = fault_counts_of(tgid);
+	if (!c)
 		return 0;
-	add(&s->faults, 1);
-	add(&s->fault_bytes, 1 << PAGE_SHIFT);
-	check_refault(tgid, s, address, bpf_ktime_get_ns());
+	c->faults++;
+	check_refault(tgid, c, address);
 	sample_page(ctx, regs, MW_PAGE_FAULT, address, 1 << PAGE_SHIFT);
 	return 0;
 }

@@ -107,6 +107,9 @@ enum mw_syscall {
 	MW_SC_COUNT,
 };
 
+/* The page tracking is x86_64's: 4 KiB pages (huge-page faults count one). */
+#define MW_PAGE_SIZE 4096
+
 enum mw_page_event {
 	MW_PAGE_FAULT,		/* a user fault on a page not present */
 	MW_PAGE_MADVISE,	/* madvise DONTNEED, FREE, REMOVE or DONTNEED_LOCKED */
@@ -119,16 +122,26 @@ enum mw_page_event {
  * 0..3 have a bucket each; the last bucket holds everything from 2^31 ns. */
 #define MW_HIST_BUCKETS 128
 
-/* Per process, added to by the page and syscall programs. */
+/* Per process and CPU, added to by the fault program (no atomics on the
+ * hot path). */
+struct mw_fault_counts {
+	__u64 faults;		/* pages faulted in */
+	__u64 refaults;		/* ... that had been purged */
+	__u64 refaults_soon;	/* ... within 1 s of their purge */
+};
+
+#define MW_REFAULT_SOON_NS 1000000000ull
+
+/* Per process: the syscall programs add to it; user space adds the fault
+ * counts (and the bytes: a page per fault) when it reads it. */
 struct mw_page_stats {
-	__u64 faults, fault_bytes;	/* pages faulted in */
-	__u64 refaults, refault_bytes;	/* ... that had been purged */
+	__u64 faults, fault_bytes;
+	__u64 refaults, refault_bytes, refaults_soon;
 	__u64 purges, purge_bytes;	/* madvise purges */
 	__u64 unmaps, unmap_bytes;	/* munmap, brk shrinks */
 	__u64 untracked_bytes;		/* purged ranges too large to watch for refaults */
 	__u64 calls[MW_SC_COUNT];
 	__u64 latency[MW_SC_COUNT][MW_HIST_BUCKETS];	/* syscall enter to exit */
-	__u64 refault_delay[MW_HIST_BUCKETS];		/* purge to refault */
 };
 
 struct mw_event_head {

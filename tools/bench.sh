@@ -599,13 +599,27 @@ attach_one() {
 		die "memwatch --attach-mode $mode printed no 'detached' line; its stderr:$(printf '\n'; show "$err")"
 	read -r _ _ _ y _ <<<"$line"
 	DET_MS[$mode]+="$y "
-	grep -q "probe sites in glibc,jemalloc" "$err" ||
-		die "memwatch --attach-mode $mode did not probe glibc and jemalloc:$(printf '\n'; show "$err")"
+	# "memwatch: profiling pid P (gtcxx): N probe sites in jemalloc,glibc"
+	line=$(grep -m1 '^memwatch: profiling pid' "$err") || line=
+	local probed
+	IFS=, read -r -a probed <<<"${line##* probe sites in }"
+	if ! in_list glibc "${probed[@]}" || ! in_list jemalloc "${probed[@]}"; then
+		die "memwatch --attach-mode $mode did not probe both glibc and jemalloc:$(printf '\n'; show "$err")"
+	fi
 	printf 'bench.sh: attach run %d/%d %-8s %3d sites, attached in %8s ms, detached in %8s ms\n' \
 		"$run" "$ATTACH_RUNS" "$mode" "$n" "$x" "$y" >&2
 }
 
 START=$(now)
+# The attach/detach runs first: they are short, and fail early if they fail.
+if ((ATTACH_RUNS > 0 && ${#MODES[@]})); then
+	for ((r = 1; r <= ATTACH_RUNS; r++)); do
+		for ((i = 0; i < ${#MODES[@]}; i++)); do
+			attach_one "${MODES[(i + r - 1) % ${#MODES[@]}]}" "$r"
+		done
+	done
+fi
+CHURN_START=$(now)
 echo "bench.sh: $ROUNDS rounds of ${#RUNS[@]} runs (${RUNS[*]}); $PAIRS pairs of $SIZE bytes ($S1_PAIRS for s1); memwatch's default attaches with $AUTO_MODE here" >&2
 for ((r = 1; r <= ROUNDS; r++)); do
 	# Round-robin, starting one run later each round so that no
@@ -614,14 +628,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 		measure "${RUNS[(i + r - 1) % ${#RUNS[@]}]}" "$r"
 	done
 done
-CHURN_TOOK=$(awk -v s="$START" -v n="$(now)" 'BEGIN { printf "%.0f", n - s }')
-if ((ATTACH_RUNS > 0 && ${#MODES[@]})); then
-	for ((r = 1; r <= ATTACH_RUNS; r++)); do
-		for ((i = 0; i < ${#MODES[@]}; i++)); do
-			attach_one "${MODES[(i + r - 1) % ${#MODES[@]}]}" "$r"
-		done
-	done
-fi
+CHURN_TOOK=$(awk -v s="$CHURN_START" -v n="$(now)" 'BEGIN { printf "%.0f", n - s }')
 TOOK=$(awk -v s="$START" -v n="$(now)" 'BEGIN { printf "%.0f", n - s }')
 
 # ---- tables ------------------------------------------------------------

@@ -112,9 +112,7 @@ static void refault_delays(const struct diagnosis *d, struct verdict_input *in)
 	if (!d->pg || pages_stats(d->pg, d->pid, &stats))
 		return;
 	in->refaults_total = stats.refaults;
-	for (unsigned b = 0; b < MW_HIST_BUCKETS; b++)
-		if (hist_bucket_floor(b) < 1000000000ull)
-			in->refaults_within_1s += stats.refault_delay[b];
+	in->refaults_within_1s = stats.refaults_soon;
 }
 
 void diagnosis_conclude(struct diagnosis *d)

@@ -65,7 +65,7 @@ static const char usage_text[] =
 	"      --pages-output FILE  page profile (stacks that fault memory in and\n"
 	"                           that purge it; default: the output's name with\n"
 	"                           .pages before .pb.gz; with --pages-only, -o)\n"
-	"      --page-sample-bytes N  one fault or purge stack per N bytes (default 1m)\n"
+	"      --page-sample-bytes N  one fault or purge stack per N bytes (default 8m)\n"
 	"      --latency-probe FILE:FUNCTION  time every call of FUNCTION in FILE\n"
 	"                           (as the target names it; FUNCTION alone: its\n"
 	"                           executable) and correlate it with thrash\n"
@@ -237,7 +237,7 @@ int options_parse(int argc, char **argv, struct options *o)
 	o->max_live = 262144;
 	o->ring_bytes = 16 << 20;
 	o->stack_bytes = STACK_BYTES_DEFAULT;
-	o->page_sample_bytes = 1 << 20;
+	o->page_sample_bytes = 8 << 20;
 	while ((c = getopt_long(argc, argv, "+p:o:d:s:i:vhV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'p':

@@ -86,6 +86,10 @@ static int configure(struct pages_bpf *skel, const struct pages_config *cfg, boo
 		if (is_raw || is_sys)
 			bpf_program__set_autoload(prog, raw ? is_raw : is_sys);
 	}
+	if (!cfg->tgid && (bpf_map__set_type(skel->maps.fault_counts, BPF_MAP_TYPE_PERCPU_HASH) ||
+			   bpf_map__set_map_flags(skel->maps.fault_counts, BPF_F_NO_PREALLOC) ||
+			   bpf_map__set_max_entries(skel->maps.fault_counts, cfg->max_processes)))
+		return -errno;
 	if (bpf_map__set_max_entries(skel->maps.stats, cfg->max_processes ? cfg->max_processes : 1) ||
 	    bpf_map__set_max_entries(skel->maps.events, cfg->ring_bytes) ||
 	    bpf_map__set_value_size(skel->maps.scratch, scratch_bytes(cfg)) ||
@@ -210,19 +214,57 @@ int pages_events_fd(const struct pages *pg)
 	return pg->skel ? bpf_map__fd(pg->skel->maps.events) : -1;
 }
 
+/* The fault counts' key: the one entry for a single target, else the tgid. */
+static __u32 fault_key(const struct pages *pg, pid_t tgid)
+{
+	return pg->skel->rodata->cfg_target_tgid ? 0 : (__u32)tgid;
+}
+
+static int add_fault_counts(const struct pages *pg, pid_t tgid, struct mw_page_stats *out)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	__u32 key = fault_key(pg, tgid);
+
+	if (ncpu <= 0)
+		return -EINVAL;
+	struct mw_fault_counts *per_cpu = calloc(ncpu, sizeof(*per_cpu));
+	if (!per_cpu)
+		return -ENOMEM;
+	int err = bpf_map_lookup_elem(bpf_map__fd(pg->skel->maps.fault_counts), &key, per_cpu) ? -errno : 0;
+	for (int i = 0; !err && i < ncpu; i++) {
+		out->faults += per_cpu[i].faults;
+		out->refaults += per_cpu[i].refaults;
+		out->refaults_soon += per_cpu[i].refaults_soon;
+	}
+	free(per_cpu);
+	return err;
+}
+
 int pages_stats(const struct pages *pg, pid_t tgid, struct mw_page_stats *out)
 {
 	__u32 key = tgid;
 
 	if (!pg->skel)
 		return -ENOENT;
-	return bpf_map_lookup_elem(bpf_map__fd(pg->skel->maps.stats), &key, out) ? -errno : 0;
+	/* A process that made none of the traced syscalls has no entry. */
+	if (bpf_map_lookup_elem(bpf_map__fd(pg->skel->maps.stats), &key, out)) {
+		if (errno != ENOENT)
+			return -errno;
+		memset(out, 0, sizeof(*out));
+	}
+	int err = add_fault_counts(pg, tgid, out);
+	if (err == -ENOENT && !out->calls[0] && !out->purges && !out->unmaps)
+		return -ENOENT;
+	out->fault_bytes = out->faults * MW_PAGE_SIZE;
+	out->refault_bytes = out->refaults * MW_PAGE_SIZE;
+	return err == -ENOENT ? 0 : err;
 }
 
 int pages_forget(struct pages *pg, pid_t tgid)
 {
-	__u32 key = tgid;
+	__u32 key = tgid, fkey = fault_key(pg, tgid);
 
+	bpf_map_delete_elem(bpf_map__fd(pg->skel->maps.fault_counts), &fkey);
 	return bpf_map_delete_elem(bpf_map__fd(pg->skel->maps.stats), &key) ? -errno : 0;
 }
 

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Kernel-side cost benchmark: what the page-fault and syscall tracepoints
+# cost a page-fault-heavy workload and a malloc-heavy one.
+#
+# Workloads (each waits with --wait, memwatch attaches with -p, only the
+# loop is timed):
+#   faulter   tools/faulter.c: touch 16 MiB page by page, madvise it away,
+#             again (ns per page fault, the madvise included)
+#   churn     tools/churn.c: malloc+free pairs of 64 bytes (ns per pair)
+# Configurations:
+#   none        no memwatch
+#   pages-only  memwatch -p PID --pages-only (tracepoints only)
+#   both        memwatch -p PID (tracepoints and the allocator uprobes)
+# Every (workload, configuration) runs once per round, interleaved; the
+# tables give medians over the rounds, the ratio to none, and memwatch's
+# own CPU time per second of the run.
+#
+#   tools/bench-pages.sh [--rounds R] [--fault-rounds N] [--pairs N]
+#
+# As root, after `make memwatch .output/churn .output/faulter`.
+set -euo pipefail
+
+ROUNDS=5
+FAULT_ROUNDS=200
+PAIRS=2000000
+while (($#)); do
+	case $1 in
+	--rounds) ROUNDS=$2; shift 2 ;;
+	--fault-rounds) FAULT_ROUNDS=$2; shift 2 ;;
+	--pairs) PAIRS=$2; shift 2 ;;
+	-h | --help)
+		sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+		exit 0
+		;;
+	*) echo "bench-pages.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+	esac
+done
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+MEMWATCH=${MEMWATCH:-$ROOT/memwatch}
+OUT=$ROOT/.output
+[ "$(id -u)" -eq 0 ] || { echo "bench-pages.sh: run as root" >&2; exit 1; }
+for f in "$MEMWATCH" "$OUT/churn" "$OUT/faulter"; do
+	[ -x "$f" ] || { echo "bench-pages.sh: $f missing: make memwatch .output/churn .output/faulter" >&2; exit 1; }
+done
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+CONFIGS=(none pages-only both)
+WORKLOADS=(faulter churn)
+
+workload_cmd() {
+	case $1 in
+	faulter) echo "$OUT/faulter --rounds $FAULT_ROUNDS --wait" ;;
+	churn) echo "$OUT/churn --pairs $PAIRS --wait" ;;
+	esac
+}
+
+config_flags() {
+	case $1 in
+	pages-only) echo "--pages-only" ;;
+	both) echo "" ;;
+	esac
+}
+
+# run WORKLOAD CONFIG: prints "<ns> <memwatch cpu s per s>" (cpu - for none).
+run_one() {
+	local wl=$1 cfg=$2 pid line mw_pid=
+	coproc WL { $(workload_cmd "$wl") 2>&1; }
+	read -r line <&"${WL[0]}"
+	pid=${line#ready }
+	if [ "$cfg" != none ]; then
+		# shellcheck disable=SC2046
+		"$MEMWATCH" -p "$pid" $(config_flags "$cfg") -o "$TMP/p.pb.gz" 2>"$TMP/mw.err" &
+		mw_pid=$!
+		until grep -q '^memwatch: profiling pid' "$TMP/mw.err" 2>/dev/null; do
+			kill -0 "$mw_pid" 2>/dev/null || { cat "$TMP/mw.err" >&2; exit 1; }
+			sleep 0.05
+		done
+	fi
+	kill -USR1 "$pid"
+	read -r line <&"${WL[0]}"
+	wait "$WL_PID" 2>/dev/null || true
+	local ns=${line#*=} cpu=-
+	if [ -n "$mw_pid" ]; then
+		wait "$mw_pid" || true
+		cpu=$(sed -n 's/^memwatch: own cost: \([0-9.]*\) s CPU over \([0-9.]*\) s.*/\1 \2/p' "$TMP/mw.err" |
+			awk '{ printf "%.4f", ($2 > 0 ? $1 / $2 : 0) }')
+	fi
+	echo "$ns ${cpu:--}"
+}
+
+for ((r = 1; r <= ROUNDS; r++)); do
+	for wl in "${WORKLOADS[@]}"; do
+		for cfg in "${CONFIGS[@]}"; do
+			echo "bench-pages.sh: round $r/$ROUNDS $wl $cfg" >&2
+			run_one "$wl" "$cfg" >>"$TMP/$wl.$cfg"
+		done
+	done
+done
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+echo "kernel-side cost, $(date -u +%F), $(uname -r), $(nproc) CPUs, median of $ROUNDS rounds"
+echo
+echo "| workload | configuration | time per op | vs none | memwatch CPU |"
+echo "|---|---|---|---|---|"
+for wl in "${WORKLOADS[@]}"; do
+	unit=$([ "$wl" = faulter ] && echo "ns/fault" || echo "ns/pair")
+	base=$(cut -d' ' -f1 "$TMP/$wl.none" | median)
+	for cfg in "${CONFIGS[@]}"; do
+		ns=$(cut -d' ' -f1 "$TMP/$wl.$cfg" | median)
+		cpu="-"
+		[ "$cfg" = none ] || cpu=$(cut -d' ' -f2 "$TMP/$wl.$cfg" | median | awk '{ printf "%.1f%% of a core", $1 * 100 }')
+		awk -v wl="$wl" -v cfg="$cfg" -v ns="$ns" -v base="$base" -v unit="$unit" -v cpu="$cpu" \
+			'BEGIN { printf "| %s | %s | %.1f %s | %+.1f%% | %s |\n", wl, cfg, ns, unit, (ns / base - 1) * 100, cpu }'
+	done
+done
