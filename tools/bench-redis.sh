@@ -236,6 +236,13 @@ other_tracers() {
 	done
 }
 declare -A TRACERS=()
+tracers_list() {
+	if ((${#TRACERS[@]})); then
+		echo "${!TRACERS[*]}"
+	else
+		echo none
+	fi
+}
 note_tracers() {
 	local t
 	for t in $(other_tracers); do TRACERS[$t]=1; done
@@ -546,7 +553,7 @@ cat <<EOF
 Command: \`$CMDLINE\` ($ROUNDS rounds, configurations interleaved round-robin, medians; took ${TOOK}s)
 Date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); kernel: $(uname -r) ($(uname -m)); CPU: ${CPU:-unknown}, $(nproc) CPUs
 $REDIS_VERSION, pid $REDIS_PID on 127.0.0.1:$PORT (\`--save "" --appendonly no\`, jemalloc: $JEMALLOC_PATH); $("$MEMWATCH" -V 2>&1 | head -n1) (binary sha256 $MEMWATCH_SUM, copied from $MEMWATCH_SRC at start); $("$BPFTRACE" --version 2>/dev/null || echo "bpftrace: none")
-Other processes: $DISTURBED_KEPT of $KEPT runs kept had other processes keeping more than $MAX_OTHER CPUs busy during the benchmark ($REDONE disturbed runs were run again; ${QUIET_WAITED}s spent waiting for idle CPUs); other processes holding BPF links or perf events meanwhile: ${!TRACERS[*]:-none}
+Other processes: $DISTURBED_KEPT of $KEPT runs kept had other processes keeping more than $MAX_OTHER CPUs busy during the benchmark ($REDONE disturbed runs were run again; ${QUIET_WAITED}s spent waiting for idle CPUs); other processes holding BPF links or perf events meanwhile: $(tracers_list)
 Per run: \`redis-benchmark -p P -q -t set,get -n $REQUESTS -c $CLIENTS -d $DATA_SIZE --csv\`, the profiler attached before and detached after it; every run exited 0 and redis counted exactly 2 x $REQUESTS requests + $EXTRA other commands (as in an unmeasured warm-up run)
 
 | configuration | SET rps (median) | SET range | SET x none | GET rps (median) | GET range | GET x none | profiler CPU, s per run | attach, s | other CPUs busy |

@@ -246,6 +246,13 @@ other_tracers() {
 	done
 }
 declare -A TRACERS=()
+tracers_list() {
+	if ((${#TRACERS[@]})); then
+		echo "${!TRACERS[*]}"
+	else
+		echo none
+	fi
+}
 note_tracers() {
 	local t
 	for t in $(other_tracers); do TRACERS[$t]=1; done
@@ -664,7 +671,7 @@ cat <<EOF
 Command: \`$CMDLINE\` ($ROUNDS rounds of ${#RUNS[@]} runs, every allocator and configuration interleaved round-robin, medians; took ${TOOK}s, ${CHURN_TOOK}s of them churn runs)
 Date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); kernel: $(uname -r) ($(uname -m)); CPU: ${CPU:-unknown}, $(nproc) CPUs
 Other processes: $DISTURBED_KEPT of $KEPT runs kept had other processes keeping more than $MAX_OTHER CPUs busy during the loop ($REDONE disturbed runs were run again, up to $REDO times each; ${QUIET_WAITED}s spent waiting for idle CPUs before runs)
-Other processes holding BPF links or perf events during the runs: ${!TRACERS[*]:-none}
+Other processes holding BPF links or perf events during the runs: $(tracers_list)
 $("$MEMWATCH" -V 2>&1 | head -n1) (\`memwatch -V\`; binary sha256 $MEMWATCH_SUM, copied from $MEMWATCH_SRC at start), tree $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown); glibc $(ldd --version 2>&1 | head -n1 | awk '{ print $NF }'), jemalloc $(pkg_version libjemalloc2), tcmalloc $(pkg_version libgoogle-perftools4); churn: \`gcc -O2 -g\`, $SIZE-byte blocks, 1 thread, $(fmt_int "$PAIRS") pairs per run; memwatch's default attach mode here: $AUTO_MODE
 EOF
 

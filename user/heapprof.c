@@ -175,7 +175,25 @@ static void forget_freed(struct heapprof *hp)
 
 #define SCAN_BATCH 4096
 
-int heapprof_scan_live(struct heapprof *hp, int live_fd)
+void heapprof_scan_begin(struct heapprof *hp)
+{
+	hp->scan_gen++;
+	hp->tot.live_unknown = 0;
+	clear_inuse(hp);
+}
+
+void heapprof_scan_count(struct heapprof *hp, uint64_t sample_id)
+{
+	count_live(hp, sample_id);
+}
+
+void heapprof_scan_end(struct heapprof *hp)
+{
+	forget_freed(hp);
+}
+
+int live_map_scan(int live_fd, void (*visit)(void *ctx, const struct mw_live_key *key, uint64_t sample_id),
+		  void *ctx)
 {
 	static struct mw_live_key keys[SCAN_BATCH];
 	static uint64_t ids[SCAN_BATCH];
@@ -183,9 +201,6 @@ int heapprof_scan_live(struct heapprof *hp, int live_fd)
 	bool first = true;
 	int err = 0;
 
-	hp->scan_gen++;
-	hp->tot.live_unknown = 0;
-	clear_inuse(hp);
 	for (;;) {
 		__u32 n = SCAN_BATCH;
 		LIBBPF_OPTS(bpf_map_batch_opts, opts);
@@ -194,13 +209,23 @@ int heapprof_scan_live(struct heapprof *hp, int live_fd)
 			err = -errno;
 		first = false;
 		for (__u32 i = 0; i < n; i++)
-			count_live(hp, ids[i]);
+			visit(ctx, &keys[i], ids[i]);
 		if (err)
 			break;
 	}
-	if (err == -ENOENT)
-		err = 0;
-	forget_freed(hp);
+	return err == -ENOENT ? 0 : err;
+}
+
+static void visit_one(void *ctx, const struct mw_live_key *key, uint64_t sample_id)
+{
+	count_live(ctx, sample_id);
+}
+
+int heapprof_scan_live(struct heapprof *hp, int live_fd)
+{
+	heapprof_scan_begin(hp);
+	int err = live_map_scan(live_fd, visit_one, hp);
+	heapprof_scan_end(hp);
 	return err;
 }
 

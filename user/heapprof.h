@@ -63,6 +63,14 @@ void heapprof_cancel(struct heapprof *hp, uint64_t sample_id);
 /* Recomputes in-use values from the BPF live map; forgets samples whose block
  * has been absent from two scans in a row. 0 or -errno. */
 int heapprof_scan_live(struct heapprof *hp, int live_fd);
+/* The same for several profiles from one pass over the map: begin each,
+ * count each live sample into its process's profile, end each. */
+void heapprof_scan_begin(struct heapprof *hp);
+void heapprof_scan_count(struct heapprof *hp, uint64_t sample_id);
+void heapprof_scan_end(struct heapprof *hp);
+/* Calls visit for every entry of the BPF live map, in batches. 0 or -errno. */
+int live_map_scan(int live_fd, void (*visit)(void *ctx, const struct mw_live_key *key, uint64_t sample_id),
+		  void *ctx);
 int heapprof_write(struct heapprof *hp, struct procs *ps, const struct profile_meta *meta, int fd);
 /* Remembers every site's in-use bytes now, for heapprof_growth. */
 void heapprof_mark_baseline(struct heapprof *hp);

@@ -24,15 +24,15 @@
 #include "calibrate.h"
 #include "diagnose.h"
 #include "elf_file.h"
-#include "fpcheck.h"
 #include "heapbpf.h"
 #include "heapprof.h"
 #include "latency.h"
 #include "outfile.h"
+#include "pageprof.h"
 #include "pages.h"
 #include "options.h"
 #include "process.h"
-#include "unwind.h"
+#include "stacker.h"
 #include "version.h"
 
 #define TICK_NS 1000000000ull	/* the default interval */
@@ -44,11 +44,7 @@ struct session {
 	struct attacher att;
 	struct procs procs;
 	struct heapprof hp;
-	struct fpcheck fpc;		/* --stack-mode fp */
-	struct unwinder *unw;		/* --stack-mode auto, dwarf */
-	struct unwind_result unwound;
-	uint64_t stacks, fp_truncated;
-	uint64_t stack_cpu_ns;		/* CPU spent turning samples into stacks */
+	struct stacker sk;
 	pid_t target;
 	pid_t child;			/* -- CMD */
 	int child_status;
@@ -57,6 +53,7 @@ struct session {
 	int pidfd, sigfd, epfd;
 	struct outfile heap_out, pages_out, timeline_out, plot_out;
 	struct pages pages;		/* the kernel side */
+	struct pageprof pp;
 	bool have_pages;
 	struct latency_probe lat;	/* --latency-probe */
 	bool have_lat;
@@ -307,35 +304,9 @@ static int attach_latency(struct session *s, struct process *p);
 
 /* ---- events ---------------------------------------------------------- */
 
-/* The sample's frames, leaf first, and why they stop short (NULL: they reach
- * the outermost frame). */
-static uint32_t sample_frames(struct session *s, struct process *p, const struct mw_sample_event *e, size_t len,
-			      const uint64_t **frames, const char **why)
-{
-	size_t payload = len - sizeof(*e);
-
-	if (e->mode == MW_STACK_FP) {
-		uint32_t n = e->nframes;
-		if (n > payload / sizeof(uint64_t))
-			n = payload / sizeof(uint64_t);
-		*frames = (const uint64_t *)e->data;
-		uint32_t kept = fpcheck_trusted(&s->fpc, &s->procs, p, *frames, n, why);
-		s->fp_truncated += *why != NULL;
-		return kept;
-	}
-	size_t stack_len = e->stack_len < payload ? e->stack_len : payload;
-	unwind_stack(s->unw, &s->procs, p, (const uint64_t *)e->regs, e->data, stack_len, &s->unwound);
-	*frames = s->unwound.pcs;
-	*why = s->unwound.truncated;
-	return s->unwound.n;
-}
-
 static void on_sample(struct session *s, const struct mw_sample_event *e, size_t len)
 {
 	struct process *p = procs_find(&s->procs, e->h.tgid);
-	uint64_t cpu_start = now_ns(CLOCK_THREAD_CPUTIME_ID);
-	const uint64_t *frames;
-	const char *why;
 
 	if (!p)
 		p = procs_get(&s->procs, e->h.tgid);
@@ -343,10 +314,7 @@ static void on_sample(struct session *s, const struct mw_sample_event *e, size_t
 		s->hp.tot.stack_oom++;
 		return;
 	}
-	uint32_t n = sample_frames(s, p, e, len, &frames, &why);
-	uint32_t stack = stacks_intern(&s->hp.st, &s->procs, p, frames, n, why);
-	s->stacks++;
-	s->stack_cpu_ns += now_ns(CLOCK_THREAD_CPUTIME_ID) - cpu_start;
+	uint32_t stack = stacker_intern(&s->sk, &s->hp.st, &s->procs, p, e, len);
 	if (stack == UINT32_MAX) {
 		s->hp.tot.stack_oom++;
 		return;
@@ -358,15 +326,12 @@ static void on_sample(struct session *s, const struct mw_sample_event *e, size_t
 static void on_page(struct session *s, const struct mw_sample_event *e, size_t len)
 {
 	struct process *p = procs_find(&s->procs, e->h.tgid);
-	const uint64_t *frames;
-	const char *why;
 
 	if (!p && !(p = procs_get(&s->procs, e->h.tgid)))
 		return;
-	uint32_t n = sample_frames(s, p, e, len, &frames, &why);
-	uint32_t stack = stacks_intern(&s->hp.st, &s->procs, p, frames, n, why);
+	uint32_t stack = stacker_intern(&s->sk, &s->hp.st, &s->procs, p, e, len);
 	if (stack != UINT32_MAX && e->h.fn < MW_PAGE_COUNT)
-		pages_add(&s->pages, stack, e->h.tgid, (enum mw_page_event)e->h.fn, e->size);
+		pageprof_add(&s->pp, stack, e->h.tgid, (enum mw_page_event)e->h.fn, e->size);
 }
 
 /* The target called exec: new maps, new nesting ranges, maybe new
@@ -792,25 +757,6 @@ static void print_losses(struct session *s, FILE *out)
 		c[MW_CNT_STACK_FAIL]);
 }
 
-static void describe_stacks(struct session *s, char *buf, size_t len)
-{
-	struct unwind_stats us;
-
-	if (s->opt.stack_mode == STACK_FP) {
-		snprintf(buf, len, "stacks: fp (kernel frame-pointer walk, caller from [sp]); %" PRIu64 " stacks, %" PRIu64
-				   " cut where a function keeps no frame pointer", s->stacks, s->fp_truncated);
-		return;
-	}
-	unwinder_stats(s->unw, &us);
-	snprintf(buf, len, "stacks: %s (CFI unwinding of %u-byte stack snapshots%s); %" PRIu64 " stacks, %" PRIu64
-			   " truncated: %" PRIu64 " snapshot too small, %" PRIu64 " other; %" PRIu64
-			   " by cached rules, %" PRIu64 " by libdwfl",
-		 stack_mode_name(s->opt.stack_mode), s->opt.stack_bytes,
-		 s->opt.stack_mode == STACK_AUTO ? ", frame pointers where a module has no CFI" : "", s->stacks,
-		 us.truncated_snapshot + us.truncated_other, us.truncated_snapshot, us.truncated_other, us.fast_stacks,
-		 us.slow_stacks);
-}
-
 static void print_summary(struct session *s, const char *when)
 {
 	const struct heap_totals *t = &s->hp.tot;
@@ -824,7 +770,7 @@ static void print_summary(struct session *s, const char *when)
 	if (s->opt.verbose) {
 		char buf[512];
 		uint64_t c[MW_CNT_NR];
-		describe_stacks(s, buf, sizeof(buf));
+		stacker_describe(&s->sk, buf, sizeof(buf));
 		fprintf(stderr, "memwatch: %s\n", buf);
 		heapbpf_counters(&s->bpf, c);
 		fprintf(stderr, "memwatch: probe counters: samples %" PRIu64 ", return halves %" PRIu64
@@ -842,7 +788,7 @@ static void print_own_cost(struct session *s)
 	double cpu = ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 	fprintf(stderr, "memwatch: own cost: %.2f s CPU over %.1f s, %.1f us per stack (%" PRIu64 " stacks), max RSS %ld MiB\n",
 		cpu, (now_ns(CLOCK_MONOTONIC) - s->start_ns) / 1e9,
-		s->stacks ? s->stack_cpu_ns / 1e3 / s->stacks : 0.0, s->stacks, ru.ru_maxrss / 1024);
+		s->sk.stacks ? s->sk.cpu_ns / 1e3 / s->sk.stacks : 0.0, s->sk.stacks, ru.ru_maxrss / 1024);
 }
 
 static void budget_sample(struct session *s, struct budget_sample *out)
@@ -1023,7 +969,7 @@ static size_t profile_comments(struct session *s, char **lines)
 			 s->opt.page_sample_bytes);
 	lines[n] = malloc(512);
 	if (lines[n])
-		describe_stacks(s, lines[n++], 512);
+		stacker_describe(&s->sk, lines[n++], 512);
 	if (!s->opt.pages_only)
 		asprintf(&lines[n++], "samples %" PRIu64 ", cancelled %" PRIu64 "; losses: ring buffer full %" PRIu64
 				      ", live map full %" PRIu64 ", calls lost %" PRIu64 ", samplers busy %" PRIu64
@@ -1088,7 +1034,7 @@ static int write_outputs(struct session *s)
 	if (s->heap_out.tmp)
 		err |= commit(&s->heap_out, heapprof_write(&s->hp, &s->procs, &meta, s->heap_out.fd));
 	if (s->pages_out.tmp)
-		err |= commit(&s->pages_out, pages_write(&s->pages, &s->hp.st, &s->procs, &page_spec, s->pages_out.fd));
+		err |= commit(&s->pages_out, pageprof_write(&s->pp, &s->hp.st, &s->procs, &page_spec, s->pages_out.fd));
 	if (s->timeline_out.tmp)
 		err |= write_timeline(s, &s->timeline_out,
 				      ends_with(s->opt.timeline, ".json") ? timeline_write_json : timeline_write_csv);
@@ -1188,14 +1134,12 @@ int main(int argc, char **argv)
 	sigaddset(&mask, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	procs_init(&s.procs);
-	fpcheck_init(&s.fpc);
-	s.unw = unwinder_new();
-	if (!s.unw) {
+	if (stacker_init(&s.sk, s.opt.stack_mode, s.opt.stack_bytes)) {
 		fail("out of memory");
 		return 1;
 	}
-	unwinder_set_strict(s.unw, s.opt.stack_mode == STACK_DWARF);
 	heapprof_init(&s.hp, s.opt.sample_bytes, allocators_drop_frames());
+	pageprof_init(&s.pp, s.opt.page_sample_bytes);
 	s.start_real_ns = (int64_t)now_ns(CLOCK_REALTIME);
 
 	if (s.opt.cmd) {
@@ -1236,8 +1180,8 @@ out:
 		pages_destroy(&s.pages);
 	}
 	heapprof_free(&s.hp);
-	unwinder_free(s.unw);
-	fpcheck_free(&s.fpc);
+	pageprof_free(&s.pp);
+	stacker_free(&s.sk);
 	procs_free(&s.procs);
 	return r;
 }

@@ -3,7 +3,6 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,15 +14,6 @@
 #include "sampling.h"
 
 #define TRACEFS "/sys/kernel/tracing"
-
-const char *page_event_name(enum mw_page_event kind)
-{
-	static const char *const names[] = {
-		[MW_PAGE_FAULT] = "fault", [MW_PAGE_MADVISE] = "madvise",
-		[MW_PAGE_MUNMAP] = "munmap", [MW_PAGE_BRK] = "brk",
-	};
-	return kind < MW_PAGE_COUNT ? names[kind] : "?";
-}
 
 /* Syscall tracepoints are found by id in tracefs, mounted or not. */
 static bool have_tracefs(void)
@@ -145,21 +135,11 @@ static int attach_all(struct pages *pg)
 	return err ? err : add_link(pg, bpf_program__attach(skel->progs.raw_exit));
 }
 
-static bool site_eq(uint64_t stored, uint64_t probe, void *ctx)
-{
-	const struct pages *pg = ctx;
-	const struct page_site *a = &pg->sites[stored], *b = (const void *)probe;
-
-	return a->stack == b->stack && a->pid == b->pid && a->kind == b->kind;
-}
-
 int pages_load(struct pages *pg, const struct pages_config *cfg)
 {
 	int err;
 
 	memset(pg, 0, sizeof(*pg));
-	pg->rate = cfg->sample_bytes;
-	hmap_init(&pg->site_index, site_eq, pg);
 	pg->raw_syscalls = !have_tracefs();
 	pg->skel = pages_bpf__open();
 	if (!pg->skel)
@@ -204,8 +184,6 @@ void pages_destroy(struct pages *pg)
 	if (pg->nlinks)
 		destroy_links(pg->links, pg->nlinks);
 	pages_bpf__destroy(pg->skel);
-	free(pg->sites);
-	hmap_free(&pg->site_index);
 	memset(pg, 0, sizeof(*pg));
 }
 
@@ -268,68 +246,3 @@ int pages_forget(struct pages *pg, pid_t tgid)
 	return bpf_map_delete_elem(bpf_map__fd(pg->skel->maps.stats), &key) ? -errno : 0;
 }
 
-static uint32_t site_for(struct pages *pg, const struct page_site *k)
-{
-	uint64_t h = hash_u64(((uint64_t)k->stack << 32) ^ ((uint64_t)k->pid << 4) ^ k->kind);
-	void **slot = hmap_find(&pg->site_index, h, (uint64_t)k);
-
-	if (slot)
-		return (uint32_t)(uintptr_t)*slot;
-	if (pg->nsites == pg->cap_sites) {
-		uint32_t ncap = pg->cap_sites ? pg->cap_sites * 2 : 256;
-		struct page_site *ns = realloc(pg->sites, ncap * sizeof(*ns));
-		if (!ns)
-			return UINT32_MAX;
-		pg->sites = ns;
-		pg->cap_sites = ncap;
-	}
-	uint32_t id = pg->nsites;
-	pg->sites[id] = (struct page_site){ .stack = k->stack, .pid = k->pid, .kind = k->kind };
-	if (hmap_insert_new(&pg->site_index, h, id, (void *)(uintptr_t)id))
-		return UINT32_MAX;
-	pg->nsites++;
-	return id;
-}
-
-int pages_add(struct pages *pg, uint32_t stack, pid_t pid, enum mw_page_event kind, uint64_t bytes)
-{
-	struct page_site key = { .stack = stack, .pid = pid, .kind = kind };
-	uint32_t id = site_for(pg, &key);
-	double w = sample_weight(bytes, pg->rate);
-
-	if (id == UINT32_MAX)
-		return -ENOMEM;
-	pg->sites[id].samples++;
-	pg->sites[id].count += w;
-	pg->sites[id].bytes += w * bytes;
-	pg->samples++;
-	return 0;
-}
-
-int pages_write(struct pages *pg, struct stacks *st, struct procs *ps, const struct profile_spec *base, int fd)
-{
-	struct profile_row *rows = calloc(pg->nsites + 1, sizeof(*rows));
-	struct profile_spec spec = *base;
-
-	if (!rows)
-		return -ENOMEM;
-	spec.types[0][0] = "faults", spec.types[0][1] = "count";
-	spec.types[1][0] = "fault_space", spec.types[1][1] = "bytes";
-	spec.types[2][0] = "purges", spec.types[2][1] = "count";
-	spec.types[3][0] = "purge_space", spec.types[3][1] = "bytes";
-	spec.ntypes = 4;
-	spec.default_type = "fault_space";
-	spec.period_type[0] = "space", spec.period_type[1] = "bytes";
-	spec.period = pg->rate > 1 ? (int64_t)pg->rate : 1;
-	for (uint32_t i = 0; i < pg->nsites; i++) {
-		const struct page_site *s = &pg->sites[i];
-		int col = s->kind == MW_PAGE_FAULT ? 0 : 2;
-		rows[i] = (struct profile_row){ .stack = s->stack, .pid = s->pid, .bytes_label = -1,
-						.str_label_key = "event", .str_label = page_event_name(s->kind) };
-		rows[i].values[col] = llround(s->count);
-		rows[i].values[col + 1] = llround(s->bytes);
-	}
-	int err = profile_write(st, ps, &spec, rows, pg->nsites, fd);
-	free(rows);
-	return err;
-}

@@ -1,0 +1,38 @@
+/* The page profile: the stacks that fault memory in and the stacks that
+ * purge it (sampled by bytes on the kernel side), as pprof. */
+#ifndef MW_PAGEPROF_H
+#define MW_PAGEPROF_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "hashmap.h"
+#include "memwatch.h"
+#include "profile.h"
+
+struct page_site {
+	uint32_t stack;
+	pid_t pid;
+	enum mw_page_event kind;
+	uint64_t samples;
+	double count, bytes;		/* unsampled estimates */
+};
+
+struct pageprof {
+	uint64_t rate;			/* mean sampling interval in bytes */
+	struct page_site *sites;
+	uint32_t nsites, cap_sites;
+	struct hmap site_index;
+	uint64_t samples;
+};
+
+void pageprof_init(struct pageprof *pg, uint64_t rate);
+void pageprof_free(struct pageprof *pg);
+/* A sampled fault or purge whose stack is interned already. */
+int pageprof_add(struct pageprof *pg, uint32_t stack, pid_t pid, enum mw_page_event kind, uint64_t bytes);
+/* faults/count, fault_space/bytes, purges/count, purge_space/bytes, with
+ * an "event" label (fault, madvise, munmap, brk). */
+int pageprof_write(struct pageprof *pg, struct stacks *st, struct procs *ps, const struct profile_spec *base, int fd);
+const char *page_event_name(enum mw_page_event kind);
+
+#endif

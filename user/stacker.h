@@ -1,0 +1,37 @@
+/* Sampled events to interned stacks: frame-pointer walks checked, stack
+ * snapshots unwound, both timed and counted for memwatch's own report. */
+#ifndef MW_STACKER_H
+#define MW_STACKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fpcheck.h"
+#include "memwatch.h"
+#include "options.h"
+#include "unwind.h"
+
+struct procs;
+struct process;
+struct stacks;
+
+struct stacker {
+	enum stack_mode mode;
+	uint32_t stack_bytes;		/* snapshot size, for the description */
+	struct fpcheck fpc;		/* --stack-mode fp */
+	struct unwinder *unw;		/* --stack-mode auto, dwarf */
+	struct unwind_result unwound;
+	uint64_t stacks, fp_truncated;
+	uint64_t cpu_ns;		/* CPU spent turning samples into stacks */
+};
+
+/* 0 or -ENOMEM. */
+int stacker_init(struct stacker *sk, enum stack_mode mode, uint32_t stack_bytes);
+void stacker_free(struct stacker *sk);
+/* The event's stack interned in st: its id, or UINT32_MAX (out of memory). */
+uint32_t stacker_intern(struct stacker *sk, struct stacks *st, struct procs *ps, struct process *p,
+			const struct mw_sample_event *e, size_t len);
+/* One line: how stacks are made, how many, how many cut short and why. */
+void stacker_describe(const struct stacker *sk, char *buf, size_t len);
+
+#endif
