@@ -259,11 +259,9 @@ static bool site_empty(const struct heap_site *s)
 	return !s->alloc_samples && !s->inuse_samples;
 }
 
-int heapprof_write(struct heapprof *hp, struct procs *ps, const struct profile_meta *meta, int fd)
+void heapprof_spec(const struct heapprof *hp, const struct profile_meta *meta, struct profile_spec *spec)
 {
-	struct profile_row *rows = calloc(hp->nsites + 1, sizeof(*rows));
-	size_t n = 0;
-	struct profile_spec spec = {
+	*spec = (struct profile_spec){
 		.types = { { "alloc_objects", "count" }, { "alloc_space", "bytes" },
 			   { "inuse_objects", "count" }, { "inuse_space", "bytes" } },
 		/* --alloc-only: Go's "allocs" profile, the same types minus in-use. */
@@ -276,19 +274,68 @@ int heapprof_write(struct heapprof *hp, struct procs *ps, const struct profile_m
 		.end_ns = meta->end_ns,
 		.comments = meta->comments,
 	};
+}
+
+static void site_values(const struct heap_site *site, double v[4])
+{
+	v[0] = site->alloc_objects;
+	v[1] = site->alloc_bytes;
+	v[2] = site->inuse_objects;
+	v[3] = site->inuse_bytes;
+}
+
+int heapprof_snapshot(const struct heapprof *hp, struct heap_snapshot *out)
+{
+	out->nsites = hp->nsites;
+	out->v = calloc(hp->nsites + 1, sizeof(*out->v));
+	if (!out->v)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < hp->nsites; i++)
+		site_values(&hp->sites[i], out->v[i]);
+	return 0;
+}
+
+void heap_snapshot_free(struct heap_snapshot *snap)
+{
+	free(snap->v);
+	memset(snap, 0, sizeof(*snap));
+}
+
+long heapprof_rows(const struct heapprof *hp, const struct heap_snapshot *base, struct profile_row **out)
+{
+	struct profile_row *rows = calloc(hp->nsites + 1, sizeof(*rows));
+	long n = 0;
 
 	if (!rows)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < hp->nsites; i++) {
 		const struct heap_site *site = &hp->sites[i];
+		double v[4];
 		if (site_empty(site))
 			continue;
-		rows[n++] = (struct profile_row){
-			.stack = site->stack, .pid = site->pid, .bytes_label = (int64_t)site->size,
-			.values = { llround(site->alloc_objects), llround(site->alloc_bytes),
-				    llround(site->inuse_objects), llround(site->inuse_bytes) },
-		};
+		site_values(site, v);
+		for (int k = 0; base && i < base->nsites && k < 4; k++)
+			v[k] -= base->v[i][k];
+		struct profile_row *r = &rows[n];
+		*r = (struct profile_row){ .stack = site->stack, .pid = site->pid, .bytes_label = (int64_t)site->size };
+		for (int k = 0; k < 4; k++)
+			r->values[k] = llround(v[k]);
+		if (r->values[0] || r->values[1] || r->values[2] || r->values[3])
+			n++;
 	}
+	*out = rows;
+	return n;
+}
+
+int heapprof_write(struct heapprof *hp, struct procs *ps, const struct profile_meta *meta, int fd)
+{
+	struct profile_spec spec;
+	struct profile_row *rows;
+	long n = heapprof_rows(hp, NULL, &rows);
+
+	if (n < 0)
+		return (int)n;
+	heapprof_spec(hp, meta, &spec);
 	int err = profile_write(&hp->st, ps, &spec, rows, n, fd);
 	free(rows);
 	return err;

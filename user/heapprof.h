@@ -11,6 +11,7 @@
 
 #include "hashmap.h"
 #include "memwatch.h"
+#include "profile.h"
 #include "stacks.h"
 #include "verdict.h"
 
@@ -72,6 +73,19 @@ void heapprof_scan_end(struct heapprof *hp);
 int live_map_scan(int live_fd, void (*visit)(void *ctx, const struct mw_live_key *key, uint64_t sample_id),
 		  void *ctx);
 int heapprof_write(struct heapprof *hp, struct procs *ps, const struct profile_meta *meta, int fd);
+
+/* Every site's values at one moment, for delta profiles. */
+struct heap_snapshot {
+	uint32_t nsites;
+	double (*v)[4];		/* alloc_objects, alloc_space, inuse_objects, inuse_space */
+};
+int heapprof_snapshot(const struct heapprof *hp, struct heap_snapshot *out);
+void heap_snapshot_free(struct heap_snapshot *snap);
+/* The profile's rows (malloc'ed into *out), minus base's values when base
+ * is given; rows that come to zero are left out. The count, or -ENOMEM. */
+long heapprof_rows(const struct heapprof *hp, const struct heap_snapshot *base, struct profile_row **out);
+/* Sample types, period and the rest, for profile_write. */
+void heapprof_spec(const struct heapprof *hp, const struct profile_meta *meta, struct profile_spec *spec);
 /* Remembers every site's in-use bytes now, for heapprof_growth. */
 void heapprof_mark_baseline(struct heapprof *hp);
 /* Sites by name with their in-use bytes at the baseline and now, most grown

@@ -78,21 +78,24 @@ int pageprof_add(struct pageprof *pg, uint32_t stack, pid_t pid, enum mw_page_ev
 	return 0;
 }
 
-int pageprof_write(struct pageprof *pg, struct stacks *st, struct procs *ps, const struct profile_spec *base, int fd)
+void pageprof_spec(const struct pageprof *pg, struct profile_spec *spec)
+{
+	spec->types[0][0] = "faults", spec->types[0][1] = "count";
+	spec->types[1][0] = "fault_space", spec->types[1][1] = "bytes";
+	spec->types[2][0] = "purges", spec->types[2][1] = "count";
+	spec->types[3][0] = "purge_space", spec->types[3][1] = "bytes";
+	spec->ntypes = 4;
+	spec->default_type = "fault_space";
+	spec->period_type[0] = "space", spec->period_type[1] = "bytes";
+	spec->period = pg->rate > 1 ? (int64_t)pg->rate : 1;
+}
+
+long pageprof_rows(const struct pageprof *pg, struct profile_row **out)
 {
 	struct profile_row *rows = calloc(pg->nsites + 1, sizeof(*rows));
-	struct profile_spec spec = *base;
 
 	if (!rows)
 		return -ENOMEM;
-	spec.types[0][0] = "faults", spec.types[0][1] = "count";
-	spec.types[1][0] = "fault_space", spec.types[1][1] = "bytes";
-	spec.types[2][0] = "purges", spec.types[2][1] = "count";
-	spec.types[3][0] = "purge_space", spec.types[3][1] = "bytes";
-	spec.ntypes = 4;
-	spec.default_type = "fault_space";
-	spec.period_type[0] = "space", spec.period_type[1] = "bytes";
-	spec.period = pg->rate > 1 ? (int64_t)pg->rate : 1;
 	for (uint32_t i = 0; i < pg->nsites; i++) {
 		const struct page_site *s = &pg->sites[i];
 		int col = s->kind == MW_PAGE_FAULT ? 0 : 2;
@@ -101,7 +104,20 @@ int pageprof_write(struct pageprof *pg, struct stacks *st, struct procs *ps, con
 		rows[i].values[col] = llround(s->count);
 		rows[i].values[col + 1] = llround(s->bytes);
 	}
-	int err = profile_write(st, ps, &spec, rows, pg->nsites, fd);
+	*out = rows;
+	return pg->nsites;
+}
+
+int pageprof_write(struct pageprof *pg, struct stacks *st, struct procs *ps, const struct profile_spec *base, int fd)
+{
+	struct profile_spec spec = *base;
+	struct profile_row *rows;
+	long n = pageprof_rows(pg, &rows);
+
+	if (n < 0)
+		return (int)n;
+	pageprof_spec(pg, &spec);
+	int err = profile_write(st, ps, &spec, rows, n, fd);
 	free(rows);
 	return err;
 }

@@ -33,6 +33,10 @@ int pageprof_add(struct pageprof *pg, uint32_t stack, pid_t pid, enum mw_page_ev
 /* faults/count, fault_space/bytes, purges/count, purge_space/bytes, with
  * an "event" label (fault, madvise, munmap, brk). */
 int pageprof_write(struct pageprof *pg, struct stacks *st, struct procs *ps, const struct profile_spec *base, int fd);
+/* The rows (malloc'ed into *out): the count, or -ENOMEM. */
+long pageprof_rows(const struct pageprof *pg, struct profile_row **out);
+/* Fills spec's sample types and period. */
+void pageprof_spec(const struct pageprof *pg, struct profile_spec *spec);
 const char *page_event_name(enum mw_page_event kind);
 
 #endif

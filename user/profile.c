@@ -113,19 +113,28 @@ static void writer_order_mappings(struct writer *w)
 				writer_mapping(w, i);
 }
 
-static bool several_pids(const struct profile_row *rows, size_t nrows)
+static bool several_pids(const struct profile_part *parts, size_t nparts)
 {
-	for (size_t i = 1; i < nrows; i++)
-		if (rows[i].pid != rows[0].pid)
-			return true;
+	pid_t first = 0;
+	bool seen = false;
+
+	for (size_t p = 0; p < nparts; p++)
+		for (size_t i = 0; i < parts[p].nrows; i++) {
+			if (seen && parts[p].rows[i].pid != first)
+				return true;
+			first = parts[p].rows[i].pid;
+			seen = true;
+		}
 	return false;
 }
 
-static int writer_row(struct writer *w, const struct profile_row *row, size_t ntypes, bool label_pid,
-		      uint64_t **ids, uint32_t *cap)
+#define MAX_LABELS (4 + PROFILE_MAX_PART_LABELS)
+
+static int writer_row(struct writer *w, const struct profile_part *part, const struct profile_row *row,
+		      size_t ntypes, bool label_pid, uint64_t **ids, uint32_t *cap)
 {
 	const struct stack *s = stacks_get(w->st, row->stack);
-	struct pprof_label labels[3];
+	struct pprof_label labels[MAX_LABELS];
 	size_t nlabels = 0;
 
 	if (s->n > *cap) {
@@ -144,27 +153,27 @@ static int writer_row(struct writer *w, const struct profile_row *row, size_t nt
 		labels[nlabels++] = (struct pprof_label){ .key = row->str_label_key, .str = row->str_label };
 	if (label_pid)
 		labels[nlabels++] = (struct pprof_label){ .key = "pid", .num = row->pid };
+	for (size_t i = 0; i < PROFILE_MAX_PART_LABELS && part->labels[i][0]; i++)
+		if (part->labels[i][1] && *part->labels[i][1])
+			labels[nlabels++] = (struct pprof_label){ .key = part->labels[i][0], .str = part->labels[i][1] };
 	return pprof_add_sample(w->pp, *ids, s->n, row->values, ntypes, labels, nlabels);
 }
 
-static int writer_samples(struct writer *w, const struct profile_spec *spec, const struct profile_row *rows,
-			  size_t nrows)
+static int writer_samples(struct writer *w, const struct profile_spec *spec, const struct profile_part *part,
+			  bool label_pid)
 {
-	bool label_pid = several_pids(rows, nrows);
 	uint64_t *ids = NULL;
 	uint32_t cap = 0;
 	int err = 0;
 
-	for (size_t i = 0; i < nrows && !err; i++)
-		err = writer_row(w, &rows[i], spec->ntypes, label_pid, &ids, &cap);
+	for (size_t i = 0; i < part->nrows && !err; i++)
+		err = writer_row(w, part, &part->rows[i], spec->ntypes, label_pid, &ids, &cap);
 	free(ids);
 	return err;
 }
 
-static void writer_header(struct writer *w, const struct profile_spec *spec)
+static void writer_header(struct pprof *pp, const struct profile_spec *spec)
 {
-	struct pprof *pp = w->pp;
-
 	for (size_t i = 0; i < spec->ntypes; i++)
 		pprof_add_sample_type(pp, spec->types[i][0], spec->types[i][1]);
 	if (spec->default_type)
@@ -177,27 +186,51 @@ static void writer_header(struct writer *w, const struct profile_spec *spec)
 		pprof_add_comment(pp, *c);
 }
 
-int profile_write(struct stacks *st, struct procs *ps, const struct profile_spec *spec, const struct profile_row *rows,
-		  size_t nrows, int fd)
+/* One part's mappings, locations and samples: its stacks table has its own
+ * ids, so the writer's tables are per part. */
+static int write_part(struct pprof *pp, struct procs *ps, const struct profile_spec *spec,
+		      const struct profile_part *part, bool label_pid)
 {
-	struct writer w = { .st = st, .ps = ps, .pp = pprof_new() };
+	struct stacks *st = part->st;
+	struct writer w = { .st = st, .ps = ps, .pp = pp };
 	int err = -ENOMEM;
 
 	w.mflags = calloc(st->npmaps + 1, sizeof(*w.mflags));
 	w.mapping_ids = calloc(st->npmaps + 1, sizeof(*w.mapping_ids));
 	w.location_ids = calloc(st->nlocs + 1, sizeof(*w.location_ids));
-	if (w.pp && w.mflags && w.mapping_ids && w.location_ids) {
-		writer_header(&w, spec);
-		writer_note_mappings(&w, rows, nrows);
+	if (w.mflags && w.mapping_ids && w.location_ids) {
+		writer_note_mappings(&w, part->rows, part->nrows);
 		writer_order_mappings(&w);
-		err = writer_samples(&w, spec, rows, nrows);
-		if (!err)
-			err = pprof_write_gz(w.pp, fd);
+		err = writer_samples(&w, spec, part, label_pid);
 	}
 	free(w.mflags);
 	free(w.mapping_ids);
 	free(w.location_ids);
-	if (w.pp)
-		pprof_free(w.pp);
 	return err;
+}
+
+int profile_write_parts(struct procs *ps, const struct profile_spec *spec, const struct profile_part *parts,
+			size_t nparts, int fd)
+{
+	struct pprof *pp = pprof_new();
+	bool label_pid = several_pids(parts, nparts);
+	int err = 0;
+
+	if (!pp)
+		return -ENOMEM;
+	writer_header(pp, spec);
+	for (size_t i = 0; i < nparts && !err; i++)
+		err = write_part(pp, ps, spec, &parts[i], label_pid || parts[i].labels[0][0]);
+	if (!err)
+		err = pprof_write_gz(pp, fd);
+	pprof_free(pp);
+	return err;
+}
+
+int profile_write(struct stacks *st, struct procs *ps, const struct profile_spec *spec, const struct profile_row *rows,
+		  size_t nrows, int fd)
+{
+	struct profile_part part = { .st = st, .rows = rows, .nrows = nrows };
+
+	return profile_write_parts(ps, spec, &part, 1, fd);
 }

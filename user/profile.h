@@ -35,7 +35,21 @@ struct profile_spec {
 	const char *const *comments;	/* NULL-terminated, or NULL */
 };
 
-/* 0 or -errno. */
+#define PROFILE_MAX_PART_LABELS 4
+
+/* Rows over one stacks table, with string labels every sample of theirs
+ * carries (e.g. comm, exe, container_id), and then the pid too. */
+struct profile_part {
+	struct stacks *st;
+	const struct profile_row *rows;
+	size_t nrows;
+	const char *labels[PROFILE_MAX_PART_LABELS][2];	/* key, value; ends at a NULL key */
+};
+
+/* Several parts in one profile (one per process, say). 0 or -errno. */
+int profile_write_parts(struct procs *ps, const struct profile_spec *spec, const struct profile_part *parts,
+			size_t nparts, int fd);
+/* One part without labels. 0 or -errno. */
 int profile_write(struct stacks *st, struct procs *ps, const struct profile_spec *spec, const struct profile_row *rows,
 		  size_t nrows, int fd);
 /* The frames of one location (inline expanded), or NULL if unknown. */
