@@ -81,6 +81,14 @@ struct {
 	__type(value, struct inflight);
 } inflight SEC(".maps");
 
+/* With --all: the processes whose faults and purges get stacks. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u8);
+} profiled SEC(".maps");
+
 /* Zeroes for a process's first stats entry (too big for the BPF stack). */
 struct mw_page_stats zero_stats;
 
@@ -211,14 +219,19 @@ static __always_inline void check_refault(__u32 tgid, struct mw_fault_counts *c,
 		c->refaults_soon++;
 }
 
-/* A sampled fault or purge gets its stack. */
+/* A sampled fault or purge gets its stack: with --all, only in the
+ * processes memwatch profiles (the rest get counts). */
 static __always_inline void sample_page(void *ctx, struct pt_regs *regs, __u32 kind, __u64 addr, __u64 bytes)
 {
-	__u32 zero = 0;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 zero = 0, tgid = pid_tgid >> 32;
 	struct cpu_state *st = bpf_map_lookup_elem(&cpu_state, &zero);
 
-	if (st && sample_decide(st, bytes))
-		emit_stack(ctx, regs, MW_EV_PAGE, bpf_get_current_pid_tgid(), kind, bytes, addr, false, 0);
+	if (!st || !sample_decide(st, bytes))
+		return;
+	if (!cfg_target_tgid && !bpf_map_lookup_elem(&profiled, &tgid))
+		return;
+	emit_stack(ctx, regs, MW_EV_PAGE, pid_tgid, kind, bytes, addr, false, 0);
 }
 
 SEC("tp_btf/page_fault_user")
@@ -396,5 +409,40 @@ SEC("tp_btf/sys_exit")
 int BPF_PROG(raw_exit, struct pt_regs *regs, long ret)
 {
 	sys_exit(ctx, ret);
+	return 0;
+}
+
+/* With --all: processes come and go. */
+static __always_inline void emit_head(__u32 type, __u32 tgid)
+{
+	struct mw_event_head *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count(MW_CNT_RINGBUF_FULL);
+		return;
+	}
+	fill_head(e, type, (__u64)tgid << 32 | tgid, 0);
+	bpf_ringbuf_submit(e, 0);
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(host_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+	__u32 tgid = task->tgid;
+
+	if (tracked(tgid))
+		emit_head(MW_EV_EXEC, tgid);
+	return 0;
+}
+
+/* Fires for every thread; the group is gone when signal->live reaches 0
+ * (do_exit counts it down before this tracepoint). */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(host_exit, struct task_struct *task)
+{
+	__u32 tgid = task->tgid;
+
+	if (tracked(tgid) && !BPF_CORE_READ(task, signal, live.counter))
+		emit_head(MW_EV_EXIT, tgid);
 	return 0;
 }

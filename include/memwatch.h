@@ -95,6 +95,7 @@ enum mw_event_type {
 	MW_EV_PAGE,		/* a sampled page fault or purge, with its stack
 				 * (struct mw_sample_event: fn is enum mw_page_event,
 				 * size the bytes, sample_id the address) */
+	MW_EV_EXIT,		/* the last thread of a process exited (--all) */
 };
 
 /* The kernel side: syscalls whose latency is measured (timeline.h's order). */

@@ -269,17 +269,14 @@ void heapbpf_progs(const struct heapbpf *b, struct probe_progs *out)
 	out->nests_fd = bpf_map__fd(b->skel->maps.nests);
 }
 
-void heapbpf_counters(const struct heapbpf *b, uint64_t out[MW_CNT_NR])
+void counters_read(int fd, uint64_t out[MW_CNT_NR])
 {
 	int ncpu = libbpf_num_possible_cpus();
-	uint64_t *percpu = ncpu > 0 ? calloc(ncpu, sizeof(*percpu)) : NULL;
+	uint64_t *percpu = ncpu > 0 && fd >= 0 ? calloc(ncpu, sizeof(*percpu)) : NULL;
 
 	memset(out, 0, MW_CNT_NR * sizeof(out[0]));
-	if (!b->skel || !percpu) {
-		free(percpu);
+	if (!percpu)
 		return;
-	}
-	int fd = bpf_map__fd(b->skel->maps.counters);
 	for (__u32 k = 0; k < MW_CNT_NR; k++) {
 		if (bpf_map_lookup_elem(fd, &k, percpu))
 			continue;
@@ -287,6 +284,11 @@ void heapbpf_counters(const struct heapbpf *b, uint64_t out[MW_CNT_NR])
 			out[k] += percpu[i];
 	}
 	free(percpu);
+}
+
+void heapbpf_counters(const struct heapbpf *b, uint64_t out[MW_CNT_NR])
+{
+	counters_read(b->skel ? bpf_map__fd(b->skel->maps.counters) : -1, out);
 }
 
 int heapbpf_live_fd(const struct heapbpf *b)

@@ -47,6 +47,8 @@ struct heapbpf {
 /* 0 or -errno; on failure nothing stays loaded. */
 int heapbpf_load(struct heapbpf *b, const struct heapbpf_config *cfg);
 void heapbpf_progs(const struct heapbpf *b, struct probe_progs *out);
+/* A per-CPU counters map (bpf/capture.h) summed. */
+void counters_read(int fd, uint64_t out[MW_CNT_NR]);
 void heapbpf_counters(const struct heapbpf *b, uint64_t out[MW_CNT_NR]);
 int heapbpf_live_fd(const struct heapbpf *b);
 int heapbpf_events_fd(const struct heapbpf *b);	/* the event ring; -1 without */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "pages.skel.h"
+#include "heapbpf.h"
 #include "sampling.h"
 
 #define TRACEFS "/sys/kernel/tracing"
@@ -76,9 +77,14 @@ static int configure(struct pages_bpf *skel, const struct pages_config *cfg, boo
 		if (is_raw || is_sys)
 			bpf_program__set_autoload(prog, raw ? is_raw : is_sys);
 	}
-	if (!cfg->tgid && (bpf_map__set_type(skel->maps.fault_counts, BPF_MAP_TYPE_PERCPU_HASH) ||
-			   bpf_map__set_map_flags(skel->maps.fault_counts, BPF_F_NO_PREALLOC) ||
-			   bpf_map__set_max_entries(skel->maps.fault_counts, cfg->max_processes)))
+	bpf_program__set_autoload(skel->progs.host_exec, !cfg->tgid);
+	bpf_program__set_autoload(skel->progs.host_exit, !cfg->tgid);
+	/* Every process: the least recently active go first when full. */
+	if (!cfg->tgid && (bpf_map__set_type(skel->maps.fault_counts, BPF_MAP_TYPE_LRU_PERCPU_HASH) ||
+			   bpf_map__set_max_entries(skel->maps.fault_counts, cfg->max_processes) ||
+			   bpf_map__set_type(skel->maps.stats, BPF_MAP_TYPE_LRU_HASH) ||
+			   bpf_map__set_map_flags(skel->maps.stats, 0) ||
+			   bpf_map__set_max_entries(skel->maps.profiled, cfg->max_processes)))
 		return -errno;
 	if (bpf_map__set_max_entries(skel->maps.stats, cfg->max_processes ? cfg->max_processes : 1) ||
 	    bpf_map__set_max_entries(skel->maps.events, cfg->ring_bytes) ||
@@ -127,6 +133,12 @@ static int attach_all(struct pages *pg)
 	struct pages_bpf *skel = pg->skel;
 	int err = add_link(pg, bpf_program__attach(skel->progs.on_fault));
 
+	if (err)
+		return err;
+	if (!err && bpf_program__autoload(skel->progs.host_exec))
+		err = add_link(pg, bpf_program__attach(skel->progs.host_exec));
+	if (!err && bpf_program__autoload(skel->progs.host_exit))
+		err = add_link(pg, bpf_program__attach(skel->progs.host_exit));
 	if (err)
 		return err;
 	if (!pg->raw_syscalls)
@@ -246,3 +258,19 @@ int pages_forget(struct pages *pg, pid_t tgid)
 	return bpf_map_delete_elem(bpf_map__fd(pg->skel->maps.stats), &key) ? -errno : 0;
 }
 
+
+int pages_set_profiled(struct pages *pg, pid_t tgid, bool on)
+{
+	__u32 key = tgid;
+	__u8 one = 1;
+	int fd = bpf_map__fd(pg->skel->maps.profiled);
+
+	if (on)
+		return bpf_map_update_elem(fd, &key, &one, BPF_ANY) ? -errno : 0;
+	return bpf_map_delete_elem(fd, &key) && errno != ENOENT ? -errno : 0;
+}
+
+void pages_counters(const struct pages *pg, uint64_t out[MW_CNT_NR])
+{
+	counters_read(pg->skel ? bpf_map__fd(pg->skel->maps.counters) : -1, out);
+}

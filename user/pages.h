@@ -34,5 +34,9 @@ int pages_events_fd(const struct pages *pg);
 /* The process's counters so far; -ENOENT before its first event. */
 int pages_stats(const struct pages *pg, pid_t tgid, struct mw_page_stats *out);
 int pages_forget(struct pages *pg, pid_t tgid);
+/* With tgid 0 (every process): whether tgid's faults and purges get stacks. */
+int pages_set_profiled(struct pages *pg, pid_t tgid, bool on);
+/* The kernel side's losses (MW_CNT_RINGBUF_FULL, MW_CNT_STACK_FAIL, ...). */
+void pages_counters(const struct pages *pg, uint64_t out[MW_CNT_NR]);
 
 #endif
