@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,15 @@ enum {
 	OPT_LATENCY_PROBE,
 	OPT_TIMELINE,
 	OPT_PLOT,
+	OPT_ALL,
+	OPT_COMM,
+	OPT_CGROUP,
+	OPT_LISTEN,
+	OPT_OUTPUT_DIR,
+	OPT_OUTPUT_KEEP,
+	OPT_OUTPUT_MAX_BYTES,
+	OPT_MAX_PROCESSES,
+	OPT_MAX_PROFILED,
 };
 
 #define STACK_BYTES_DEFAULT 32768
@@ -36,6 +46,8 @@ enum {
 static const char usage_text[] =
 	"Usage: memwatch -p PID [options]\n"
 	"       memwatch [options] -- CMD [ARGS...]\n"
+	"       memwatch --all [--comm REGEX] [--pid LIST] [--cgroup PATH]\n"
+	"                [--listen [ADDR:]PORT] [--output-dir DIR] [options]\n"
 	"\n"
 	"Attaches to a running process (or starts CMD) and samples its heap\n"
 	"allocations with uprobes, then writes a gzipped pprof heap profile\n"
@@ -48,6 +60,33 @@ static const char usage_text[] =
 	"  -- CMD [ARGS...]         run CMD and profile it from its first allocation;\n"
 	"                           memwatch exits with CMD's exit status (127 if CMD\n"
 	"                           cannot be run)\n"
+	"\n"
+	"Host-wide:\n"
+	"      --all                every process on the host: the kernel side\n"
+	"                           (faults, purges, refaults, syscall latency) for\n"
+	"                           all; heap probes only for the processes matched\n"
+	"                           below, found as they start (exec) or fork\n"
+	"      --comm REGEX         profile the heap of processes whose comm matches\n"
+	"                           REGEX (POSIX extended; repeatable)\n"
+	"      --pid LIST           ... whose pid is in LIST (comma-separated;\n"
+	"                           repeatable)\n"
+	"      --cgroup PATH        ... that are in cgroup PATH or below it\n"
+	"                           (/sys/fs/cgroup/... or as /proc/PID/cgroup\n"
+	"                           names it; repeatable)\n"
+	"      --listen [ADDR:]PORT serve /metrics (Prometheus) and /debug/pprof/\n"
+	"                           {heap,allocs,pages}?pid=N[&seconds=N] (pprof);\n"
+	"                           127.0.0.1 unless ADDR is given\n"
+	"      --output-dir DIR     write each profiled process's heap and page\n"
+	"                           profiles there every -i seconds (default 60)\n"
+	"      --output-keep N      keep at most N files there (default 1000; 0:\n"
+	"                           no count bound)\n"
+	"      --output-max-bytes N keep at most N bytes there (default 1g; 0: no\n"
+	"                           byte bound); the oldest files go first\n"
+	"      --max-processes N    processes tracked at once (default 4096); past\n"
+	"                           it the least recently active are evicted\n"
+	"      --max-profiled N     processes with heap probes at once (default\n"
+	"                           64); past it the least recently active lose them\n"
+	"      --max-live-samples N the same as --max-live, shared by all processes\n"
 	"\n"
 	"Output:\n"
 	"  -o, --output FILE        profile file (default memwatch-PID.pb.gz)\n"
@@ -201,6 +240,103 @@ static int parse_stack_mode(const char *s, enum stack_mode *out)
 	return -1;
 }
 
+static int oom(void)
+{
+	fprintf(stderr, "memwatch: out of memory\n");
+	return -1;
+}
+
+/* Appends to a growable array of pointers. */
+static int push(const char ***v, size_t *n, const char *s)
+{
+	const char **nv = realloc(*v, (*n + 1) * sizeof(**v));
+
+	if (!nv)
+		return -1;
+	nv[(*n)++] = s;
+	*v = nv;
+	return 0;
+}
+
+static int check_regex(const char *rx)
+{
+	regex_t compiled;
+	int err = regcomp(&compiled, rx, REG_EXTENDED | REG_NOSUB);
+
+	if (err) {
+		char why[128];
+		regerror(err, &compiled, why, sizeof(why));
+		fprintf(stderr, "memwatch: --comm %s: %s\n", rx, why);
+		return -1;
+	}
+	regfree(&compiled);
+	return 0;
+}
+
+static int parse_one_pid(const char *s, pid_t *out)
+{
+	uint64_t v;
+
+	if (parse_size(s, &v) || v < 1 || v > INT_MAX || strpbrk(s, "kKmMgG"))
+		return bad("PID", s);
+	*out = (pid_t)v;
+	return 0;
+}
+
+/* -p PID alone, or with --all any number of comma-separated lists. */
+static int parse_pids(struct options *o, const char **args, size_t n)
+{
+	if (!o->all) {
+		if (n > 1) {
+			fprintf(stderr, "memwatch: one -p PID at a time (--all --pid LIST profiles several)\n");
+			return -1;
+		}
+		return n ? parse_one_pid(args[0], &o->pid) : 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char *copy = strdup(args[i]), *save = NULL;
+		if (!copy)
+			return oom();
+		for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+			pid_t *np = realloc(o->pids, (o->npids + 1) * sizeof(*np));
+			if (!np || parse_one_pid(tok, &np[o->npids])) {
+				if (np)
+					o->pids = np;
+				free(copy);
+				return np ? -1 : oom();
+			}
+			o->pids = np;
+			o->npids++;
+		}
+		free(copy);
+	}
+	return 0;
+}
+
+static int check_host_options(const struct options *o)
+{
+	const char *clash = o->cmd ? "-- CMD" : o->output ? "-o" : o->latency_probe ? "--latency-probe"
+		: o->timeline ? "--timeline" : o->plot ? "--plot" : o->pages_output ? "--pages-output"
+		: o->max_overhead ? "--max-overhead" : o->empty_probes ? "--empty-probes" : NULL;
+
+	if (clash) {
+		fprintf(stderr, "memwatch: %s profiles one process: it cannot go with --all\n", clash);
+		return -1;
+	}
+	if (o->pages_only && (o->ncomms || o->ncgroups)) {
+		fprintf(stderr, "memwatch: --pages-only probes no heap: --comm and --cgroup have nothing to select\n");
+		return -1;
+	}
+	return 0;
+}
+
+void options_free(struct options *o)
+{
+	free(o->comms);
+	free(o->pids);
+	free(o->cgroups);
+}
+
 int options_parse(int argc, char **argv, struct options *o)
 {
 	static const struct option longopts[] = {
@@ -227,12 +363,27 @@ int options_parse(int argc, char **argv, struct options *o)
 		{ "latency-probe", required_argument, NULL, OPT_LATENCY_PROBE },
 		{ "timeline", required_argument, NULL, OPT_TIMELINE },
 		{ "plot", required_argument, NULL, OPT_PLOT },
+		{ "all", no_argument, NULL, OPT_ALL },
+		{ "comm", required_argument, NULL, OPT_COMM },
+		{ "cgroup", required_argument, NULL, OPT_CGROUP },
+		{ "listen", required_argument, NULL, OPT_LISTEN },
+		{ "output-dir", required_argument, NULL, OPT_OUTPUT_DIR },
+		{ "output-keep", required_argument, NULL, OPT_OUTPUT_KEEP },
+		{ "output-max-bytes", required_argument, NULL, OPT_OUTPUT_MAX_BYTES },
+		{ "max-processes", required_argument, NULL, OPT_MAX_PROCESSES },
+		{ "max-profiled", required_argument, NULL, OPT_MAX_PROFILED },
+		{ "max-live-samples", required_argument, NULL, OPT_MAX_LIVE },
 		{ 0 },
 	};
-	uint64_t v;
-	int c;
+	const char **pid_args = NULL;
+	size_t npid_args = 0;
+	int c, r;
 
 	memset(o, 0, sizeof(*o));
+	o->output_keep = 1000;
+	o->output_max_bytes = 1ull << 30;
+	o->max_processes = 4096;
+	o->max_profiled = 64;
 	o->sample_bytes = 524288;
 	o->max_live = 262144;
 	o->ring_bytes = 16 << 20;
@@ -241,9 +392,49 @@ int options_parse(int argc, char **argv, struct options *o)
 	while ((c = getopt_long(argc, argv, "+p:o:d:s:i:vhV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
-			if (parse_size(optarg, &v) || v < 1 || v > INT_MAX)
-				return bad("PID", optarg);
-			o->pid = (pid_t)v;
+			if (push(&pid_args, &npid_args, optarg))
+				return oom();
+			break;
+		case OPT_ALL:
+			o->all = true;
+			break;
+		case OPT_COMM:
+			if ((r = check_regex(optarg)))
+				return r;
+			if (push(&o->comms, &o->ncomms, optarg))
+				return oom();
+			break;
+		case OPT_CGROUP:
+			if (!*optarg)
+				return bad("--cgroup", optarg);
+			if (push(&o->cgroups, &o->ncgroups, optarg))
+				return oom();
+			break;
+		case OPT_LISTEN:
+			if (!*optarg)
+				return bad("--listen ([ADDR:]PORT)", optarg);
+			o->listen = optarg;
+			break;
+		case OPT_OUTPUT_DIR:
+			if (!*optarg)
+				return bad("--output-dir", optarg);
+			o->output_dir = optarg;
+			break;
+		case OPT_OUTPUT_KEEP:
+			if (parse_size(optarg, &o->output_keep))
+				return bad("--output-keep", optarg);
+			break;
+		case OPT_OUTPUT_MAX_BYTES:
+			if (parse_size(optarg, &o->output_max_bytes))
+				return bad("--output-max-bytes", optarg);
+			break;
+		case OPT_MAX_PROCESSES:
+			if (parse_u32(optarg, 1, &o->max_processes))
+				return bad("--max-processes", optarg);
+			break;
+		case OPT_MAX_PROFILED:
+			if (parse_u32(optarg, 1, &o->max_profiled))
+				return bad("--max-profiled", optarg);
 			break;
 		case 'o':
 			if (!*optarg)
@@ -342,6 +533,18 @@ int options_parse(int argc, char **argv, struct options *o)
 	}
 	if (optind < argc)
 		o->cmd = &argv[optind];
+	r = o->all ? check_host_options(o) : 0;
+	if (!r)
+		r = parse_pids(o, pid_args, npid_args);
+	free(pid_args);
+	if (r)
+		return r;
+	if (o->all)
+		return 0;
+	if (o->ncomms || o->ncgroups || o->listen || o->output_dir) {
+		fprintf(stderr, "memwatch: --comm, --cgroup, --listen and --output-dir go with --all\n");
+		return -1;
+	}
 	if (o->pages_only && (o->alloc_only || o->max_overhead || o->empty_probes)) {
 		fprintf(stderr, "memwatch: --pages-only probes no allocator: it cannot go with --alloc-only, "
 				"--max-overhead or --empty-probes\n");

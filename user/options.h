@@ -35,10 +35,26 @@ struct options {
 	const char *latency_probe;	/* FILE:FUNCTION */
 	const char *timeline;	/* .csv or .json */
 	const char *plot;	/* .svg */
+
+	/* --all: every process on the host */
+	bool all;
+	const char **comms;	/* --comm REGEX: heap probes for matching comms */
+	size_t ncomms;
+	pid_t *pids;		/* --pid LIST under --all */
+	size_t npids;
+	const char **cgroups;	/* --cgroup PATH */
+	size_t ncgroups;
+	const char *listen;	/* --listen [ADDR:]PORT */
+	const char *output_dir;
+	uint64_t output_keep;	/* files kept in --output-dir; 0: no count bound */
+	uint64_t output_max_bytes;	/* bytes kept there; 0: no byte bound */
+	uint32_t max_processes;	/* processes tracked at once */
+	uint32_t max_profiled;	/* processes with heap probes at once */
 };
 
 /* 0: run; 1: done (help or version printed); -1: bad usage (reported). */
 int options_parse(int argc, char **argv, struct options *o);
+void options_free(struct options *o);
 /* "512k", "1M", "4096": 0 or -1. */
 int parse_size(const char *s, uint64_t *out);
 const char *stack_mode_name(enum stack_mode mode);

@@ -49,6 +49,17 @@ void procs_free(struct procs *ps)
 		symbolizer_free(ps->sym);
 }
 
+void procs_forget(struct procs *ps, pid_t pid)
+{
+	void *val;
+
+	if (!hmap_remove(&ps->by_pid, hash_u64(pid), pid, &val))
+		return;
+	struct process *p = val;
+	maps_free(&p->maps);
+	free(p);
+}
+
 static uint64_t file_key(const struct mapping *m)
 {
 	return m->inode ^ ((uint64_t)m->dev_major << 52) ^ ((uint64_t)m->dev_minor << 32);

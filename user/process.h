@@ -51,6 +51,8 @@ void procs_free(struct procs *ps);
 /* The process, reading its maps the first time; NULL with errno set. */
 struct process *procs_get(struct procs *ps, pid_t pid);
 struct process *procs_find(struct procs *ps, pid_t pid);
+/* Drops pid's process (its object files stay, shared and cached). */
+void procs_forget(struct procs *ps, pid_t pid);
 /* Re-reads maps. 0, or -ESRCH once the process is gone (its last snapshot stays). */
 int process_refresh(struct procs *ps, struct process *p);
 /* p called exec: a new image in the same process. */
