@@ -120,7 +120,8 @@ enum mw_page_event {
 };
 
 /* Latency histograms: 4 buckets per power of two of nanoseconds; values
- * 0..3 have a bucket each; the last bucket holds everything from 2^31 ns. */
+ * 0..3 have a bucket each (4..7 stay empty); the last bucket holds
+ * everything from 7 * 2^29 ns (3.76 s). */
 #define MW_HIST_BUCKETS 128
 
 /* Per process and CPU, added to by the fault program (no atomics on the

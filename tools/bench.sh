@@ -757,8 +757,31 @@ cat <<EOF
 
 - Ratios are of medians; "its floor" is the session floor for the default and
   the one-trap floor for --alloc-only: memwatch's own BPF work on top of the
-  traps it cannot avoid.
+  traps it cannot avoid. A run's own noise here is several percent (see the
+  ranges), so the same ratios taken within each round (the two runs a minute
+  apart at most) follow: median, and range over the rounds.
 EOF
+# paired A B: the per-round ratios NS[A]/NS[B], space-separated.
+paired() {
+	local -a x y
+	local i
+	read -r -a x <<<"${NS[$1]:-}"
+	read -r -a y <<<"${NS[$2]:-}"
+	for ((i = 0; i < ${#x[@]} && i < ${#y[@]}; i++)); do
+		awk -v a="${x[i]}" -v b="${y[i]}" 'BEGIN { if (b > 0) printf "%.3f ", a / b }'
+	done
+}
+for a in "${ALLOCATORS[@]}"; do
+	line=""
+	for pair in default:session-floor alloc-only:one-trap-floor session-floor:classic-floor; do
+		num=${pair%%:*} den=${pair#*:}
+		if ! has "$a/$num" || ! has "$a/$den"; then continue; fi
+		v=$(paired "$a/$num" "$a/$den")
+		[[ -n $v ]] || continue
+		line+="${line:+; }$num / $den $(median "$v" %.2f) ($(tr ' ' '\n' <<<"$v" | grep -v '^$' | sort -g | sed -n '1p;$p' | awk '{ printf "%s%.2f", (NR > 1 ? "-" : ""), $1 }'))"
+	done
+	[[ -n $line ]] && echo "- $a, per round: $line"
+done
 for a in "${ALLOCATORS[@]}"; do
 	has "$a/default" && has "$a/session-floor" &&
 		printf -- '- %s: memwatch adds %s ns/pair over the session floor (default), %s ns/pair over the one-trap floor (--alloc-only)\n' "$a" \

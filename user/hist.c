@@ -4,15 +4,16 @@
 
 uint64_t hist_bucket_floor(unsigned b)
 {
-	if (b < 4)
-		return b;
+	/* Values 0..3 have a bucket each; 4..7 stay empty (4 ns is bucket 8). */
+	if (b < 8)
+		return b < 4 ? b : 4;
 	unsigned log = b / 4;
 	return (1ull << log) + ((uint64_t)(b & 3) << (log - 2));
 }
 
 static double bucket_width(unsigned b)
 {
-	return b < 4 ? 1.0 : (double)(1ull << (b / 4 - 2));
+	return b < 8 ? 1.0 : (double)(1ull << (b / 4 - 2));
 }
 
 uint64_t hist_total(const uint64_t *counts)

@@ -30,7 +30,7 @@ struct http_request;
 
 /* Called once per complete request, from http_run. It answers before
  * returning, or calls http_defer and answers later; if it does neither
- * the client gets a 500. It must not call http_stop. */
+ * the client gets a 500. It must not call http_run or http_stop. */
 typedef void http_handler(void *ctx, struct http_request *req);
 
 /* listen: "[ADDR:]PORT". PORT alone listens on 127.0.0.1 only; ADDR is an
@@ -39,7 +39,9 @@ typedef void http_handler(void *ctx, struct http_request *req);
  * malformed spec, -EADDRINUSE, -EADDRNOTAVAIL, -EAFNOSUPPORT, ... */
 int http_start(struct http_server **out, const char *listen,
 	       http_handler *handler, void *ctx);
-/* Closes every connection. Requests still deferred are dropped: their
+/* Sends the answers already given, as far as the sockets take them at
+ * once (requests arriving meanwhile get a 503, not the handler), then
+ * closes every connection. Requests still deferred are dropped: their
  * clients see the connection close, and the caller must forget them. */
 void http_stop(struct http_server *srv);
 uint16_t http_port(const struct http_server *srv);

@@ -26,6 +26,7 @@
 #include "elf_file.h"
 #include "heapbpf.h"
 #include "heapprof.h"
+#include "host.h"
 #include "latency.h"
 #include "outfile.h"
 #include "pageprof.h"
@@ -1126,6 +1127,11 @@ int main(int argc, char **argv)
 	if (check_environment())
 		return 1;
 	raise_fd_limit();
+	if (s.opt.all) {
+		r = host_run(&s.opt);
+		options_free(&s.opt);
+		return r;
+	}
 	/* Signals are read from a signalfd; block them before forking. */
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
@@ -1183,5 +1189,6 @@ out:
 	pageprof_free(&s.pp);
 	stacker_free(&s.sk);
 	procs_free(&s.procs);
+	options_free(&s.opt);
 	return r;
 }

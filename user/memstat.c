@@ -43,7 +43,7 @@ static int64_t field_kb(const char *text, const char *key)
 	return -1;
 }
 
-int memstat_read(pid_t pid, struct memstat *out)
+int memstat_read_status(pid_t pid, struct memstat *out)
 {
 	char buf[4096];
 	ssize_t n = read_proc(pid, "status", buf, sizeof(buf));
@@ -54,6 +54,16 @@ int memstat_read(pid_t pid, struct memstat *out)
 	out->rss_anon = field_kb(buf, "RssAnon");
 	out->rss_file = field_kb(buf, "RssFile");
 	out->rss_shmem = field_kb(buf, "RssShmem");
+	return 0;
+}
+
+int memstat_read(pid_t pid, struct memstat *out)
+{
+	char buf[4096];
+	int err = memstat_read_status(pid, out);
+
+	if (err)
+		return err;
 	if (read_proc(pid, "smaps_rollup", buf, sizeof(buf)) > 0) {
 		out->anonymous = field_kb(buf, "Anonymous");
 		out->lazyfree = field_kb(buf, "LazyFree");

@@ -13,8 +13,10 @@
 enum { TYPE_NONE, TYPE_COUNTER, TYPE_GAUGE, TYPE_HISTOGRAM };
 
 /* Histogram bounds: every power of two of nanoseconds from 2^10 (1 us) to
- * 2^31 (2.1 s); each is the floor of bucket 4 * log, so the counts below it
- * are exact. The last memwatch bucket starts at 3.76 s and is open-ended. */
+ * 2^31 (2.1 s). Each is the floor of bucket 4 * log, so the buckets below
+ * it hold exactly the durations below it (whole ns, truncated), which le
+ * counts up to and including it: the same but for durations of exactly
+ * 2^log ns. The last memwatch bucket starts at 3.76 s and is open-ended. */
 #define LE_MIN_LOG 10
 #define LE_MAX_LOG 31
 

@@ -11,7 +11,7 @@
 #include "memwatch.h"
 
 struct metrics {
-	char *buf;		/* NUL-terminated text, len bytes */
+	char *buf;		/* len bytes and a NUL; NULL while empty */
 	size_t len, cap;
 	int err;
 	char **families;	/* names declared so far, the current one last */

@@ -16,13 +16,14 @@ struct outdir;
  * both (-EINVAL). 0 or -errno. */
 int outdir_open(struct outdir **out, const char *dir, uint64_t max_files, uint64_t max_bytes);
 /* Writes a file atomically (a temporary dot-file, fsync, rename), its
- * content written to fd by write(ctx, fd), which returns 0 or -errno. comm
- * is sanitized to at most 32 of [A-Za-z0-9._-], kind is 1 to 16 of [a-z].
- * Then deletes the oldest files (by the time in their names, then by name)
- * beyond the bounds, possibly this one if it is the oldest. 0 or -errno:
- * the callback's error, -EFBIG for a file larger than max_bytes alone,
- * -EEXIST if the name is taken; no file of this write remains then. An
- * error deleting an old file is returned after the new file is in place. */
+ * content written to fd (left open) by write(ctx, fd), which returns 0 or
+ * -errno. comm is sanitized to at most 32 of [A-Za-z0-9._-], kind is 1 to
+ * 16 of [a-z]. Then deletes the oldest files (by the time in their names,
+ * then by name) beyond the bounds, this one too if it is the oldest.
+ * 0 or -errno: the callback's error, -EFBIG for a file larger than
+ * max_bytes alone, -EEXIST if the name is taken; no file of this write
+ * remains then. An error deleting an old file is returned after the new
+ * file is in place. */
 int outdir_write(struct outdir *od, const char *comm, pid_t pid, int64_t realtime_ns, const char *kind,
 		 int (*write)(void *ctx, int fd), void *ctx);
 

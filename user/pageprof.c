@@ -90,29 +90,57 @@ void pageprof_spec(const struct pageprof *pg, struct profile_spec *spec)
 	spec->period = pg->rate > 1 ? (int64_t)pg->rate : 1;
 }
 
-long pageprof_rows(const struct pageprof *pg, struct profile_row **out)
+int pageprof_snapshot(const struct pageprof *pg, struct page_snapshot *out)
+{
+	out->nsites = pg->nsites;
+	out->v = calloc(pg->nsites + 1, sizeof(*out->v));
+	if (!out->v)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < pg->nsites; i++) {
+		out->v[i][0] = pg->sites[i].count;
+		out->v[i][1] = pg->sites[i].bytes;
+	}
+	return 0;
+}
+
+void page_snapshot_free(struct page_snapshot *snap)
+{
+	free(snap->v);
+	memset(snap, 0, sizeof(*snap));
+}
+
+long pageprof_rows(const struct pageprof *pg, const struct page_snapshot *base, struct profile_row **out)
 {
 	struct profile_row *rows = calloc(pg->nsites + 1, sizeof(*rows));
+	long n = 0;
 
 	if (!rows)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < pg->nsites; i++) {
 		const struct page_site *s = &pg->sites[i];
 		int col = s->kind == MW_PAGE_FAULT ? 0 : 2;
-		rows[i] = (struct profile_row){ .stack = s->stack, .pid = s->pid, .bytes_label = -1,
+		double count = s->count, bytes = s->bytes;
+		if (base && i < base->nsites) {
+			count -= base->v[i][0];
+			bytes -= base->v[i][1];
+		}
+		if (llround(count) == 0 && llround(bytes) == 0)
+			continue;
+		rows[n] = (struct profile_row){ .stack = s->stack, .pid = s->pid, .bytes_label = -1,
 						.str_label_key = "event", .str_label = page_event_name(s->kind) };
-		rows[i].values[col] = llround(s->count);
-		rows[i].values[col + 1] = llround(s->bytes);
+		rows[n].values[col] = llround(count);
+		rows[n].values[col + 1] = llround(bytes);
+		n++;
 	}
 	*out = rows;
-	return pg->nsites;
+	return n;
 }
 
 int pageprof_write(struct pageprof *pg, struct stacks *st, struct procs *ps, const struct profile_spec *base, int fd)
 {
 	struct profile_spec spec = *base;
 	struct profile_row *rows;
-	long n = pageprof_rows(pg, &rows);
+	long n = pageprof_rows(pg, NULL, &rows);
 
 	if (n < 0)
 		return (int)n;

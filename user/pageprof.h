@@ -33,8 +33,16 @@ int pageprof_add(struct pageprof *pg, uint32_t stack, pid_t pid, enum mw_page_ev
 /* faults/count, fault_space/bytes, purges/count, purge_space/bytes, with
  * an "event" label (fault, madvise, munmap, brk). */
 int pageprof_write(struct pageprof *pg, struct stacks *st, struct procs *ps, const struct profile_spec *base, int fd);
-/* The rows (malloc'ed into *out): the count, or -ENOMEM. */
-long pageprof_rows(const struct pageprof *pg, struct profile_row **out);
+/* Every site's count and bytes at one moment, for delta profiles. */
+struct page_snapshot {
+	uint32_t nsites;
+	double (*v)[2];
+};
+int pageprof_snapshot(const struct pageprof *pg, struct page_snapshot *out);
+void page_snapshot_free(struct page_snapshot *snap);
+/* The rows (malloc'ed into *out), minus base's values when base is given;
+ * rows that come to zero are left out. The count, or -ENOMEM. */
+long pageprof_rows(const struct pageprof *pg, const struct page_snapshot *base, struct profile_row **out);
 /* Fills spec's sample types and period. */
 void pageprof_spec(const struct pageprof *pg, struct profile_spec *spec);
 const char *page_event_name(enum mw_page_event kind);

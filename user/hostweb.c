@@ -1,0 +1,723 @@
+#include "hostweb.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "allocators.h"
+#include "host.h"
+#include "http.h"
+#include "memstat.h"
+#include "metrics.h"
+#include "outdir.h"
+#include "version.h"
+
+#define MAX_DELTA_SECONDS 3600
+#define MAX_PARTS_LABELS 3
+
+/* One process's values when a delta request came. */
+struct delta_snap {
+	pid_t pid;
+	uint64_t start_time;
+	struct heap_snapshot heap;
+	struct page_snapshot pages;
+};
+
+struct delta_request {
+	struct delta_request *next;
+	struct http_request *req;
+	enum profile_kind kind;
+	pid_t pid;			/* 0: every profiled process */
+	uint64_t deadline_ns;
+	int64_t start_real_ns;
+	struct delta_snap *snaps;
+	size_t nsnaps;
+};
+
+static int64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+/* ---- profiles --------------------------------------------------------- */
+
+static const struct delta_snap *snap_of(const struct delta_request *d, const struct hproc *hp)
+{
+	for (size_t i = 0; d && i < d->nsnaps; i++)
+		if (d->snaps[i].pid == hp->pid && d->snaps[i].start_time == hp->start_time)
+			return &d->snaps[i];
+	return NULL;
+}
+
+static long rows_of(struct hproc *hp, enum profile_kind kind, const struct delta_snap *snap,
+		    struct profile_row **rows)
+{
+	if (kind == PROFILE_PAGES)
+		return pageprof_rows(&hp->tgt->pages, snap ? &snap->pages : NULL, rows);
+	return heapprof_rows(&hp->tgt->heap, snap ? &snap->heap : NULL, rows);
+}
+
+static void part_labels(struct profile_part *part, const struct hproc *hp)
+{
+	part->labels[0][0] = "comm", part->labels[0][1] = hp->comm;
+	part->labels[1][0] = "exe", part->labels[1][1] = hp->exe;
+	part->labels[2][0] = "container_id", part->labels[2][1] = hp->container;
+}
+
+/* Parts for hp alone, or every profiled process. */
+static long collect_parts(struct host *h, struct hproc *only, enum profile_kind kind,
+			  const struct delta_request *d, struct profile_part **out)
+{
+	size_t cap = only ? 1 : h->nprofiled + 1, n = 0;
+	struct profile_part *parts = calloc(cap, sizeof(*parts));
+	struct hmap_slot *s;
+
+	if (!parts)
+		return -ENOMEM;
+	for (size_t i = 0; hmap_next(&h->by_pid, &i, &s);) {
+		struct hproc *hp = s->val;
+		if (!hp->tgt || (only && hp != only) || n == cap)
+			continue;
+		struct profile_row *rows;
+		long nrows = rows_of(hp, kind, snap_of(d, hp), &rows);
+		if (nrows < 0)
+			break;
+		parts[n] = (struct profile_part){ .st = &hp->tgt->heap.st, .rows = rows, .nrows = nrows };
+		part_labels(&parts[n], hp);
+		n++;
+	}
+	*out = parts;
+	return n;
+}
+
+static void free_parts(struct profile_part *parts, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free((void *)parts[i].rows);
+	free(parts);
+}
+
+static void profile_spec_of(struct host *h, enum profile_kind kind, int64_t start_ns, const char *const *comments,
+			    struct profile_spec *spec)
+{
+	struct heapprof dummy = { .rate = h->opt->sample_bytes, .drop_frames = allocators_drop_frames() };
+	struct profile_meta meta = {
+		.start_ns = start_ns, .end_ns = realtime_ns(), .comments = comments, .alloc_only = h->opt->alloc_only,
+	};
+
+	heapprof_spec(&dummy, &meta, spec);
+	if (kind == PROFILE_ALLOCS)
+		spec->default_type = "alloc_space";
+	if (kind == PROFILE_PAGES) {
+		struct pageprof pp = { .rate = h->opt->page_sample_bytes };
+		pageprof_spec(&pp, spec);
+		spec->drop_frames = NULL;
+	}
+}
+
+static int write_parts(struct host *h, struct hproc *hp, enum profile_kind kind, const struct delta_request *d,
+		       int fd)
+{
+	char who[96], *comments[3] = { 0 };
+	struct profile_spec spec;
+	struct profile_part *parts;
+	long n = collect_parts(h, hp, kind, d, &parts);
+
+	if (n < 0)
+		return (int)n;
+	if (hp)
+		snprintf(who, sizeof(who), "pid %d (%s)", (int)hp->pid, hp->comm);
+	else
+		snprintf(who, sizeof(who), "%ld profiled processes", n);
+	if (asprintf(&comments[0], "memwatch %s --all: %s%s", MW_VERSION, who,
+		     d ? ", delta over the request's seconds" : "") < 0)
+		comments[0] = NULL;
+	if (kind == PROFILE_PAGES)
+		asprintf(&comments[1], "page stacks: one per %" PRIu64 " bytes faulted or purged (Poisson)",
+			 h->opt->page_sample_bytes);
+	else
+		asprintf(&comments[1], "sampling: Poisson by bytes, mean interval %" PRIu64 " bytes; values are estimates",
+			 h->opt->sample_bytes);
+	int64_t start = d ? d->start_real_ns : hp ? hp->tgt->start_real_ns : h->start_real_ns;
+	profile_spec_of(h, kind, start, (const char *const *)comments, &spec);
+	int err = profile_write_parts(&h->procs, &spec, parts, n, fd);
+	free_parts(parts, n);
+	free(comments[0]);
+	free(comments[1]);
+	return err;
+}
+
+int hostweb_write_profile(struct host *h, struct hproc *hp, enum profile_kind kind, const void *base, int fd)
+{
+	return write_parts(h, hp, kind, base, fd);
+}
+
+/* A profile in memory, for an HTTP answer. */
+static int profile_bytes(struct host *h, struct hproc *hp, enum profile_kind kind, const struct delta_request *d,
+			 char **buf, size_t *len)
+{
+	int fd = memfd_create("memwatch-profile", MFD_CLOEXEC), err;
+	struct stat st;
+
+	if (fd < 0)
+		return -errno;
+	err = write_parts(h, hp, kind, d, fd);
+	if (!err && fstat(fd, &st))
+		err = -errno;
+	if (!err) {
+		*len = st.st_size;
+		*buf = malloc(*len + 1);
+		if (!*buf)
+			err = -ENOMEM;
+		else if (pread(fd, *buf, *len, 0) != (ssize_t)*len)
+			err = -EIO;
+		if (err) {
+			free(*buf);
+			*buf = NULL;
+		}
+	}
+	close(fd);
+	return err;
+}
+
+static const char *kind_name(enum profile_kind kind)
+{
+	return kind == PROFILE_PAGES ? "pages" : kind == PROFILE_ALLOCS ? "allocs" : "heap";
+}
+
+static void answer_profile(struct host *h, struct http_request *req, struct hproc *hp, enum profile_kind kind,
+			   const struct delta_request *d)
+{
+	char *buf = NULL, disposition[64];
+	size_t len = 0;
+	int err = profile_bytes(h, hp, kind, d, &buf, &len);
+
+	if (err) {
+		http_respond_text(req, 500, "memwatch: cannot write the profile: %s\n", strerror(-err));
+		return;
+	}
+	snprintf(disposition, sizeof(disposition), "attachment; filename=\"%s\"", kind_name(kind));
+	http_header(req, "Content-Disposition", disposition);
+	http_respond(req, 200, "application/octet-stream", buf, len);
+	free(buf);
+}
+
+/* ---- delta requests --------------------------------------------------- */
+
+static void free_delta(struct delta_request *d)
+{
+	for (size_t i = 0; i < d->nsnaps; i++) {
+		heap_snapshot_free(&d->snaps[i].heap);
+		page_snapshot_free(&d->snaps[i].pages);
+	}
+	free(d->snaps);
+	free(d);
+}
+
+static int snapshot_one(struct hproc *hp, struct delta_snap *out)
+{
+	out->pid = hp->pid;
+	out->start_time = hp->start_time;
+	if (heapprof_snapshot(&hp->tgt->heap, &out->heap) || pageprof_snapshot(&hp->tgt->pages, &out->pages))
+		return -ENOMEM;
+	return 0;
+}
+
+static struct delta_request *start_delta(struct host *h, struct http_request *req, struct hproc *only,
+					 enum profile_kind kind, unsigned seconds)
+{
+	struct delta_request *d = calloc(1, sizeof(*d));
+	struct hmap_slot *s;
+
+	if (!d)
+		return NULL;
+	d->snaps = calloc(only ? 1 : h->nprofiled + 1, sizeof(*d->snaps));
+	if (!d->snaps) {
+		free(d);
+		return NULL;
+	}
+	host_scan_live(h);
+	for (size_t i = 0; hmap_next(&h->by_pid, &i, &s);) {
+		struct hproc *hp = s->val;
+		if (!hp->tgt || (only && hp != only) || d->nsnaps > h->nprofiled)
+			continue;
+		if (snapshot_one(hp, &d->snaps[d->nsnaps++])) {
+			free_delta(d);
+			return NULL;
+		}
+	}
+	d->req = req;
+	d->kind = kind;
+	d->pid = only ? only->pid : 0;
+	d->deadline_ns = host_now_ns() + seconds * 1000000000ull;
+	d->start_real_ns = realtime_ns();
+	d->next = h->deltas;
+	h->deltas = d;
+	return d;
+}
+
+static void deliver(struct host *h, struct delta_request *d)
+{
+	struct hproc *hp = d->pid ? host_find(h, d->pid) : NULL;
+
+	if (d->pid && (!hp || !hp->tgt))
+		http_respond_text(d->req, 404, "memwatch: pid %d is gone\n", (int)d->pid);
+	else
+		answer_profile(h, d->req, hp, d->kind, d);
+}
+
+int hostweb_next_deadline_ms(struct host *h)
+{
+	uint64_t now = host_now_ns(), next = UINT64_MAX;
+
+	for (struct delta_request *d = h->deltas; d; d = d->next)
+		if (d->deadline_ns < next)
+			next = d->deadline_ns;
+	if (next == UINT64_MAX)
+		return -1;
+	return next <= now ? 0 : (int)((next - now) / 1000000) + 1;
+}
+
+void hostweb_deliver_due(struct host *h)
+{
+	uint64_t now = host_now_ns();
+	bool scanned = false;
+
+	for (struct delta_request **dp = &h->deltas; *dp;) {
+		struct delta_request *d = *dp;
+		if (d->deadline_ns > now) {
+			dp = &d->next;
+			continue;
+		}
+		if (!scanned) {
+			host_scan_live(h);
+			scanned = true;
+		}
+		*dp = d->next;
+		deliver(h, d);
+		free_delta(d);
+	}
+}
+
+int hostweb_process_gone(struct host *h, struct hproc *hp)
+{
+	for (struct delta_request **dp = &h->deltas; *dp;) {
+		struct delta_request *d = *dp;
+		if (d->pid != hp->pid) {
+			dp = &d->next;
+			continue;
+		}
+		*dp = d->next;
+		answer_profile(h, d->req, hp, d->kind, d);
+		free_delta(d);
+	}
+	return 0;
+}
+
+void hostweb_free(struct host *h)
+{
+	while (h->deltas) {
+		struct delta_request *d = h->deltas;
+		h->deltas = d->next;
+		http_respond_text(d->req, 503, "memwatch: shutting down\n");
+		free_delta(d);
+	}
+}
+
+/* ---- /metrics --------------------------------------------------------- */
+
+static const char *const syscall_names[MW_SC_COUNT] = {
+	[MW_SC_MADVISE] = "madvise", [MW_SC_MMAP] = "mmap", [MW_SC_MUNMAP] = "munmap",
+	[MW_SC_BRK] = "brk", [MW_SC_MREMAP] = "mremap",
+};
+
+struct proc_reading {
+	struct hproc *hp;
+	struct mw_page_stats *st;	/* NULL: no kernel-side entry */
+	int64_t rss_anon;
+	char pid[16];
+};
+
+#define PROC_LABELS(r) ((const char *const[]){ "pid", (r)->pid, "comm", (r)->hp->comm, "container_id", \
+					      (r)->hp->container, NULL })
+
+static void read_processes(struct host *h, struct proc_reading *out, size_t *n)
+{
+	struct hmap_slot *s;
+	struct memstat ms;
+
+	*n = 0;
+	for (size_t i = 0; hmap_next(&h->by_pid, &i, &s);) {
+		struct proc_reading *r = &out[*n];
+		r->hp = s->val;
+		snprintf(r->pid, sizeof(r->pid), "%d", (int)r->hp->pid);
+		r->st = malloc(sizeof(*r->st));
+		if (r->st && pages_stats(&h->pages, r->hp->pid, r->st)) {
+			free(r->st);
+			r->st = NULL;
+		}
+		r->rss_anon = memstat_read_status(r->hp->pid, &ms) ? -1 : ms.rss_anon;
+		(*n)++;
+	}
+}
+
+typedef uint64_t stat_field(const struct mw_page_stats *st);
+static uint64_t f_faults(const struct mw_page_stats *st) { return st->faults; }
+static uint64_t f_refaults(const struct mw_page_stats *st) { return st->refaults; }
+static uint64_t f_refault_bytes(const struct mw_page_stats *st) { return st->refault_bytes; }
+static uint64_t f_purges(const struct mw_page_stats *st) { return st->purges; }
+static uint64_t f_purge_bytes(const struct mw_page_stats *st) { return st->purge_bytes; }
+static uint64_t f_unmaps(const struct mw_page_stats *st) { return st->unmaps; }
+static uint64_t f_unmap_bytes(const struct mw_page_stats *st) { return st->unmap_bytes; }
+
+static void kernel_counter(struct metrics *m, const struct proc_reading *r, size_t n, const char *name,
+			   const char *help, stat_field *field)
+{
+	metrics_family(m, name, "counter", help);
+	for (size_t i = 0; i < n; i++)
+		if (r[i].st)
+			metrics_sample_u64(m, name, PROC_LABELS(&r[i]), field(r[i].st));
+}
+
+static void kernel_metrics(struct metrics *m, const struct proc_reading *r, size_t n)
+{
+	kernel_counter(m, r, n, "memwatch_process_page_faults_total",
+		       "Page faults on pages not present (user mode), per process.", f_faults);
+	kernel_counter(m, r, n, "memwatch_process_refaults_total",
+		       "Faults on pages the process had purged (madvise, munmap, brk shrink) before.", f_refaults);
+	kernel_counter(m, r, n, "memwatch_process_refault_bytes_total", "Bytes of those refaults.",
+		       f_refault_bytes);
+	kernel_counter(m, r, n, "memwatch_process_purges_total",
+		       "madvise DONTNEED/FREE/REMOVE/DONTNEED_LOCKED calls that succeeded.", f_purges);
+	kernel_counter(m, r, n, "memwatch_process_purge_bytes_total", "Bytes those purges covered.",
+		       f_purge_bytes);
+	kernel_counter(m, r, n, "memwatch_process_unmaps_total", "munmap calls and brk shrinks.", f_unmaps);
+	kernel_counter(m, r, n, "memwatch_process_unmap_bytes_total", "Bytes unmapped or given back by brk.",
+		       f_unmap_bytes);
+	metrics_family(m, "memwatch_process_rss_anon_bytes", "gauge", "Resident anonymous memory (RssAnon).");
+	for (size_t i = 0; i < n; i++)
+		if (r[i].rss_anon >= 0)
+			metrics_sample_u64(m, "memwatch_process_rss_anon_bytes", PROC_LABELS(&r[i]), r[i].rss_anon);
+}
+
+static void heap_metrics(struct metrics *m, const struct proc_reading *r, size_t n)
+{
+	static const struct {
+		const char *name, *type, *help;
+		int field;
+	} heap[] = {
+		{ "memwatch_process_live_heap_bytes", "gauge", "Estimated bytes in live heap blocks (sampled).", 0 },
+		{ "memwatch_process_live_heap_objects", "gauge", "Estimated live heap blocks (sampled).", 1 },
+		{ "memwatch_process_alloc_bytes_total", "counter", "Estimated bytes allocated since profiled.", 2 },
+		{ "memwatch_process_alloc_objects_total", "counter", "Estimated allocations since profiled.", 3 },
+	};
+
+	for (size_t k = 0; k < sizeof(heap) / sizeof(heap[0]); k++) {
+		metrics_family(m, heap[k].name, heap[k].type, heap[k].help);
+		for (size_t i = 0; i < n; i++) {
+			const struct target *t = r[i].hp->tgt;
+			if (!t)
+				continue;
+			const struct heap_totals *tot = &t->heap.tot;
+			double v[] = { tot->inuse_bytes, tot->inuse_objects, tot->alloc_bytes, tot->alloc_objects };
+			metrics_sample_u64(m, heap[k].name, PROC_LABELS(&r[i]), v[heap[k].field] > 0 ?
+					   (uint64_t)(v[heap[k].field] + 0.5) : 0);
+		}
+	}
+	metrics_family(m, "memwatch_process_heap_utilization_ratio", "gauge",
+		       "Estimated live heap over resident anonymous memory.");
+	for (size_t i = 0; i < n; i++)
+		if (r[i].hp->tgt && r[i].rss_anon > 0)
+			metrics_sample_double(m, "memwatch_process_heap_utilization_ratio", PROC_LABELS(&r[i]),
+					      r[i].hp->tgt->heap.tot.inuse_bytes / r[i].rss_anon);
+}
+
+static void latency_metrics(struct metrics *m, const struct proc_reading *r, size_t n)
+{
+	static uint64_t total[MW_SC_COUNT][MW_HIST_BUCKETS];
+
+	memset(total, 0, sizeof(total));
+	for (size_t i = 0; i < n; i++)
+		for (int sc = 0; r[i].st && sc < MW_SC_COUNT; sc++)
+			for (int b = 0; b < MW_HIST_BUCKETS; b++)
+				total[sc][b] += r[i].st->latency[sc][b];
+	metrics_family(m, "memwatch_syscall_latency_seconds", "histogram",
+		       "Latency of the address-space syscalls, every process memwatch tracks.");
+	for (int sc = 0; sc < MW_SC_COUNT; sc++)
+		metrics_histogram_ns(m, "memwatch_syscall_latency_seconds",
+				     (const char *const[]){ "syscall", syscall_names[sc], NULL }, total[sc]);
+	metrics_family(m, "memwatch_process_syscall_latency_seconds", "histogram",
+		       "Latency of the address-space syscalls, per profiled process.");
+	for (size_t i = 0; i < n; i++) {
+		if (!r[i].hp->tgt || !r[i].st)
+			continue;
+		for (int sc = 0; sc < MW_SC_COUNT; sc++)
+			metrics_histogram_ns(m, "memwatch_process_syscall_latency_seconds",
+					     (const char *const[]){ "pid", r[i].pid, "comm", r[i].hp->comm,
+								    "container_id", r[i].hp->container, "syscall",
+								    syscall_names[sc], NULL },
+					     (const uint64_t *)r[i].st->latency[sc]);
+	}
+}
+
+static void info_metrics(struct metrics *m, const struct proc_reading *r, size_t n)
+{
+	metrics_family(m, "memwatch_process_info", "gauge",
+		       "1 per tracked process; profiled=\"1\" if its heap is probed.");
+	for (size_t i = 0; i < n; i++)
+		metrics_sample_u64(m, "memwatch_process_info",
+				   (const char *const[]){ "pid", r[i].pid, "comm", r[i].hp->comm, "container_id",
+							  r[i].hp->container, "exe", r[i].hp->exe ? r[i].hp->exe : "",
+							  "profiled", r[i].hp->tgt ? "1" : "0", NULL },
+				   1);
+}
+
+static void own_losses(struct metrics *m, struct host *h)
+{
+	static const struct {
+		int counter;
+		const char *reason;
+	} losses[] = {
+		{ MW_CNT_RINGBUF_FULL, "ring_buffer_full" }, { MW_CNT_LIVE_FULL, "live_map_full" },
+		{ MW_CNT_PENDING_FULL, "calls_lost" },	     { MW_CNT_BUSY, "samplers_busy" },
+		{ MW_CNT_STACK_FAIL, "unreadable_stacks" },
+	};
+	uint64_t heap[MW_CNT_NR] = { 0 }, kern[MW_CNT_NR];
+
+	if (h->have_heap)
+		heapbpf_counters(&h->bpf, heap);
+	pages_counters(&h->pages, kern);
+	metrics_family(m, "memwatch_lost_events_total", "counter", "Events memwatch could not record, by reason.");
+	for (size_t i = 0; i < sizeof(losses) / sizeof(losses[0]); i++) {
+		metrics_sample_u64(m, "memwatch_lost_events_total",
+				   (const char *const[]){ "side", "heap", "reason", losses[i].reason, NULL },
+				   heap[losses[i].counter]);
+		metrics_sample_u64(m, "memwatch_lost_events_total",
+				   (const char *const[]){ "side", "kernel", "reason", losses[i].reason, NULL },
+				   kern[losses[i].counter]);
+	}
+}
+
+static void own_metrics(struct metrics *m, struct host *h)
+{
+	struct rusage ru;
+	struct memstat ms;
+	const struct host_counts *c = &h->counts;
+	char evicted[2][8] = { "process", "profiled" };
+
+	own_losses(m, h);
+	metrics_family(m, "memwatch_evictions_total", "counter",
+		       "Processes memwatch stopped tracking (process) or profiling (profiled) to stay in its bounds.");
+	metrics_sample_u64(m, "memwatch_evictions_total", (const char *const[]){ "what", evicted[0], NULL },
+			   c->evicted_processes);
+	metrics_sample_u64(m, "memwatch_evictions_total", (const char *const[]){ "what", evicted[1], NULL },
+			   c->evicted_profiled);
+	metrics_family(m, "memwatch_dropped_processes_total", "counter",
+		       "Processes not tracked: --max-processes reached and none idle to evict.");
+	metrics_sample_u64(m, "memwatch_dropped_processes_total", NULL, c->dropped_processes);
+	metrics_family(m, "memwatch_processes", "gauge", "Processes tracked, and of them profiled.");
+	metrics_sample_u64(m, "memwatch_processes", (const char *const[]){ "state", "tracked", NULL }, h->by_pid.len);
+	metrics_sample_u64(m, "memwatch_processes", (const char *const[]){ "state", "profiled", NULL }, h->nprofiled);
+	metrics_family(m, "memwatch_stacks_total", "counter", "Stacks unwound and interned.");
+	metrics_sample_u64(m, "memwatch_stacks_total", NULL, h->sk.stacks);
+	if (!getrusage(RUSAGE_SELF, &ru)) {
+		metrics_family(m, "memwatch_cpu_seconds_total", "counter", "CPU time memwatch used (user + system).");
+		metrics_sample_double(m, "memwatch_cpu_seconds_total", NULL,
+				      ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+					      (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+	}
+	if (!memstat_read_status(getpid(), &ms)) {
+		metrics_family(m, "memwatch_resident_memory_bytes", "gauge", "memwatch's own resident memory.");
+		metrics_sample_u64(m, "memwatch_resident_memory_bytes", NULL,
+				   (uint64_t)(ms.rss_anon + ms.rss_file + ms.rss_shmem));
+	}
+	if (h->outdir) {
+		struct outdir_stats os;
+		outdir_stats(h->outdir, &os);
+		metrics_family(m, "memwatch_output_files", "gauge", "Profiles kept in --output-dir.");
+		metrics_sample_u64(m, "memwatch_output_files", NULL, os.files);
+		metrics_family(m, "memwatch_output_bytes", "gauge", "Bytes of the profiles kept in --output-dir.");
+		metrics_sample_u64(m, "memwatch_output_bytes", NULL, os.bytes);
+		metrics_family(m, "memwatch_output_errors_total", "counter", "Profiles --output-dir failed to write.");
+		metrics_sample_u64(m, "memwatch_output_errors_total", NULL, os.errors);
+	}
+}
+
+static void answer_metrics(struct host *h, struct http_request *req)
+{
+	struct proc_reading *r = calloc(h->by_pid.len + 1, sizeof(*r));
+	struct metrics m;
+	size_t n = 0;
+
+	if (!r) {
+		http_respond_text(req, 500, "memwatch: out of memory\n");
+		return;
+	}
+	host_scan_live(h);
+	read_processes(h, r, &n);
+	metrics_init(&m);
+	info_metrics(&m, r, n);
+	kernel_metrics(&m, r, n);
+	heap_metrics(&m, r, n);
+	latency_metrics(&m, r, n);
+	own_metrics(&m, h);
+	if (metrics_error(&m))
+		http_respond_text(req, 500, "memwatch: cannot render metrics: %s\n", strerror(-metrics_error(&m)));
+	else
+		http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", m.buf, m.len);
+	metrics_free(&m);
+	for (size_t i = 0; i < n; i++)
+		free(r[i].st);
+	free(r);
+}
+
+/* ---- /debug/pprof/ ---------------------------------------------------- */
+
+static void html_escaped(FILE *f, const char *s)
+{
+	for (; s && *s; s++) {
+		switch (*s) {
+		case '<': fputs("&lt;", f); break;
+		case '>': fputs("&gt;", f); break;
+		case '&': fputs("&amp;", f); break;
+		case '"': fputs("&quot;", f); break;
+		default: fputc(*s, f);
+		}
+	}
+}
+
+static void answer_index(struct host *h, struct http_request *req)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	struct hmap_slot *s;
+
+	if (!f) {
+		http_respond_text(req, 500, "memwatch: out of memory\n");
+		return;
+	}
+	fputs("<!DOCTYPE html>\n<html><head><title>memwatch /debug/pprof/</title></head><body>\n"
+	      "<h1>memwatch: profiled processes</h1>\n<p>All of them: <a href=\"heap\">heap</a> "
+	      "<a href=\"allocs\">allocs</a> <a href=\"pages\">pages</a>; add ?seconds=N for a delta.</p>\n"
+	      "<table>\n<tr><th>pid</th><th>comm</th><th>container</th><th>profiles</th></tr>\n", f);
+	for (size_t i = 0; hmap_next(&h->by_pid, &i, &s);) {
+		struct hproc *hp = s->val;
+		if (!hp->tgt)
+			continue;
+		fprintf(f, "<tr><td>%d</td><td>", (int)hp->pid);
+		html_escaped(f, hp->comm);
+		fputs("</td><td>", f);
+		html_escaped(f, hp->container[0] ? hp->container : "-");
+		fprintf(f, "</td><td><a href=\"heap?pid=%d\">heap</a> <a href=\"allocs?pid=%d\">allocs</a> "
+			   "<a href=\"pages?pid=%d\">pages</a></td></tr>\n", (int)hp->pid, (int)hp->pid, (int)hp->pid);
+	}
+	fputs("</table>\n</body></html>\n", f);
+	if (fclose(f)) {
+		free(buf);
+		http_respond_text(req, 500, "memwatch: out of memory\n");
+		return;
+	}
+	http_respond(req, 200, "text/html; charset=utf-8", buf, len);
+	free(buf);
+}
+
+/* A decimal number in [min, max], nothing else. */
+static bool parse_number(const char *s, long min, long max, long *out)
+{
+	char *end;
+
+	if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+		return false;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+static void answer_pprof(struct host *h, struct http_request *req, enum profile_kind kind)
+{
+	static const char *const known[] = { "pid", "seconds", "gc", "debug", NULL };
+	const char *pid_s = http_param(req, "pid"), *sec_s = http_param(req, "seconds");
+	const char *debug = http_param(req, "debug"), *gc = http_param(req, "gc");
+	struct hproc *hp = NULL;
+	long pid = 0, seconds = 0;
+
+	if (http_has_unknown_param(req, known)) {
+		http_respond_text(req, 400, "memwatch: unknown parameter: pid, seconds, gc and debug are known\n");
+		return;
+	}
+	if ((pid_s && !parse_number(pid_s, 1, INT_MAX, &pid)) ||
+	    (sec_s && !parse_number(sec_s, 1, MAX_DELTA_SECONDS, &seconds)) ||
+	    (gc && strcmp(gc, "0") && strcmp(gc, "1"))) {
+		http_respond_text(req, 400, "memwatch: pid must be a process id, seconds a whole number from 1 to %d\n",
+				  MAX_DELTA_SECONDS);
+		return;
+	}
+	if (debug && strcmp(debug, "0")) {
+		http_respond_text(req, 400, "memwatch: only the protobuf format (debug=0) is served\n");
+		return;
+	}
+	if (pid_s) {
+		hp = host_find(h, (pid_t)pid);
+		if (!hp || !hp->tgt) {
+			http_respond_text(req, 404, hp ? "memwatch: pid %ld is not profiled (--comm, --pid and --cgroup "
+							 "select the processes that are)\n"
+						       : "memwatch: no process %ld is tracked\n", pid);
+			return;
+		}
+	}
+	if (kind != PROFILE_PAGES && !h->have_heap) {
+		http_respond_text(req, 404, "memwatch: no heap profiles (--pages-only, or no --comm/--pid/--cgroup)\n");
+		return;
+	}
+	if (!seconds) {
+		host_scan_live(h);
+		answer_profile(h, req, hp, kind, NULL);
+		return;
+	}
+	if (!start_delta(h, req, hp, kind, (unsigned)seconds)) {
+		http_respond_text(req, 500, "memwatch: out of memory\n");
+		return;
+	}
+	http_defer(req);
+}
+
+void hostweb_handle(void *ctx, struct http_request *req)
+{
+	struct host *h = ctx;
+	const char *path = http_path(req);
+	static const char *const none[] = { NULL };
+
+	if (!strcmp(path, "/metrics")) {
+		if (http_has_unknown_param(req, none))
+			http_respond_text(req, 400, "memwatch: /metrics takes no parameters\n");
+		else
+			answer_metrics(h, req);
+	} else if (!strcmp(path, "/debug/pprof/heap")) {
+		answer_pprof(h, req, PROFILE_HEAP);
+	} else if (!strcmp(path, "/debug/pprof/allocs")) {
+		answer_pprof(h, req, PROFILE_ALLOCS);
+	} else if (!strcmp(path, "/debug/pprof/pages")) {
+		answer_pprof(h, req, PROFILE_PAGES);
+	} else if (!strcmp(path, "/debug/pprof/") || !strcmp(path, "/debug/pprof")) {
+		answer_index(h, req);
+	} else if (!strcmp(path, "/")) {
+		http_respond_text(req, 200, "memwatch %s: /metrics (Prometheus), /debug/pprof/ (pprof)\n", MW_VERSION);
+	} else {
+		http_respond_text(req, 404, "memwatch: no such page; try /metrics or /debug/pprof/\n");
+	}
+}
