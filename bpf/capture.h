@@ -235,6 +235,26 @@ static __always_inline __u32 capture_snapshot(struct mw_sample_event *e, struct 
 	return copied;
 }
 
+/* A pending uretprobe (memwatch's own on a sampled allocation, or anyone's)
+ * has replaced a return address on the stack with the kernel's trampoline:
+ * the unwinder needs the original, which only the kernel knows. */
+static __always_inline void capture_urets(struct mw_sample_event *e)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct return_instance *ri = BPF_CORE_READ(task, utask, return_instances);
+	__u32 n = 0;
+
+	for (int i = 0; i < MW_URET_MAX; i++) {
+		if (!ri)
+			break;
+		e->uret_slot[i] = BPF_CORE_READ(ri, stack);
+		e->uret_orig[i] = BPF_CORE_READ(ri, orig_ret_vaddr);
+		ri = BPF_CORE_READ(ri, next);
+		n++;
+	}
+	e->nuret = n;
+}
+
 static __always_inline __u64 next_sample_id(struct cpu_state *st)
 {
 	return ((__u64)bpf_get_smp_processor_id() << 48 | ++st->next_id);
@@ -268,11 +288,13 @@ static __always_inline int emit_stack(void *ctx, struct pt_regs *regs, __u32 typ
 	e->mode = cfg_stack_mode;
 	e->nframes = 0;
 	e->stack_len = 0;
-	e->pad = 0;
-	if (cfg_stack_mode == MW_STACK_FP)
+	e->nuret = 0;
+	if (cfg_stack_mode == MW_STACK_FP) {
 		len = capture_fp(e, ctx, regs, at_entry, caller);
-	else
+	} else {
 		len = capture_snapshot(e, regs);
+		capture_urets(e);
+	}
 	len += sizeof(*e);
 	if (len > cfg_scratch_bytes - MW_SCRATCH_HEAD)
 		len = cfg_scratch_bytes - MW_SCRATCH_HEAD;

@@ -159,6 +159,8 @@ struct mw_event_head {
  * stack_len bytes copied from regs[7] (rsp) upwards (MW_STACK_SNAPSHOT).
  * Events are as long as what they hold.
  */
+#define MW_URET_MAX 4
+
 struct mw_sample_event {
 	struct mw_event_head h;
 	__u64 sample_id;
@@ -166,8 +168,13 @@ struct mw_sample_event {
 	__u32 mode;		/* enum mw_stack_mode */
 	__u32 nframes;
 	__u32 stack_len;
-	__u32 pad;
+	__u32 nuret;
 	__u64 regs[MW_NREGS];	/* DWARF numbering; zero in FP mode */
+	/* Pending uretprobes of the thread (innermost first): the stack slot
+	 * whose return address the kernel replaced with its trampoline, and
+	 * the original address. Snapshots only. */
+	__u64 uret_slot[MW_URET_MAX];
+	__u64 uret_orig[MW_URET_MAX];
 	__u8 data[];
 };
 

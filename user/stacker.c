@@ -54,6 +54,8 @@ static uint32_t sample_frames(struct stacker *sk, struct procs *ps, struct proce
 		return kept;
 	}
 	size_t stack_len = e->stack_len < payload ? e->stack_len : payload;
+	unwinder_set_returns(sk->unw, (const uint64_t *)e->uret_slot, (const uint64_t *)e->uret_orig,
+			     e->nuret < MW_URET_MAX ? e->nuret : MW_URET_MAX);
 	unwind_stack(sk->unw, ps, p, (const uint64_t *)e->regs, e->data, stack_len, &sk->unwound);
 	*frames = sk->unwound.pcs;
 	*why = sk->unwound.truncated;

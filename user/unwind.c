@@ -149,6 +149,9 @@ struct sample {
 	bool read_past_snapshot, read_failed;
 	const char *abort_reason;
 	bool signal;		/* strict: the newest frame is a signal frame's caller */
+	/* Return addresses a pending uretprobe replaced: slot -> original. */
+	const uint64_t *uret_slot, *uret_orig;
+	unsigned nuret;
 };
 
 struct unwinder {
@@ -160,6 +163,8 @@ struct unwinder {
 	struct rule scratch;	/* a rule that could not be cached */
 	struct hmap files;	/* file key (char *, "b:BUILD-ID" or "f:...") -> file id */
 	uint32_t next_file;
+	const uint64_t *uret_slot, *uret_orig;	/* for the next unwind_stack */
+	unsigned nuret;
 };
 
 /* ---- interned reasons: "[truncated: ...]" strings live as long as the program ---- */
@@ -252,6 +257,9 @@ static inline bool snapshot_read(const struct sample *s, uint64_t addr, uint64_t
 {
 	if (addr >= s->stack_lo && addr < s->stack_hi && s->stack_hi - addr >= sizeof(*result)) {
 		memcpy(result, s->stack + (addr - s->stack_lo), sizeof(*result));
+		for (unsigned i = 0; i < s->nuret; i++)
+			if (s->uret_slot[i] == addr)
+				*result = s->uret_orig[i];
 		return true;
 	}
 	return false;
@@ -714,6 +722,13 @@ struct unwinder *unwinder_new(void)
 	const char *slow = getenv("MW_UNWIND_SLOW");
 	u->fast = !slow || !*slow || !strcmp(slow, "0");
 	return u;
+}
+
+void unwinder_set_returns(struct unwinder *u, const uint64_t *slots, const uint64_t *orig, unsigned n)
+{
+	u->uret_slot = slots;
+	u->uret_orig = orig;
+	u->nuret = n;
 }
 
 void unwinder_set_strict(struct unwinder *u, bool strict)
@@ -1303,7 +1318,9 @@ int unwind_stack(struct unwinder *u, struct procs *ps, struct process *p, const 
 	u->cur = (struct sample){
 		.up = up, .regs = regs, .stack = stack, .out = out,
 		.stack_lo = sp, .stack_hi = sp + (stack_len < UINT64_MAX - sp ? stack_len : UINT64_MAX - sp),
+		.uret_slot = u->uret_slot, .uret_orig = u->uret_orig, .nuret = u->nuret,
 	};
+	u->nuret = 0;
 	int err = ensure_dwfl(u, up, p);
 	/* Without a Dwfl, or with a pc it cannot place, the maps may be stale. */
 	bool refreshed = err == -ENOENT || (!err && !mod_at(up, regs[REG_PC]) && address_unknown(up, regs[REG_PC]));

@@ -71,6 +71,10 @@ void unwinder_free(struct unwinder *u);
  * When an address falls in no module and no mapping of p's snapshot, p's maps
  * are re-read (process_refresh) once, and the unwind retried if new code was
  * mapped. */
+/* For the next unwind_stack only: stack slots whose return address a
+ * pending uretprobe replaced, and the originals (the arrays must last until
+ * then). */
+void unwinder_set_returns(struct unwinder *u, const uint64_t *slots, const uint64_t *orig, unsigned n);
 int unwind_stack(struct unwinder *u, struct procs *ps, struct process *p, const uint64_t regs[MW_NREGS],
 		 const uint8_t *stack, size_t stack_len, struct unwind_result *out);
 

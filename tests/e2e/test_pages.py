@@ -116,6 +116,11 @@ class HeapVerdictTest(TestCase):
         # The sites that do not grow are not blamed.
         self.assertNotIn("churn_site", run.stderr)
         self.assertIsNone(evidence(run, "site cache_site"), run.stderr)
+        # Faults inside a sampled malloc (whose return address the kernel's
+        # uretprobe trampoline holds) unwind through to their caller.
+        pages = Profile(self.path("leak.pages.pb.gz"))
+        for loc, lines in pages.locations.items():
+            self.assertTrue(lines, "location %d has no function: %s" % (loc, pages.text[:4000]))
 
     def test_fragmentation(self):
         run = memwatch(["-s", "8k", "-o", self.path("frag.pb.gz"), "--", workload("fragment")])
