@@ -133,7 +133,9 @@ static const char usage_text[] =
 	"                           partial (frees while detached are not seen)\n"
 	"      --max-live N         sampled blocks tracked at once (default 262144);\n"
 	"                           more are counted as lost\n"
-	"      --ring-bytes N       ring buffer for events (default 16m)\n"
+	"      --ring-bytes N       ring buffer for events, one for the heap side and\n"
+	"                           one for the kernel side (default 16m; with --all\n"
+	"                           4m: each counts twice in memwatch's RSS)\n"
 	"      --attach-mode MODE   auto (default): the first the kernel offers of\n"
 	"                           session (uprobe sessions, 6.13+: unsampled calls\n"
 	"                           get no return probe), multi (uprobe_multi links,\n"
@@ -386,7 +388,7 @@ int options_parse(int argc, char **argv, struct options *o)
 	o->max_profiled = 64;
 	o->sample_bytes = 524288;
 	o->max_live = 262144;
-	o->ring_bytes = 16 << 20;
+	o->ring_bytes = 0;	/* by mode, below */
 	o->stack_bytes = STACK_BYTES_DEFAULT;
 	o->page_sample_bytes = 8 << 20;
 	while ((c = getopt_long(argc, argv, "+p:o:d:s:i:vhV", longopts, NULL)) != -1) {
@@ -533,6 +535,8 @@ int options_parse(int argc, char **argv, struct options *o)
 	}
 	if (optind < argc)
 		o->cmd = &argv[optind];
+	if (!o->ring_bytes)
+		o->ring_bytes = o->all ? 4 << 20 : 16 << 20;
 	r = o->all ? check_host_options(o) : 0;
 	if (!r)
 		r = parse_pids(o, pid_args, npid_args);

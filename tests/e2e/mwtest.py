@@ -187,6 +187,11 @@ class WaitingWorkload:
         out, err = self.proc.communicate(timeout=timeout)
         return self.proc.returncode, out, err
 
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate()
+
 
 class Attached:
     """memwatch -p running in the background until the target exits or it is stopped."""

@@ -9,6 +9,7 @@
  *   --keep K      keep every K-th (default 8)
  *   --build S     seconds spent allocating (default 2)
  *   --seconds S   stay this long after the frees (default 5)
+ *   --wait        print "ready PID", wait for SIGUSR1 before allocating
  * Prints the live bytes (survivors and the table of them) and the process's
  * own RssAnon after the frees.
  */
@@ -63,6 +64,8 @@ int main(int argc, char **argv)
 		seconds = atof(v);
 	if ((v = flag_value(argc, argv, "--build")))
 		build = atof(v);
+	if (has_flag(argc, argv, "--wait"))
+		wait_for_go();
 	char **all = calloc(objects, sizeof(*all));
 	if (!all || !keep)
 		return 1;

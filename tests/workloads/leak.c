@@ -8,9 +8,12 @@
  *   --seconds S   run this long (default 6)
  *   --rate B      bytes leaked per second (default 8 MiB)
  *   --size B      bytes per leaked object (default 4096)
+ *   --switch S    after S seconds leak from late_site() instead
+ *   --wait        print "ready PID", wait for SIGUSR1 before starting
  *   --manifest F  write the per-site totals (common.h) to F
  */
 #define _GNU_SOURCE
+#include <stdbool.h>
 #include <time.h>
 
 #include "common.h"
@@ -33,6 +36,15 @@ NOINLINE void leak_site(void)
 		exit(1);
 	memset(p, 1, object_size);
 	note_alloc("leak_site", object_size);
+}
+
+NOINLINE void late_site(void)
+{
+	char *p = malloc(object_size);
+	if (!p)
+		exit(1);
+	memset(p, 5, object_size);
+	note_alloc("late_site", object_size);
 }
 
 NOINLINE void churn_site(void)
@@ -64,7 +76,7 @@ NOINLINE void *cache_site(size_t n)
 
 int main(int argc, char **argv)
 {
-	double seconds = 6, rate = 8 << 20, owed = 0;
+	double seconds = 6, rate = 8 << 20, owed = 0, switch_s = -1;
 	const char *v, *manifest = flag_value(argc, argv, "--manifest");
 	unsigned long long leaked = 0;
 
@@ -74,11 +86,16 @@ int main(int argc, char **argv)
 		rate = atof(v);
 	if ((v = flag_value(argc, argv, "--size")))
 		object_size = strtoull(v, NULL, 0);
+	if ((v = flag_value(argc, argv, "--switch")))
+		switch_s = atof(v);
+	if (has_flag(argc, argv, "--wait"))
+		wait_for_go();
 	KEEP(cache_site(4 << 20));
 	double start = now_s();
 	while (now_s() - start < seconds) {
+		bool late = switch_s >= 0 && now_s() - start >= switch_s;
 		for (owed += rate * TICK_NS / 1e9; owed >= object_size; owed -= object_size, leaked++)
-			leak_site();
+			late ? late_site() : leak_site();
 		churn_site();
 		struct timespec tick = { 0, TICK_NS };
 		nanosleep(&tick, NULL);

@@ -13,6 +13,8 @@
  *   --thread      do it in a second thread
  *   --phases P    alternate calm and thrash every P seconds: in calm phases
  *                 the block is kept instead of freed (for latency tests)
+ *   --linger S    stay S seconds after the last round (idle), e.g. for a
+ *                 scraper to read the final counters
  *   --wait        print "ready PID", wait for SIGUSR1
  * Each round is one "request": handle_request() allocates, touches, frees.
  */
@@ -93,5 +95,11 @@ int main(int argc, char **argv)
 		run(NULL);
 	}
 	printf("thrash: %llu rounds\n", rounds);
+	fflush(stdout);
+	if ((v = flag_value(argc, argv, "--linger"))) {
+		double linger = atof(v);
+		struct timespec ts = { (time_t)linger, (long)((linger - (time_t)linger) * 1e9) };
+		nanosleep(&ts, NULL);
+	}
 	return 0;
 }

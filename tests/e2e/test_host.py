@@ -1,0 +1,305 @@
+"""memwatch --all: host-wide tracking, scraped by a real Prometheus and read
+with `go tool pprof` over HTTP; processes in their own mount namespace, that
+start later, that exit; bad requests.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from mwtest import MEMWATCH, TestCase, WaitingWorkload, workload
+
+JEMALLOC_THRASH = "MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0"
+
+
+class Host:
+    """memwatch --all in the background, serving on a free loopback port."""
+
+    def __init__(self, args, timeout=30):
+        self.proc = subprocess.Popen([MEMWATCH, "--all", "--listen", "127.0.0.1:0"] + list(args),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.err_lines = []
+        self.port = None
+        deadline = time.time() + timeout
+        while time.time() < deadline and self.port is None:
+            line = self.proc.stderr.readline()
+            if not line:
+                break
+            self.err_lines.append(line)
+            m = re.search(r"serving /metrics and /debug/pprof/ on port (\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+        if self.port is None:
+            self.proc.kill()
+            raise RuntimeError("memwatch --all did not start: %s" % "".join(self.err_lines))
+        self.base = "http://127.0.0.1:%d" % self.port
+
+    def get(self, path, timeout=30):
+        """(status, body bytes)."""
+        try:
+            with urllib.request.urlopen(self.base + path, timeout=timeout) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def metrics(self):
+        status, body = self.get("/metrics")
+        if status != 200:
+            raise RuntimeError("/metrics: %d %s" % (status, body[:200]))
+        return body.decode()
+
+    def profiled(self):
+        """pids memwatch profiles now."""
+        return {int(p) for p in re.findall(r'^memwatch_process_info\{pid="(\d+)".*profiled="1"\} 1$',
+                                           self.metrics(), re.M)}
+
+    def tracked(self):
+        return {int(p) for p in re.findall(r'^memwatch_process_info\{pid="(\d+)"', self.metrics(), re.M)}
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        out, err = self.proc.communicate(timeout=60)
+        return self.proc.returncode, "".join(self.err_lines) + err
+
+
+def wait_for(cond, timeout=20, step=0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(step)
+    return cond()
+
+
+def sample_value(metrics, name, pid):
+    m = re.search(r'^%s\{pid="%d"[^}]*\} (\S+)$' % (re.escape(name), pid), metrics, re.M)
+    return float(m.group(1)) if m else None
+
+
+def pprof_top(url, *flags):
+    """(function, flat) rows of `go tool pprof -top URL`."""
+    env = dict(os.environ, HOME=tempfile.gettempdir(), PPROF_TMPDIR=tempfile.gettempdir())
+    out = subprocess.run(["go", "tool", "pprof", "-top"] + list(flags) + [url], capture_output=True, text=True,
+                         env=env, timeout=120).stdout
+    rows = []
+    for line in out.splitlines():
+        m = re.match(r"^\s*([\d.]+\w*B?)\s+[\d.]+%\s+[\d.]+%\s+\S+\s+[\d.]+%\s+(.+)$", line)
+        if m:
+            rows.append((m.group(2).strip(), m.group(1)))
+    return rows, out
+
+
+class Prometheus:
+    """Debian's prometheus, scraping one target every second."""
+
+    def __init__(self, target, workdir):
+        self.port = free_port()
+        config = os.path.join(workdir, "prometheus.yml")
+        with open(config, "w") as f:
+            f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+                    "scrape_configs:\n  - job_name: memwatch\n    static_configs:\n"
+                    "      - targets: ['%s']\n" % target)
+        self.proc = subprocess.Popen(["prometheus", "--config.file=" + config,
+                                      "--storage.tsdb.path=" + os.path.join(workdir, "tsdb"),
+                                      "--web.listen-address=127.0.0.1:%d" % self.port],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.base = "http://127.0.0.1:%d" % self.port
+        if not wait_for(self.ready, timeout=30):
+            self.stop()
+            raise RuntimeError("prometheus did not become ready")
+
+    def ready(self):
+        try:
+            with urllib.request.urlopen(self.base + "/-/ready", timeout=2) as r:
+                return r.status == 200
+        except (urllib.error.URLError, ConnectionError):
+            return False
+
+    def query(self, expr):
+        url = self.base + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        with urllib.request.urlopen(url, timeout=10) as r:
+            data = json.load(r)
+        return [float(v["value"][1]) for v in data["data"]["result"]]
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PrometheusTest(TestCase):
+    def test_scraped_series_match_the_workloads(self):
+        thrash = WaitingWorkload(["env", JEMALLOC_THRASH, workload("thrash-jemalloc"), "--seconds", "6",
+                                  "--linger", "4"])
+        frag = WaitingWorkload([workload("fragment"), "--seconds", "10"])
+        host = Host(["-s", "16k", "--comm", "^(thrash-jemalloc|fragment)$"])
+        prom = None
+        try:
+            self.assertTrue(wait_for(lambda: {thrash.pid, frag.pid} <= host.profiled()), host.metrics()[:2000])
+            prom = Prometheus("127.0.0.1:%d" % host.port, self.dir)
+            thrash.go()
+            frag.go()
+            status, out, _ = thrash.finish()
+            self.assertEqual(status, 0)
+            rounds = int(re.search(r"thrash: (\d+) rounds", out).group(1))
+            fout = frag.proc.stdout.readline()
+            live = int(re.search(r"live (\d+)", fout).group(1))
+            time.sleep(2)   # a few more scrapes of the fragment's steady heap
+            refaulted = prom.query('max_over_time(memwatch_process_refault_bytes_total{pid="%d"}[2m])' % thrash.pid)
+            self.assertEqual(len(refaulted), 1, "no refault series for the thrash workload")
+            # Each round frees a 1 MiB block that jemalloc purges at once and the next round faults back.
+            self.assertAlmostEqual(refaulted[0] / (rounds << 20), 1.0, delta=0.1)
+            heap = prom.query('memwatch_process_live_heap_bytes{pid="%d"}' % frag.pid)
+            self.assertEqual(len(heap), 1, "no live heap series for the fragment workload")
+            self.assertAlmostEqual(heap[0] / live, 1.0, delta=0.1)
+            frag.finish()
+        finally:
+            thrash.kill()
+            frag.kill()
+            if prom:
+                prom.stop()
+            host.stop()
+
+
+class PprofTest(TestCase):
+    def test_top_functions_and_delta(self):
+        leak = WaitingWorkload([workload("leak"), "--seconds", "14", "--switch", "6"])
+        host = Host(["--comm", "^leak$"])
+        try:
+            self.assertTrue(wait_for(lambda: leak.pid in host.profiled()))
+            leak.go()
+            time.sleep(3)
+            rows, out = pprof_top("%s/debug/pprof/heap?pid=%d" % (host.base, leak.pid))
+            self.assertTrue(rows, out)
+            self.assertEqual(rows[0][0], "leak_site", out)
+            time.sleep(4)   # late_site leaks from 6 s on
+            rows, out = pprof_top("%s/debug/pprof/allocs?pid=%d&seconds=3" % (host.base, leak.pid),
+                                  "-sample_index=alloc_space")
+            names = [r[0] for r in rows]
+            self.assertEqual(names[0], "late_site", out)
+            self.assertNotIn("leak_site", names, out)
+            self.assertNotIn("cache_site", names, out)
+            # Without seconds: everything since memwatch found it.
+            rows, out = pprof_top("%s/debug/pprof/allocs?pid=%d" % (host.base, leak.pid), "-sample_index=alloc_space")
+            names = [r[0] for r in rows]
+            self.assertIn("leak_site", names, out)
+            self.assertIn("late_site", names, out)
+        finally:
+            host.stop()
+            leak.kill()
+
+
+LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
+
+
+class ProcessesTest(TestCase):
+    def test_namespace_late_start_and_exit(self):
+        # A: an ordinary process. B: its own mount namespace, with its own
+        # copy of libc bind-mounted over the usual path (another inode:
+        # probes on the host's file would never fire there).
+        copy = self.path("libc.so.6")
+        shutil.copy(LIBC, copy)
+        a = WaitingWorkload([workload("leak"), "--seconds", "30"])
+        b = WaitingWorkload(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                             'mount --bind "$0" %s && exec "$@"' % LIBC, copy, workload("leak"),
+                             "--seconds", "30"])
+        host = Host(["--comm", "^leak$"])
+        c = None
+        try:
+            self.assertNotEqual(self.libc_inode(a.pid), self.libc_inode(b.pid), "the namespace's libc is the host's")
+            self.assertTrue(wait_for(lambda: {a.pid, b.pid} <= host.profiled()), host.metrics()[:3000])
+            # C starts after memwatch.
+            c = WaitingWorkload([workload("leak"), "--seconds", "30"])
+            self.assertTrue(wait_for(lambda: c.pid in host.profiled()), host.metrics()[:3000])
+            for w in (a, b, c):
+                w.go()
+            time.sleep(3)
+            metrics = host.metrics()
+            for w in (a, b, c):
+                live = sample_value(metrics, "memwatch_process_live_heap_bytes", w.pid)
+                self.assertIsNotNone(live, metrics[:3000])
+                self.assertGreater(live, 8 << 20, "pid %d: %s" % (w.pid, metrics[:3000]))
+                rows, out = pprof_top("%s/debug/pprof/heap?pid=%d" % (host.base, w.pid))
+                self.assertEqual(rows[0][0], "leak_site", out)
+            # A exits: it leaves /metrics.
+            a.kill()
+            self.assertTrue(wait_for(lambda: a.pid not in host.tracked(), timeout=10))
+            self.assertIn(b.pid, host.profiled())
+            status, body = host.get("/debug/pprof/heap?pid=%d" % a.pid)
+            self.assertEqual(status, 404, body)
+        finally:
+            host.stop()
+            for w in (a, b, c):
+                if w:
+                    w.kill()
+
+    @staticmethod
+    def libc_inode(pid):
+        with open("/proc/%d/maps" % pid) as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 6 and fields[5] == LIBC:
+                    return fields[4]
+        return None
+
+
+class BadRequestTest(TestCase):
+    def test_errors_and_still_serving(self):
+        host = Host(["--comm", "^nothing-matches-this$"])
+        try:
+            cases = [
+                ("/debug/pprof/heap?pid=999999999", 404),
+                ("/debug/pprof/heap?pid=1", 404),       # tracked, not profiled
+                ("/debug/pprof/heap?pid=abc", 400),
+                ("/debug/pprof/heap?pid=-1", 400),
+                ("/debug/pprof/heap?seconds=0", 400),
+                ("/debug/pprof/heap?seconds=99999", 400),
+                ("/debug/pprof/heap?debug=1", 400),
+                ("/debug/pprof/heap?frobnicate=1", 400),
+                ("/metrics?x=1", 400),
+                ("/etc/passwd", 404),
+                ("/debug/pprof/../../etc/passwd", 404),
+                ("/debug/pprof/heap?pid=" + "9" * 9000, 414),
+            ]
+            for path, want in cases:
+                status, body = host.get(path)
+                self.assertEqual(status, want, "%s: %r" % (path, body[:200]))
+            # Many clients at once, some of them slow.
+            results = []
+
+            def client(i):
+                try:
+                    results.append(host.get("/metrics" if i % 2 else "/debug/pprof/", timeout=60)[0])
+                except Exception as e:   # refused or reset past the connection limit is fine
+                    results.append(repr(e))
+            slow = [socket.create_connection(("127.0.0.1", host.port)) for _ in range(20)]
+            for s in slow:
+                s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")   # never finished
+            threads = [threading.Thread(target=client, args=(i,)) for i in range(150)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=120)
+            for s in slow:
+                s.close()
+            self.assertGreater(results.count(200), 100, results)
+            self.assertEqual(host.get("/metrics")[0], 200)
+            self.assertIsNone(host.proc.poll())
+        finally:
+            status, err = host.stop()
+            self.assertEqual(status, 0, err)
