@@ -145,12 +145,40 @@ def read_manifest(path):
     return sites
 
 
+def _held_prog_ids():
+    """BPF program ids some live process holds an fd to (directly or
+    through a link)."""
+    held = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            fds = os.listdir("/proc/%s/fdinfo" % pid)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                with open("/proc/%s/fdinfo/%s" % (pid, fd)) as f:
+                    m = re.search(r"^prog_id:\s+(\d+)", f.read(), re.M)
+            except OSError:
+                continue
+            if m:
+                held.add(int(m.group(1)))
+    return held
+
+
 def bpf_programs():
-    """Names of memwatch's BPF programs currently loaded in the kernel."""
+    """Names of memwatch's BPF programs loaded in the kernel that no process
+    holds any more: what a memwatch that exited left behind. (Programs of
+    another memwatch running meanwhile are held by it.)"""
     out = subprocess.run(["bpftool", "prog", "show"], capture_output=True, text=True).stdout
     ours = {"enter_size0", "enter_size1", "enter_calloc", "enter_realloc", "enter_reallocar",
             "enter_memalign_", "free_enter", "alloc_exit", "loader_state"}
-    return [n for n in re.findall(r"name (\S+)", out) if n in ours]
+    loaded = [(int(i), n) for i, n in re.findall(r"^(\d+): \S+\s+name (\S+)", out, re.M) if n in ours]
+    if not loaded:
+        return []
+    held = _held_prog_ids()
+    return [n for i, n in loaded if i not in held]
 
 
 class Run:
