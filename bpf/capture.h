@@ -235,6 +235,31 @@ static __always_inline __u32 capture_snapshot(struct mw_sample_event *e, struct 
 	return copied;
 }
 
+/* Where the kernel puts its uretprobe trampoline: the [uprobes] page, as
+ * high in the address space as it fits; no code lies above this. */
+#define URETPROBE_AREA_MIN 0x7ff000000000ull
+
+/* The return address at stack slot, as the caller pushed it: another
+ * tracer's uretprobe on the same function (any pid's: the kernel hijacks
+ * for every consumer that wants returns) may have replaced it with the
+ * trampoline. Cheap unless it did. */
+static __always_inline __u64 uret_original(__u64 slot, __u64 value)
+{
+	struct task_struct *task;
+	struct return_instance *ri;
+
+	if (value < URETPROBE_AREA_MIN)
+		return value;
+	task = bpf_get_current_task_btf();
+	ri = BPF_CORE_READ(task, utask, return_instances);
+	for (int i = 0; i < 8 && ri; i++) {
+		if (BPF_CORE_READ(ri, stack) == slot)
+			return BPF_CORE_READ(ri, orig_ret_vaddr);
+		ri = BPF_CORE_READ(ri, next);
+	}
+	return value;
+}
+
 /* A pending uretprobe (memwatch's own on a sampled allocation, or anyone's)
  * has replaced a return address on the stack with the kernel's trampoline:
  * the unwinder needs the original, which only the kernel knows. */

@@ -150,6 +150,7 @@ static __always_inline bool enter_call(struct pt_regs *ctx, __u64 size, __u64 ol
 	 * that may tail-call another probed entry. */
 	if (bpf_probe_read_user(&caller, sizeof(caller), (void *)ctx->sp))
 		caller = 0;
+	caller = uret_original(ctx->sp, caller);
 	if (nested_call(tgid, caller)) {
 		count(MW_CNT_NESTED);
 		return false;

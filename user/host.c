@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "allocators.h"
+#include "events.h"
 #include "hostweb.h"
 #include "http.h"
 #include "outdir.h"
@@ -476,53 +477,57 @@ static void on_loader(struct host *h, pid_t pid)
 		attach_target(h, hp);
 }
 
+static void ev_sample(void *ctx, const struct mw_sample_event *e, size_t len)
+{
+	on_sample(ctx, e, len);
+}
+
+static void ev_page(void *ctx, const struct mw_sample_event *e, size_t len)
+{
+	on_page(ctx, e, len);
+}
+
+static void ev_cancel(void *ctx, pid_t tgid, uint64_t sample_id)
+{
+	struct process *p;
+	struct target *t = target_of(ctx, tgid, &p);
+
+	if (t)
+		heapprof_cancel(&t->heap, sample_id);
+}
+
+static void ev_loader(void *ctx, pid_t tgid)
+{
+	on_loader(ctx, tgid);
+}
+
+static void ev_exec(void *ctx, pid_t tgid)
+{
+	on_exec(ctx, tgid);
+}
+
+static void ev_exit(void *ctx, pid_t tgid)
+{
+	on_exit_event(ctx, tgid);
+}
+
+/* The heap side's ring; its exec events are the kernel side's too, which
+ * has them for every process: they come from there. */
+static const struct event_handlers heap_handlers = {
+	.sample = ev_sample, .cancel = ev_cancel, .loader = ev_loader,
+};
+static const struct event_handlers pages_handlers = {
+	.page = ev_page, .exec = ev_exec, .exit = ev_exit,
+};
+
 static int on_heap_event(void *ctx, void *data, size_t len)
 {
-	struct host *h = ctx;
-	const struct mw_event_head *e = data;
-
-	if (len < sizeof(*e))
-		return 0;
-	switch (e->type) {
-	case MW_EV_SAMPLE:
-		if (len >= sizeof(struct mw_sample_event))
-			on_sample(h, data, len);
-		break;
-	case MW_EV_CANCEL: {
-		struct process *p;
-		struct target *t = target_of(h, e->tgid, &p);
-		if (t && len >= sizeof(struct mw_cancel_event))
-			heapprof_cancel(&t->heap, ((const struct mw_cancel_event *)data)->sample_id);
-		break;
-	}
-	case MW_EV_LOADER:
-		on_loader(h, e->tgid);
-		break;
-	}
-	/* MW_EV_EXEC comes from the kernel side's ring, for every process. */
-	return 0;
+	return events_dispatch(&heap_handlers, ctx, data, len);
 }
 
 static int on_pages_event(void *ctx, void *data, size_t len)
 {
-	struct host *h = ctx;
-	const struct mw_event_head *e = data;
-
-	if (len < sizeof(*e))
-		return 0;
-	switch (e->type) {
-	case MW_EV_PAGE:
-		if (len >= sizeof(struct mw_sample_event))
-			on_page(h, data, len);
-		break;
-	case MW_EV_EXEC:
-		on_exec(h, e->tgid);
-		break;
-	case MW_EV_EXIT:
-		on_exit_event(h, e->tgid);
-		break;
-	}
-	return 0;
+	return events_dispatch(&pages_handlers, ctx, data, len);
 }
 
 /* ---- the live scan ---------------------------------------------------- */

@@ -25,6 +25,7 @@
 #include "diagnose.h"
 #include "elf_file.h"
 #include "heapbpf.h"
+#include "events.h"
 #include "heapprof.h"
 #include "host.h"
 #include "latency.h"
@@ -363,34 +364,38 @@ static void on_loader(struct session *s, pid_t tgid)
 	attach_latency(s, p);
 }
 
+static void ev_sample(void *ctx, const struct mw_sample_event *e, size_t len)
+{
+	on_sample(ctx, e, len);
+}
+
+static void ev_page(void *ctx, const struct mw_sample_event *e, size_t len)
+{
+	on_page(ctx, e, len);
+}
+
+static void ev_cancel(void *ctx, pid_t tgid, uint64_t sample_id)
+{
+	heapprof_cancel(&((struct session *)ctx)->hp, sample_id);
+}
+
+static void ev_loader(void *ctx, pid_t tgid)
+{
+	on_loader(ctx, tgid);
+}
+
+static void ev_exec(void *ctx, pid_t tgid)
+{
+	on_exec(ctx, tgid);
+}
+
+static const struct event_handlers handlers = {
+	.sample = ev_sample, .page = ev_page, .cancel = ev_cancel, .loader = ev_loader, .exec = ev_exec,
+};
+
 static int on_event(void *ctx, void *data, size_t len)
 {
-	struct session *s = ctx;
-	const struct mw_event_head *h = data;
-
-	if (len < sizeof(*h))
-		return 0;
-	switch (h->type) {
-	case MW_EV_SAMPLE:
-		if (len >= sizeof(struct mw_sample_event))
-			on_sample(s, data, len);
-		break;
-	case MW_EV_CANCEL:
-		if (len >= sizeof(struct mw_cancel_event))
-			heapprof_cancel(&s->hp, ((const struct mw_cancel_event *)data)->sample_id);
-		break;
-	case MW_EV_LOADER:
-		on_loader(s, h->tgid);
-		break;
-	case MW_EV_EXEC:
-		on_exec(s, h->tgid);
-		break;
-	case MW_EV_PAGE:
-		if (len >= sizeof(struct mw_sample_event))
-			on_page(s, data, len);
-		break;
-	}
-	return 0;
+	return events_dispatch(&handlers, ctx, data, len);
 }
 
 /* ---- attaching ------------------------------------------------------- */

@@ -1,8 +1,9 @@
 """Whole stacks without frame pointers: DWARF unwinding of stack snapshots,
 and an honest frame-pointer mode."""
 import re
+import subprocess
 
-from mwtest import TestCase, memwatch, traces, workload
+from mwtest import Profile, TestCase, memwatch, read_manifest, traces, workload
 
 # bytes label -> the functions its stack must pass through, leaf to root,
 # after pprof drops the allocator's frames.
@@ -122,3 +123,38 @@ class FramePointerModeTest(TestCase):
         # At -O0 every function of ours keeps a frame pointer: the walk is
         # whole through them (libc's frames are cut).
         self.check_honest(workload("O0/stacks"), require_full=("1001B", "1003B", "1004B", "1005B"))
+
+
+class OtherTracerTest(TestCase):
+    """Another tool's uretprobes on the same allocator functions, for
+    another process: the kernel replaces the return address with its
+    trampoline in every process that hits them, before memwatch's probe a
+    few bytes further in runs. The callers must still be the real ones."""
+
+    SITES = ["gt_posix_memalign", "gt_aligned_alloc", "gt_memalign", "gt_valloc"]
+    LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
+
+    def test_foreign_uretprobes(self):
+        idle = subprocess.Popen(["sleep", "120"])
+        probes = ",".join("uretprobe:%s:%s" % (self.LIBC, f) for f in ("posix_memalign", "aligned_alloc", "valloc"))
+        tracer = subprocess.Popen(["bpftrace", "-p", str(idle.pid), "-e", probes + " { @n = count(); }"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            line = ""
+            while "Attaching" not in line:
+                line = tracer.stdout.readline()
+                self.assertTrue(line, "bpftrace did not start")
+            for mode in ("fp", "auto"):
+                out, man = self.path(mode + ".pb.gz"), self.path(mode + ".manifest")
+                run = memwatch(["-s", "1", "--stack-mode", mode, "-o", out, "--",
+                                workload("groundtruth"), "--manifest", man])
+                self.assertIn(run.returncode, (0, 3), run.stderr)   # groundtruth's own status
+                sites = Profile(out).by_site()
+                want = read_manifest(man)
+                for site in self.SITES:
+                    self.assertEqual(sites.get(site), want[site], "%s: %s" % (mode, site))
+        finally:
+            tracer.terminate()
+            tracer.communicate()
+            idle.kill()
+            idle.wait()
