@@ -37,6 +37,18 @@
 # Run from anywhere, as root, after `make memwatch`.
 set -euo pipefail
 
+# bash reads a script as it goes: run from a private copy, so that editing
+# (or checking out) this file during a run cannot change what the run does.
+if [[ -z ${MW_BENCH_COPY:-} ]]; then
+	MW_BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+	MW_BENCH_COPY=$(mktemp /tmp/memwatch-bench-redis-script.XXXXXX)
+	cp "${BASH_SOURCE[0]}" "$MW_BENCH_COPY"
+	export MW_BENCH_ROOT MW_BENCH_COPY
+	exec bash "$MW_BENCH_COPY" "$@"
+fi
+rm -f "$MW_BENCH_COPY"	# bash keeps it open
+export -n MW_BENCH_ROOT MW_BENCH_COPY
+
 ALL_CONFIGS=(none default alloc-only pages-only bpftrace)
 
 usage() {
@@ -127,7 +139,7 @@ done
 ((CLIENTS >= 1)) || die "--clients must be at least 1"
 [[ -z $PORT ]] || ((PORT >= 1 && PORT <= 65535)) || die "--port must be 1..65535"
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=$MW_BENCH_ROOT
 MEMWATCH=${MEMWATCH:-$ROOT/memwatch}
 MEMLEAK_BT=$ROOT/tools/memleak.bt
 REDIS_SERVER=${REDIS_SERVER:-$(command -v redis-server || true)}
@@ -156,7 +168,7 @@ BENCH_PID=
 cleanup() {
 	# Only the processes this script started, by pid.
 	local p
-	for p in $BENCH_PID $TOOL_PID; do
+	for p in $BENCH_PID $TOOL_PID ${TIMER_PID:-}; do
 		kill -KILL "$p" 2>/dev/null || true
 		wait "$p" 2>/dev/null || true
 	done
@@ -216,7 +228,7 @@ wait_quiet() {
 		s1=$(sys_ticks)
 		r1=$(cpu_ticks "$REDIS_PID")
 		busy=$(awk -v s0="$s0" -v s1="$s1" -v r="$((r1 - r0))" -v n="$NCPU_STAT" 'BEGIN { split(s0, a); split(s1, b)
-			w = (b[2] - a[2]) / n; printf "%.2f", w > 0 ? (b[1] - a[1] - r) / w : 0 }')
+			w = (b[2] - a[2]) / n; printf "%.2f", (w > 0 ? (b[1] - a[1] - r) / w : 0) }')
 		awk -v b="$busy" -v m="$MAX_OTHER" 'BEGIN { exit !(b <= m) }' && break
 		elapsed_over "$start" "$QUIET_WAIT" && break
 		awk -v w="$QUIET_WAITED" -v s="$start" -v n="$(now)" -v b="$QUIET_BUDGET" 'BEGIN { exit !(w + n - s > b) }' && break
@@ -258,15 +270,17 @@ exited() {
 # wait_exit PID TIMEOUT: waits for child PID, sets RC; fails after TIMEOUT s.
 # Blocks in wait (a sleeping timer beside it): polling would take CPU from
 # the run being measured.
+TIMER_PID=
 wait_exit() {
-	local pid=$1 limit=$2 timer finished=
+	local pid=$1 limit=$2 finished=
 	sleep "$limit" &
-	timer=$!
+	TIMER_PID=$!
 	RC=0
-	wait -n -p finished "$pid" "$timer" || RC=$?
+	wait -n -p finished "$pid" "$TIMER_PID" || RC=$?
 	[[ $finished == "$pid" ]] || return 1
-	kill "$timer" 2>/dev/null || true
-	wait "$timer" 2>/dev/null || true
+	kill "$TIMER_PID" 2>/dev/null || true
+	wait "$TIMER_PID" 2>/dev/null || true
+	TIMER_PID=
 	return 0
 }
 
@@ -424,7 +438,7 @@ run_one() {
 	[[ -n $TOOL_PID ]] && tl1=$(cpu_ticks "$TOOL_PID")
 	R_OTHER=$(awk -v s0="$sys0" -v s1="$sys1" -v m="$((own1 - own0 + red1 - red0 + tl1 - tl0))" -v n="$NCPU_STAT" '
 		BEGIN { split(s0, a); split(s1, b); wall = (b[2] - a[2]) / n
-			if (wall >= 30) { v = (b[1] - a[1] - m) / wall; printf "%.2f", v < 0 ? 0 : v } }')
+			if (wall >= 30) { v = (b[1] - a[1] - m) / wall; printf "%.2f", (v < 0 ? 0 : v) } }')
 
 	if [[ -n $TOOL_PID ]]; then
 		ticks=$(cpu_ticks "$TOOL_PID")

@@ -21,16 +21,17 @@
 # Allocators: glibc (churn as built), jemalloc and tcmalloc (LD_PRELOAD on
 # churn only, never on memwatch).
 #
-# Then the attach/detach cost: tests/workloads/bin/gtcxx (glibc, libstdc++,
-# jemalloc preloaded) under `memwatch -v -p PID -d 0.5 --attach-mode M` for M
-# in classic, multi, session; medians of the "attached ... in X ms" and
-# "detached in Y ms" lines.
+# And, first, the attach/detach cost: tests/workloads/bin/gtcxx (glibc,
+# libstdc++, jemalloc preloaded) under `memwatch -v -p PID -d 0.5
+# --attach-mode M` for M in classic, multi, session; medians of the
+# "attached ... in X ms" and "detached in Y ms" lines.
 #
 # The machine may be shared (other builds and tests): before each run the
 # script waits a little for idle CPUs, measures how busy other processes kept
 # the CPUs during the loop (all CPU time in /proc/stat but this script's,
-# churn's and memwatch's), runs a disturbed run again (--redo), and reports how many runs
-# it kept disturbed. A trap costs more while other processes run.
+# churn's and memwatch's), runs a disturbed run again (--redo), and reports
+# how many runs it kept disturbed. A trap costs more while other processes
+# run.
 #
 # Prints Markdown tables to stdout; progress goes to stderr.
 #
@@ -42,6 +43,18 @@
 # tests/workloads` (`make bench` does both). Builds churn itself into
 # .output/churn.
 set -euo pipefail
+
+# bash reads a script as it goes: run from a private copy, so that editing
+# (or checking out) this file during a run cannot change what the run does.
+if [[ -z ${MW_BENCH_COPY:-} ]]; then
+	MW_BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+	MW_BENCH_COPY=$(mktemp /tmp/memwatch-bench-script.XXXXXX)
+	cp "${BASH_SOURCE[0]}" "$MW_BENCH_COPY"
+	export MW_BENCH_ROOT MW_BENCH_COPY
+	exec bash "$MW_BENCH_COPY" "$@"
+fi
+rm -f "$MW_BENCH_COPY"	# bash keeps it open
+export -n MW_BENCH_ROOT MW_BENCH_COPY
 
 ALL_ALLOCATORS=(glibc jemalloc tcmalloc)
 ALL_CONFIGS=(none classic-floor session-floor one-trap-floor default alloc-only fp s1)
@@ -161,7 +174,7 @@ done
 ((PAIRS >= 10)) || die "--pairs must be at least 10"
 S1_PAIRS=$((PAIRS / 10))
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=$MW_BENCH_ROOT
 MEMWATCH=${MEMWATCH:-$ROOT/memwatch}	# overridable for testing the script
 CHURN=$ROOT/.output/churn
 GTCXX=$ROOT/tests/workloads/bin/gtcxx
@@ -201,7 +214,7 @@ MW_PID=
 cleanup() {
 	# Only the processes this script started, by pid.
 	local p
-	for p in $MW_PID $TARGET_PID; do
+	for p in $MW_PID $TARGET_PID ${TIMER_PID:-}; do
 		kill -KILL "$p" 2>/dev/null || true
 		wait "$p" 2>/dev/null || true
 	done
@@ -274,7 +287,7 @@ wait_quiet() {
 		sleep 0.3
 		s1=$(sys_ticks)
 		busy=$(awk -v s0="$s0" -v s1="$s1" -v n="$NCPU_STAT" 'BEGIN { split(s0, a); split(s1, b)
-			w = (b[2] - a[2]) / n; printf "%.2f", w > 0 ? (b[1] - a[1]) / w : 0 }')
+			w = (b[2] - a[2]) / n; printf "%.2f", (w > 0 ? (b[1] - a[1]) / w : 0) }')
 		awk -v b="$busy" -v m="$MAX_OTHER" 'BEGIN { exit !(b <= m) }' && break
 		elapsed_over "$start" "$QUIET_WAIT" && break
 		awk -v w="$QUIET_WAITED" -v s="$start" -v n="$(now)" -v b="$QUIET_BUDGET" 'BEGIN { exit !(w + n - s > b) }' && break
@@ -292,15 +305,17 @@ exited() {
 # wait_exit PID TIMEOUT: waits for child PID, sets RC; fails after TIMEOUT s.
 # Blocks in wait (a sleeping timer beside it): polling would take CPU from
 # the run being measured.
+TIMER_PID=
 wait_exit() {
-	local pid=$1 limit=$2 timer finished=
+	local pid=$1 limit=$2 finished=
 	sleep "$limit" &
-	timer=$!
+	TIMER_PID=$!
 	RC=0
-	wait -n -p finished "$pid" "$timer" || RC=$?
+	wait -n -p finished "$pid" "$TIMER_PID" || RC=$?
 	[[ $finished == "$pid" ]] || return 1
-	kill "$timer" 2>/dev/null || true
-	wait "$timer" 2>/dev/null || true
+	kill "$TIMER_PID" 2>/dev/null || true
+	wait "$TIMER_PID" 2>/dev/null || true
+	TIMER_PID=
 	return 0
 }
 
@@ -511,7 +526,7 @@ run_one() {
 	# memwatch's. Only meaningful for loops of many clock ticks.
 	R_OTHER=$(awk -v s0="$sys0" -v s1="$sys1" -v m="$((ticks1 - ticks0 + own1 - own0))" -v n="$NCPU_STAT" '
 		BEGIN { split(s0, a); split(s1, b); wall = (b[2] - a[2]) / n
-			if (wall >= 30) { v = (b[1] - a[1] - m) / wall; printf "%.2f", v < 0 ? 0 : v } }')
+			if (wall >= 30) { v = (b[1] - a[1] - m) / wall; printf "%.2f", (v < 0 ? 0 : v) } }')
 
 	if [[ -n $MW_PID ]]; then
 		# memwatch may already be on its way out: it stops when the target exits.
