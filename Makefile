@@ -24,7 +24,7 @@ USER_SRCS := $(filter-out user/main.c,$(wildcard user/*.c))
 USER_OBJS := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(USER_SRCS)) $(OUTPUT)/profile.pb-c.o
 LIBMW     := $(OUTPUT)/libmemwatch.a
 
-.PHONY: all clean install test unit e2e demo bench deps workloads
+.PHONY: all clean install test unit e2e demo bench deps workloads FORCE
 .SECONDARY:
 all: memwatch
 

@@ -12,16 +12,19 @@
 #   pages-only  memwatch -p PID --pages-only (tracepoints only)
 #   both        memwatch -p PID (tracepoints and the allocator uprobes)
 # Every (workload, configuration) runs once per round, interleaved; the
-# tables give medians over the rounds, the ratio to none, and memwatch's
-# own CPU time per second of the run.
+# table gives medians over the rounds with their range, the ratio of the
+# medians to none, the same ratio taken within each round (median and
+# range), and memwatch's own CPU time over its life (start-up included) per
+# second of it. churn runs 50x the pairs where no uprobe slows it down, so
+# that every run lasts long enough to time.
 #
 #   tools/bench-pages.sh [--rounds R] [--fault-rounds N] [--pairs N]
 #
 # As root, after `make memwatch .output/churn .output/faulter`.
 set -euo pipefail
 
-ROUNDS=5
-FAULT_ROUNDS=200
+ROUNDS=7
+FAULT_ROUNDS=600
 PAIRS=2000000
 while (($#)); do
 	case $1 in
@@ -29,7 +32,7 @@ while (($#)); do
 	--fault-rounds) FAULT_ROUNDS=$2; shift 2 ;;
 	--pairs) PAIRS=$2; shift 2 ;;
 	-h | --help)
-		sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	*) echo "bench-pages.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -52,7 +55,7 @@ WORKLOADS=(faulter churn)
 workload_cmd() {
 	case $1 in
 	faulter) echo "$OUT/faulter --rounds $FAULT_ROUNDS --wait" ;;
-	churn) echo "$OUT/churn --pairs $PAIRS --wait" ;;
+	churn) echo "$OUT/churn --pairs $([ "$2" = both ] && echo "$PAIRS" || echo $((PAIRS * 50))) --wait" ;;
 	esac
 }
 
@@ -66,7 +69,7 @@ config_flags() {
 # run WORKLOAD CONFIG: prints "<ns> <memwatch cpu s per s>" (cpu - for none).
 run_one() {
 	local wl=$1 cfg=$2 pid line mw_pid=
-	coproc WL { $(workload_cmd "$wl") 2>&1; }
+	coproc WL { $(workload_cmd "$wl" "$cfg") 2>&1; }
 	read -r line <&"${WL[0]}"
 	pid=${line#ready }
 	if [ "$cfg" != none ]; then
@@ -93,26 +96,35 @@ run_one() {
 for ((r = 1; r <= ROUNDS; r++)); do
 	for wl in "${WORKLOADS[@]}"; do
 		for cfg in "${CONFIGS[@]}"; do
-			echo "bench-pages.sh: round $r/$ROUNDS $wl $cfg" >&2
-			run_one "$wl" "$cfg" >>"$TMP/$wl.$cfg"
+			res=$(run_one "$wl" "$cfg")
+			echo "bench-pages.sh: round $r/$ROUNDS $wl $cfg: ${res% *} ns, memwatch CPU ${res#* } s/s" >&2
+			echo "$r $res" >>"$TMP/$wl.$cfg"
 		done
 	done
 done
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+range() { sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.1f-%.1f", lo, hi }'; }
+# per_round WL CFG: CFG's time over none's, round by round, one per line.
+per_round() { join <(sort -k1,1 "$TMP/$1.none") <(sort -k1,1 "$TMP/$1.$2") | awk '{ print $4 / $2 }'; }
 
-echo "kernel-side cost, $(date -u +%F), $(uname -r), $(nproc) CPUs, median of $ROUNDS rounds"
+echo "Command: \`tools/bench-pages.sh --rounds $ROUNDS --fault-rounds $FAULT_ROUNDS --pairs $PAIRS\`; $(date -u +%F), kernel $(uname -r), $(nproc) CPUs; medians of $ROUNDS rounds"
 echo
-echo "| workload | configuration | time per op | vs none | memwatch CPU |"
-echo "|---|---|---|---|---|"
+echo "| workload | configuration | time per op (median) | range | vs none (medians) | vs none, per round: median (range) | memwatch CPU |"
+echo "|---|---|--:|--:|--:|--:|--:|"
 for wl in "${WORKLOADS[@]}"; do
 	unit=$([ "$wl" = faulter ] && echo "ns/fault" || echo "ns/pair")
-	base=$(cut -d' ' -f1 "$TMP/$wl.none" | median)
+	base=$(cut -d' ' -f2 "$TMP/$wl.none" | median)
 	for cfg in "${CONFIGS[@]}"; do
-		ns=$(cut -d' ' -f1 "$TMP/$wl.$cfg" | median)
-		cpu="-"
-		[ "$cfg" = none ] || cpu=$(cut -d' ' -f2 "$TMP/$wl.$cfg" | median | awk '{ printf "%.1f%% of a core", $1 * 100 }')
-		awk -v wl="$wl" -v cfg="$cfg" -v ns="$ns" -v base="$base" -v unit="$unit" -v cpu="$cpu" \
-			'BEGIN { printf "| %s | %s | %.1f %s | %+.1f%% | %s |\n", wl, cfg, ns, unit, (ns / base - 1) * 100, cpu }'
+		ns=$(cut -d' ' -f2 "$TMP/$wl.$cfg" | median)
+		rng=$(cut -d' ' -f2 "$TMP/$wl.$cfg" | range)
+		cpu="-" rounds="-"
+		if [ "$cfg" != none ]; then
+			cpu=$(cut -d' ' -f3 "$TMP/$wl.$cfg" | median | awk '{ printf "%.1f%% of a core", $1 * 100 }')
+			rounds=$(awk -v m="$(per_round "$wl" "$cfg" | median)" -v r="$(per_round "$wl" "$cfg" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%+.1f%% to %+.1f%%", (lo - 1) * 100, (hi - 1) * 100 }')" \
+				'BEGIN { printf "%+.1f%% (%s)", (m - 1) * 100, r }')
+		fi
+		awk -v wl="$wl" -v cfg="$cfg" -v ns="$ns" -v rng="$rng" -v base="$base" -v unit="$unit" -v cpu="$cpu" -v rounds="$rounds" \
+			'BEGIN { printf "| %s | %s | %.1f %s | %s | %+.1f%% | %s | %s |\n", wl, cfg, ns, unit, rng, (ns / base - 1) * 100, rounds, cpu }'
 	done
 done

@@ -190,6 +190,7 @@ static void unprofile(struct host *h, struct hproc *hp)
 	pages_set_profiled(&h->pages, hp->pid, false);
 	heapprof_free(&t->heap);
 	pageprof_free(&t->pages);
+	stacker_forget(&h->sk, hp->pid);
 	procs_forget(&h->procs, hp->pid);
 	free(t);
 	hp->tgt = NULL;

@@ -37,6 +37,12 @@ void stacker_free(struct stacker *sk)
 	memset(sk, 0, sizeof(*sk));
 }
 
+void stacker_forget(struct stacker *sk, pid_t pid)
+{
+	if (sk->unw)
+		unwinder_forget(sk->unw, pid);
+}
+
 /* The sample's frames, leaf first, and why they stop short (NULL: they reach
  * the outermost frame). */
 static uint32_t sample_frames(struct stacker *sk, struct procs *ps, struct process *p,

@@ -16,7 +16,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from mwtest import MEMWATCH, TestCase, WaitingWorkload, workload
+from mwtest import MEMWATCH, ROOT, TestCase, WaitingWorkload, workload
 
 JEMALLOC_THRASH = "MALLOC_CONF=dirty_decay_ms:0,muzzy_decay_ms:0"
 
@@ -256,6 +256,51 @@ class ProcessesTest(TestCase):
                 if len(fields) >= 6 and fields[5] == LIBC:
                     return fields[4]
         return None
+
+
+def own_value(metrics, name):
+    m = re.search(r"^%s (\S+)$" % re.escape(name), metrics, re.M)
+    return float(m.group(1)) if m else None
+
+
+class ManyProcessesTest(TestCase):
+    def test_memory_stays_bounded(self):
+        """Short-lived profiled processes one batch after another: what
+        memwatch keeps for each goes when it exits (the unwinding state of
+        every exited process was once kept, 70 KiB each)."""
+        churn = os.path.join(ROOT, ".output", "churn")
+        host = Host(["--comm", "^churn$"])
+
+        def batches(n, size=4):
+            for _ in range(n // size):
+                ws = [WaitingWorkload([churn, "--pairs", "5000", "--size", "4096"]) for _ in range(size)]
+                try:
+                    self.assertTrue(wait_for(lambda: {w.pid for w in ws} <= host.profiled(), step=0.05),
+                                    host.metrics()[:2000])
+                    for w in ws:
+                        w.go()
+                    for w in ws:
+                        rc, _, err = w.finish()
+                        self.assertEqual(rc, 0, err)
+                finally:
+                    for w in ws:
+                        w.kill()
+
+        try:
+            batches(20)
+            before = host.metrics()
+            batches(160)
+            time.sleep(1)
+            after = host.metrics()
+            stacks = [own_value(m, "memwatch_stacks_total") for m in (before, after)]
+            rss = [own_value(m, "memwatch_resident_memory_bytes") for m in (before, after)]
+            # 20 MiB allocated each at 512 KiB: about 40 stacks per process.
+            self.assertGreater(stacks[1] - stacks[0], 160 * 20, after[:2000])
+            self.assertLess(rss[1] - rss[0], 4 << 20, "RSS %.1f -> %.1f MiB" % (rss[0] / 2**20, rss[1] / 2**20))
+            self.assertLessEqual(len(host.tracked() & host.profiled()), 4)
+        finally:
+            rc, err = host.stop()
+        self.assertEqual(rc, 0, err)
 
 
 class BadRequestTest(TestCase):
