@@ -108,6 +108,9 @@ hz=$(getconf CLK_TCK)
 cpu_pct=$(awk -v a="$start_ticks" -v b="$end_ticks" -v s="$start_s" -v e="$end_s" -v hz="$hz" \
 	'BEGIN { printf "%.2f", 100 * (b - a) / hz / (e - s) }')
 rss_peak=$(sort -n "$TMP/rss" | tail -1)
+rss_first=$(head -1 "$TMP/rss")
+rss_last=$(tail -1 "$TMP/rss")
+runs=$(($(wc -l <"$TMP/churn.memwatch") + $(wc -l <"$TMP/faulter.memwatch")))
 tracked=$(echo "$metrics" | sed -n 's/^memwatch_processes{state="tracked"} //p')
 lost=$(echo "$metrics" | awk '/^memwatch_lost_events_total/ { s += $2 } END { print s + 0 }')
 
@@ -116,7 +119,8 @@ echo
 echo "| measure | value |"
 echo "|---|---|"
 echo "| memwatch CPU | ${cpu_pct}% of one core |"
-echo "| memwatch RSS (peak VmRSS) | $((rss_peak / 1024)) MiB |"
+echo "| memwatch RSS (VmRSS every 5 s: first, last, peak) | $((rss_first / 1024)), $((rss_last / 1024)), $((rss_peak / 1024)) MiB |"
+echo "| workload processes started and exited under memwatch | ${runs} |"
 echo "| processes tracked at the end | ${tracked:-?} |"
 echo "| events lost (all reasons) | ${lost} |"
 echo
