@@ -32,6 +32,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define MADV_DONTNEED_LOCKED 24
 
 const volatile __u32 cfg_self_tgid = 0;	/* memwatch itself, never tracked */
+const volatile bool cfg_empty = false;	/* benchmarks: the tracepoints alone */
 
 struct purged_region {
 	__u32 tgid;
@@ -221,9 +222,9 @@ static __always_inline void check_refault(__u32 tgid, struct mw_fault_counts *c,
 
 /* A sampled fault or purge gets its stack: with --all, only in the
  * processes memwatch profiles (the rest get counts). */
-static __always_inline void sample_page(void *ctx, struct pt_regs *regs, __u32 kind, __u64 addr, __u64 bytes)
+static __always_inline void sample_page(void *ctx, struct pt_regs *regs, __u64 pid_tgid, __u32 kind, __u64 addr,
+					__u64 bytes)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 zero = 0, tgid = pid_tgid >> 32;
 	struct cpu_state *st = bpf_map_lookup_elem(&cpu_state, &zero);
 
@@ -237,9 +238,14 @@ static __always_inline void sample_page(void *ctx, struct pt_regs *regs, __u32 k
 SEC("tp_btf/page_fault_user")
 int BPF_PROG(on_fault, unsigned long address, struct pt_regs *regs, unsigned long error_code)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 pid_tgid;
+	__u32 tgid;
 	struct mw_fault_counts *c;
 
+	if (cfg_empty)
+		return 0;
+	pid_tgid = bpf_get_current_pid_tgid();
+	tgid = pid_tgid >> 32;
 	/* Bit 0 set: a protection fault on a page that is there. */
 	if (!tracked(tgid) || (error_code & 1))
 		return 0;
@@ -248,7 +254,7 @@ int BPF_PROG(on_fault, unsigned long address, struct pt_regs *regs, unsigned lon
 		return 0;
 	c->faults++;
 	check_refault(tgid, c, address);
-	sample_page(ctx, regs, MW_PAGE_FAULT, address, 1 << PAGE_SHIFT);
+	sample_page(ctx, regs, pid_tgid, MW_PAGE_FAULT, address, 1 << PAGE_SHIFT);
 	return 0;
 }
 
@@ -311,7 +317,7 @@ static __always_inline bool released(const struct inflight *call, long ret, __u3
 
 static __always_inline void sys_exit(void *ctx, long ret)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid(), now = bpf_ktime_get_ns(), start, len;
+	__u64 pid_tgid = bpf_get_current_pid_tgid(), now, start, len;
 	__u32 tgid = pid_tgid >> 32, kind;
 	struct inflight *pc = bpf_map_lookup_elem(&inflight, &pid_tgid);
 	struct inflight call;
@@ -319,6 +325,7 @@ static __always_inline void sys_exit(void *ctx, long ret)
 
 	if (!pc)
 		return;
+	now = bpf_ktime_get_ns();
 	call = *pc;
 	bpf_map_delete_elem(&inflight, &pid_tgid);
 	s = stats_of(tgid);
@@ -336,7 +343,7 @@ static __always_inline void sys_exit(void *ctx, long ret)
 		add(&s->unmap_bytes, len);
 	}
 	record_purge(tgid, s, start, len, now);
-	sample_page(ctx, (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()), kind, start, len);
+	sample_page(ctx, (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()), pid_tgid, kind, start, len);
 }
 
 /* x86_64 syscall numbers of the calls traced. */
@@ -368,6 +375,8 @@ static __always_inline __u32 record_syscall(struct trace_event_raw_sys_enter *ct
 SEC("tracepoint")
 int sys_enter_3(struct trace_event_raw_sys_enter *ctx)
 {
+	if (cfg_empty)
+		return 0;
 	sys_enter(record_syscall(ctx), ctx->args[0], ctx->args[1], ctx->args[2]);
 	return 0;
 }
@@ -375,6 +384,8 @@ int sys_enter_3(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint")
 int sys_enter_2(struct trace_event_raw_sys_enter *ctx)
 {
+	if (cfg_empty)
+		return 0;
 	sys_enter(record_syscall(ctx), ctx->args[0], ctx->args[1], 0);
 	return 0;
 }
@@ -382,6 +393,8 @@ int sys_enter_2(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint")
 int sys_enter_1(struct trace_event_raw_sys_enter *ctx)
 {
+	if (cfg_empty)
+		return 0;
 	sys_enter(record_syscall(ctx), ctx->args[0], 0, 0);
 	return 0;
 }
@@ -389,6 +402,8 @@ int sys_enter_1(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint")
 int sys_exit_any(struct trace_event_raw_sys_exit *ctx)
 {
+	if (cfg_empty)
+		return 0;
 	sys_exit(ctx, ctx->ret);
 	return 0;
 }
@@ -400,7 +415,7 @@ int BPF_PROG(raw_enter, struct pt_regs *regs, long id)
 {
 	__u32 sc = syscall_index(id);
 
-	if (sc < MW_SC_COUNT)
+	if (!cfg_empty && sc < MW_SC_COUNT)
 		sys_enter(sc, regs->di, regs->si, regs->dx);
 	return 0;
 }
@@ -408,7 +423,8 @@ int BPF_PROG(raw_enter, struct pt_regs *regs, long id)
 SEC("tp_btf/sys_exit")
 int BPF_PROG(raw_exit, struct pt_regs *regs, long ret)
 {
-	sys_exit(ctx, ret);
+	if (!cfg_empty)
+		sys_exit(ctx, ret);
 	return 0;
 }
 

@@ -9,6 +9,8 @@
 #   churn     tools/churn.c: malloc+free pairs of 64 bytes (ns per pair)
 # Configurations:
 #   none        no memwatch
+#   floor       memwatch -p PID --pages-only --empty-probes (the same
+#               tracepoints with empty programs: what attaching them costs)
 #   pages-only  memwatch -p PID --pages-only (tracepoints only)
 #   both        memwatch -p PID (tracepoints and the allocator uprobes)
 # Every (workload, configuration) runs once per round, interleaved; the
@@ -32,7 +34,7 @@ while (($#)); do
 	--fault-rounds) FAULT_ROUNDS=$2; shift 2 ;;
 	--pairs) PAIRS=$2; shift 2 ;;
 	-h | --help)
-		sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	*) echo "bench-pages.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -49,7 +51,7 @@ done
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
-CONFIGS=(none pages-only both)
+CONFIGS=(none floor pages-only both)
 WORKLOADS=(faulter churn)
 
 workload_cmd() {
@@ -61,6 +63,7 @@ workload_cmd() {
 
 config_flags() {
 	case $1 in
+	floor) echo "--pages-only --empty-probes" ;;
 	pages-only) echo "--pages-only" ;;
 	both) echo "" ;;
 	esac
@@ -120,7 +123,8 @@ for wl in "${WORKLOADS[@]}"; do
 		rng=$(cut -d' ' -f2 "$TMP/$wl.$cfg" | range)
 		cpu="-" rounds="-"
 		if [ "$cfg" != none ]; then
-			cpu=$(cut -d' ' -f3 "$TMP/$wl.$cfg" | median | awk '{ printf "%.1f%% of a core", $1 * 100 }')
+			[ "$cfg" = floor ] ||
+				cpu=$(cut -d' ' -f3 "$TMP/$wl.$cfg" | median | awk '{ printf "%.1f%% of a core", $1 * 100 }')
 			rounds=$(awk -v m="$(per_round "$wl" "$cfg" | median)" -v r="$(per_round "$wl" "$cfg" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%+.1f%% to %+.1f%%", (lo - 1) * 100, (hi - 1) * 100 }')" \
 				'BEGIN { printf "%+.1f%% (%s)", (m - 1) * 100, r }')
 		fi

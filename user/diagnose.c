@@ -49,9 +49,22 @@ static const char *allocator_in(const struct process *p)
 	return found;
 }
 
+/* Folds heapprof's power-of-two buckets into the timeline's size classes. */
+static void live_by_class(const struct heapprof *hp, double classes[TL_SIZE_CLASSES])
+{
+	double buckets[VERDICT_SIZE_BUCKETS];
+
+	heapprof_live_by_size(hp, buckets, VERDICT_SIZE_BUCKETS);
+	memset(classes, 0, TL_SIZE_CLASSES * sizeof(*classes));
+	for (int b = 0; b < VERDICT_SIZE_BUCKETS; b++)
+		classes[tl_size_class(1ull << b)] += buckets[b];
+}
+
 void diagnosis_sample(struct diagnosis *d, double t)
 {
 	static struct mw_page_stats stats;
+	double classes[TL_SIZE_CLASSES];
+	int64_t live_by_size[TL_SIZE_CLASSES];
 	static uint64_t latency[MW_HIST_BUCKETS];
 	struct process *p = procs_find(d->ps, d->pid);
 	struct reading r = { .t = t, .live_heap = -1, .arenas = -1 };
@@ -65,6 +78,10 @@ void diagnosis_sample(struct diagnosis *d, double t)
 		r.pages = memset(&stats, 0, sizeof(stats));
 	if (d->hp) {
 		r.live_heap = llround(d->hp->tot.inuse_bytes);
+		live_by_class(d->hp, classes);
+		for (int c = 0; c < TL_SIZE_CLASSES; c++)
+			live_by_size[c] = llround(classes[c]);
+		r.live_by_size = live_by_size;
 		if (!d->baseline_marked) {
 			heapprof_mark_baseline(d->hp);
 			d->baseline_marked = true;
@@ -129,6 +146,7 @@ void diagnosis_conclude(struct diagnosis *d)
 		in.nsites = heapprof_growth(d->hp, d->ps, growth, MAX_GROWTH);
 		in.sites = growth;
 		heapprof_live_by_size(d->hp, in.live_by_size, VERDICT_SIZE_BUCKETS);
+		live_by_class(d->hp, d->live_by_size);
 	}
 	refault_delays(d, &in);
 	verdict_decide(&in, &d->verdict);
@@ -167,6 +185,36 @@ static char *correlation_line(const struct diagnosis *d)
 	return len < 0 ? NULL : line;
 }
 
+/* "live heap by size: <64 B 1.2 MiB (10%), ...", or NULL with nothing live. */
+static char *size_line(const struct diagnosis *d)
+{
+	double total = 0;
+	char *line = NULL;
+	size_t len = 0;
+
+	if (!d->hp)
+		return NULL;
+	for (int c = 0; c < TL_SIZE_CLASSES; c++)
+		total += d->live_by_size[c];
+	if (!(total > 0))
+		return NULL;
+	FILE *f = open_memstream(&line, &len);
+	if (!f)
+		return NULL;
+	fputs("live heap by object size:", f);
+	for (int c = 0, n = 0; c < TL_SIZE_CLASSES; c++) {
+		double v = d->live_by_size[c];
+		if (v > 0)
+			fprintf(f, "%s %s %s (%.0f%%)", n++ ? "," : "", tl_size_class_label(c), bytes_str(v).s,
+				100 * v / total);
+	}
+	if (fclose(f)) {
+		free(line);
+		return NULL;
+	}
+	return line;
+}
+
 size_t diagnosis_comments(const struct diagnosis *d, char **lines, size_t max)
 {
 	const struct verdict *v = &d->verdict;
@@ -181,12 +229,14 @@ size_t diagnosis_comments(const struct diagnosis *d, char **lines, size_t max)
 		n++;
 	if (n < max && (lines[n] = correlation_line(d)))
 		n++;
+	if (n < max && (lines[n] = size_line(d)))
+		n++;
 	return n;
 }
 
 void diagnosis_print(const struct diagnosis *d, FILE *out)
 {
-	char *lines[VERDICT_MAX_EVIDENCE + 4];
+	char *lines[VERDICT_MAX_EVIDENCE + 5];
 	size_t n = diagnosis_comments(d, lines, sizeof(lines) / sizeof(lines[0]));
 
 	for (size_t i = 0; i < n; i++) {

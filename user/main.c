@@ -502,6 +502,7 @@ static int load_pages(struct session *s, pid_t tgid)
 		.stack_bytes = s->opt.stack_bytes,
 		.ring_bytes = s->opt.ring_bytes,
 		.max_processes = 1,
+		.empty = s->opt.empty_probes,
 	};
 	int err = pages_load(&s->pages, &cfg);
 
@@ -522,7 +523,7 @@ static int load_bpf(struct session *s, pid_t tgid)
 {
 	if (!s->opt.pages_only && load_heap(s, tgid))
 		return -1;
-	if (s->opt.empty_probes)
+	if (s->opt.empty_probes && !s->opt.pages_only)
 		return 0;
 	if (load_pages(s, tgid))
 		return -1;
@@ -581,8 +582,8 @@ static const char *loader_path(const struct process *p, char *buf, size_t len)
 static void announce(struct session *s, const struct process *p)
 {
 	if (s->opt.pages_only)
-		fprintf(stderr, "memwatch: profiling pid %d (%s): kernel side only (--pages-only)\n", (int)p->pid,
-			p->comm);
+		fprintf(stderr, "memwatch: profiling pid %d (%s): kernel side only (--pages-only)%s\n", (int)p->pid,
+			p->comm, s->opt.empty_probes ? " (empty programs)" : "");
 	else
 		fprintf(stderr, "memwatch: profiling pid %d (%s): %u probe sites in %s%s\n", (int)p->pid, p->comm,
 			s->att.nprobes, s->att.allocators, s->opt.empty_probes ? " (empty programs)" : "");

@@ -65,6 +65,8 @@ int monitor_add(struct monitor *m, const struct reading *r)
 		.utilization = NAN, .probe_p50_us = NAN, .probe_p99_us = NAN,
 	};
 
+	for (int c = 0; c < TL_SIZE_CLASSES; c++)
+		p.live_by_size[c] = r->live_by_size ? r->live_by_size[c] : -1;
 	if (r->live_heap >= 0 && r->mem.rss_anon > 0)
 		p.utilization = (double)r->live_heap / r->mem.rss_anon;
 	if (r->pages) {

@@ -19,6 +19,7 @@ struct reading {
 	const uint64_t *latency;		/* probe histogram so far, or NULL */
 	struct memstat mem;
 	int arenas;				/* -1: not glibc */
+	const int64_t *live_by_size;		/* TL_SIZE_CLASSES, or NULL: no heap side */
 };
 
 struct monitor {

@@ -153,6 +153,7 @@ static const char usage_text[] =
 	"Benchmarking:\n"
 	"      --empty-probes       attach empty programs at the same probe sites and\n"
 	"                           collect nothing: the cost floor of the probes\n"
+	"                           (with --pages-only: of the kernel side's tracepoints)\n"
 	"\n"
 	"  -h, --help               this help\n"
 	"  -V, --version            print the version\n";
@@ -549,9 +550,9 @@ int options_parse(int argc, char **argv, struct options *o)
 		fprintf(stderr, "memwatch: --comm, --cgroup, --listen and --output-dir go with --all\n");
 		return -1;
 	}
-	if (o->pages_only && (o->alloc_only || o->max_overhead || o->empty_probes)) {
-		fprintf(stderr, "memwatch: --pages-only probes no allocator: it cannot go with --alloc-only, "
-				"--max-overhead or --empty-probes\n");
+	if (o->pages_only && (o->alloc_only || o->max_overhead)) {
+		fprintf(stderr, "memwatch: --pages-only probes no allocator: it cannot go with --alloc-only "
+				"or --max-overhead\n");
 		return -1;
 	}
 	if (!o->pid == !o->cmd) {

@@ -63,6 +63,7 @@ static int configure(struct pages_bpf *skel, const struct pages_config *cfg, boo
 		return -EINVAL;
 	skel->rodata->cfg_target_tgid = cfg->tgid;
 	skel->rodata->cfg_self_tgid = getpid();
+	skel->rodata->cfg_empty = cfg->empty;
 	skel->rodata->cfg_sample_bytes = cfg->sample_bytes;
 	skel->rodata->cfg_stack_mode = cfg->stack_mode;
 	skel->rodata->cfg_stack_bytes = cfg->stack_bytes;

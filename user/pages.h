@@ -18,6 +18,7 @@ struct pages_config {
 	uint32_t stack_mode, stack_bytes;
 	uint32_t ring_bytes;
 	uint32_t max_processes;		/* per-process statistics kept at once */
+	bool empty;			/* benchmarks: every program returns at once */
 };
 
 struct pages {

@@ -173,6 +173,26 @@ struct column {
 	COL(name "_p99_us", CELL_DOUBLE, sys_p99_us[sc])
 
 _Static_assert(TL_NSYSCALLS == 5, "a syscall was added: add its columns");
+_Static_assert(TL_SIZE_CLASSES == 9, "a size class was added: add its column");
+
+unsigned tl_size_class(uint64_t size)
+{
+	unsigned cls = 0;
+
+	for (uint64_t bound = 64; size >= bound && cls + 1 < TL_SIZE_CLASSES; bound <<= 2)
+		cls++;
+	return cls;
+}
+
+const char *tl_size_class_label(unsigned cls)
+{
+	static const char *const labels[TL_SIZE_CLASSES] = {
+		"<64 B", "64-256 B", "256 B-1 KiB", "1-4 KiB", "4-16 KiB", "16-64 KiB", "64-256 KiB",
+		"256 KiB-1 MiB", ">=1 MiB",
+	};
+
+	return cls < TL_SIZE_CLASSES ? labels[cls] : "?";
+}
 
 /* The names are the CSV header and the JSON keys: keep them stable. */
 static const struct column columns[] = {
@@ -186,6 +206,15 @@ static const struct column columns[] = {
 	COL("lazyfree_bytes", CELL_GAUGE, lazyfree),
 	COL("utilization", CELL_DOUBLE, utilization),
 	COL("arenas", CELL_INT, arenas),
+	COL("live_lt_64_bytes", CELL_HEAP, live_by_size[0]),
+	COL("live_lt_256_bytes", CELL_HEAP, live_by_size[1]),
+	COL("live_lt_1k_bytes", CELL_HEAP, live_by_size[2]),
+	COL("live_lt_4k_bytes", CELL_HEAP, live_by_size[3]),
+	COL("live_lt_16k_bytes", CELL_HEAP, live_by_size[4]),
+	COL("live_lt_64k_bytes", CELL_HEAP, live_by_size[5]),
+	COL("live_lt_256k_bytes", CELL_HEAP, live_by_size[6]),
+	COL("live_lt_1m_bytes", CELL_HEAP, live_by_size[7]),
+	COL("live_ge_1m_bytes", CELL_HEAP, live_by_size[8]),
 	COL("faults", CELL_COUNT, faults),
 	COL("fault_bytes", CELL_COUNT, fault_bytes),
 	COL("refaults", CELL_COUNT, refaults),

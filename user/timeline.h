@@ -20,6 +20,15 @@ enum tl_syscall {
 	TL_NSYSCALLS,
 };
 
+/* Size classes of live objects: [0, 64), [64, 256), ... [256 KiB, 1 MiB),
+ * [1 MiB, ...): each four times the last, so a class spans two of the
+ * power-of-two buckets heapprof keeps. */
+#define TL_SIZE_CLASSES 9
+/* The class of an object of size bytes. */
+unsigned tl_size_class(uint64_t size);
+/* "<64 B", "64-256 B", ... ">=1 MiB". */
+const char *tl_size_class_label(unsigned cls);
+
 /* One interval; counts are within the interval, gauges at its end. Values
  * memwatch could not measure are -1 (gauges) or NaN (doubles). */
 struct tl_point {
@@ -31,6 +40,7 @@ struct tl_point {
 	int64_t anonymous, lazyfree;	/* /proc/PID/smaps_rollup Anonymous, LazyFree */
 	double utilization;		/* live_heap / rss_anon */
 	int arenas;			/* glibc arenas, -1 if not glibc */
+	int64_t live_by_size[TL_SIZE_CLASSES];	/* live heap bytes by object size class */
 	/* the kernel side, within the interval */
 	uint64_t faults, fault_bytes;	/* user faults on pages not present */
 	uint64_t refaults, refault_bytes;	/* ... on pages purged before */

@@ -118,9 +118,6 @@ struct rss_gap {
 	double live_peak, live_fall;
 };
 
-struct human {
-	char s[32];
-};
 
 static const char *const syscall_names[TL_NSYSCALLS] = {
 	[TL_MADVISE] = "madvise", [TL_MMAP] = "mmap", [TL_MUNMAP] = "munmap",
@@ -142,7 +139,7 @@ const char *verdict_name(enum verdict_kind kind)
 
 /* ---- formatting ---- */
 
-static struct human bytes_str(double bytes)
+struct human bytes_str(double bytes)
 {
 	struct human h;
 	double a = fabs(bytes);

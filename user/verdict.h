@@ -47,6 +47,12 @@ struct verdict_input {
 	double peak_live_heap;		/* highest live_heap seen */
 };
 
+/* A byte count for people: "1.2 MiB", "512 B", "?" when not finite. */
+struct human {
+	char s[32];
+};
+struct human bytes_str(double bytes);
+
 #define VERDICT_MAX_EVIDENCE 8
 
 struct verdict {

@@ -6,6 +6,7 @@ The workloads and their settings follow the recipes in
 shared/notes/allocators.md; each prints what it did (rounds, bytes leaked,
 bytes kept, its own RssAnon) for the counts to be checked against.
 """
+import csv
 import json
 import os
 import re
@@ -123,7 +124,8 @@ class HeapVerdictTest(TestCase):
             self.assertTrue(lines, "location %d has no function: %s" % (loc, pages.text[:4000]))
 
     def test_fragmentation(self):
-        run = memwatch(["-s", "8k", "-o", self.path("frag.pb.gz"), "--", workload("fragment")])
+        run = memwatch(["-s", "8k", "-o", self.path("frag.pb.gz"), "--timeline", self.path("frag.csv"), "--",
+                        workload("fragment")])
         self.assertEqual(run.returncode, 0, run.stderr)
         m = re.search(r"fragment: kept (\d+) objects, (\d+) bytes; live (\d+); rss_anon (\d+)", run.stdout)
         kept_bytes, live, rss = int(m.group(2)), int(m.group(3)), int(m.group(4))
@@ -137,6 +139,25 @@ class HeapVerdictTest(TestCase):
         self.assertIsNotNone(survivors, run.stderr)
         self.assertAlmostEqual(parse_bytes(survivors.group(1)) / kept_bytes, 1.0, delta=0.1, msg=run.stderr)
         self.assertIn("MALLOC_ARENA_MAX", report_line(run, "knob:"))
+        # The size-class histogram, at the end and per interval: the kept
+        # 512-byte objects in theirs, the array of pointers to all objects
+        # (live minus kept) at 1 MiB and above, next to nothing elsewhere.
+        array_bytes = live - kept_bytes
+        sizes = report_line(run, "live heap by object size:")
+        self.assertIsNotNone(sizes, run.stderr)
+        small = re.search(r"256 B-1 KiB ([\d.]+ \w+) \((\d+)%\)", sizes)
+        large = re.search(r">=1 MiB ([\d.]+ \w+) \((\d+)%\)", sizes)
+        self.assertTrue(small and large, sizes)
+        self.assertAlmostEqual(parse_bytes(small.group(1)) / kept_bytes, 1.0, delta=0.1, msg=sizes)
+        self.assertAlmostEqual(parse_bytes(large.group(1)) / array_bytes, 1.0, delta=0.1, msg=sizes)
+        self.assertGreaterEqual(int(small.group(2)) + int(large.group(2)), 98, sizes)
+        with open(self.path("frag.csv")) as f:
+            last = list(csv.DictReader(f))[-1]
+        self.assertAlmostEqual(int(last["live_lt_1k_bytes"]) / kept_bytes, 1.0, delta=0.1, msg=last)
+        self.assertAlmostEqual(int(last["live_ge_1m_bytes"]) / array_bytes, 1.0, delta=0.1, msg=last)
+        others = sum(int(v) for k, v in last.items() if re.match(r"live_(lt|ge)_", k)
+                     and k not in ("live_lt_1k_bytes", "live_ge_1m_bytes"))
+        self.assertLess(others, 0.02 * live, last)
 
 
 # Colours of the plot's series (user/timeline.c).

@@ -21,7 +21,9 @@
 
 static const char CSV_HEADER[] =
 	"t_s,dt_s,live_heap_bytes,rss_anon_bytes,rss_file_bytes,rss_shmem_bytes,"
-	"anonymous_bytes,lazyfree_bytes,utilization,arenas,faults,fault_bytes,"
+	"anonymous_bytes,lazyfree_bytes,utilization,arenas,"
+	"live_lt_64_bytes,live_lt_256_bytes,live_lt_1k_bytes,live_lt_4k_bytes,live_lt_16k_bytes,"
+	"live_lt_64k_bytes,live_lt_256k_bytes,live_lt_1m_bytes,live_ge_1m_bytes,faults,fault_bytes,"
 	"refaults,refault_bytes,purges,purge_bytes,"
 	"madvise_calls,madvise_p50_us,madvise_p99_us,mmap_calls,mmap_p50_us,mmap_p99_us,"
 	"munmap_calls,munmap_p50_us,munmap_p99_us,brk_calls,brk_p50_us,brk_p99_us,"
@@ -37,6 +39,8 @@ static struct tl_point unmeasured(double t)
 	};
 	for (int i = 0; i < TL_NSYSCALLS; i++)
 		p.sys_p50_us[i] = p.sys_p99_us[i] = NAN;
+	for (int c = 0; c < TL_SIZE_CLASSES; c++)
+		p.live_by_size[c] = -1;
 	return p;
 }
 
@@ -54,6 +58,8 @@ static struct tl_point measured(double t)
 		p.sys_p50_us[i] = 2 + i;
 		p.sys_p99_us[i] = 20.5 + i;
 	}
+	for (int c = 0; c < TL_SIZE_CLASSES; c++)
+		p.live_by_size[c] = c == 2 ? 1000 : 0;
 	return p;
 }
 
@@ -138,6 +144,22 @@ static void test_syscall_names(void **state)
 	assert_string_equal(tl_syscall_name(TL_NSYSCALLS), "unknown");
 }
 
+static void test_size_classes(void **state)
+{
+	static const struct { uint64_t size; unsigned cls; } cases[] = {
+		{ 0, 0 }, { 1, 0 }, { 63, 0 }, { 64, 1 }, { 255, 1 }, { 256, 2 }, { 1023, 2 },
+		{ 1024, 3 }, { 4095, 3 }, { 4096, 4 }, { 65535, 5 }, { 65536, 6 }, { 262143, 6 },
+		{ 262144, 7 }, { 1048575, 7 }, { 1048576, 8 }, { UINT64_MAX, 8 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_int_equal(tl_size_class(cases[i].size), cases[i].cls);
+	assert_string_equal(tl_size_class_label(0), "<64 B");
+	assert_string_equal(tl_size_class_label(2), "256 B-1 KiB");
+	assert_string_equal(tl_size_class_label(TL_SIZE_CLASSES - 1), ">=1 MiB");
+	assert_string_equal(tl_size_class_label(TL_SIZE_CLASSES), "?");
+}
+
 static void test_csv(void **state)
 {
 	struct timeline tl;
@@ -153,9 +175,9 @@ static void test_csv(void **state)
 
 	assert_memory_equal(csv, CSV_HEADER, strlen(CSV_HEADER));
 	assert_string_equal(rows,
-		"1.5,0.5,1000,4096,8192,0,4096,0,0.25,3,7,28672,2,8192,1,65536,"
+		"1.5,0.5,1000,4096,8192,0,4096,0,0.25,3,0,0,1000,0,0,0,0,0,0,7,28672,2,8192,1,65536,"
 		"10,2,20.5,11,3,21.5,12,4,22.5,13,5,23.5,14,6,24.5,100,1.5,42\n"
-		"2,1,,,,,,,,,0,0,0,0,0,0,"
+		"2,1,,,,,,,,,,,,,,,,,,0,0,0,0,0,0,"
 		"0,,,0,,,0,,,0,,,0,,,0,,\n");
 	free(csv);
 
@@ -165,7 +187,7 @@ static void test_csv(void **state)
 	tl.n = 1;
 	csv = write_to_string(timeline_write_csv, &tl);
 	assert_string_equal(csv + strlen(CSV_HEADER),
-		"1.5,0.5,,4096,8192,0,4096,0,0.25,3,7,28672,2,8192,1,65536,"
+		"1.5,0.5,,4096,8192,0,4096,0,0.25,3,,,,,,,,,,7,28672,2,8192,1,65536,"
 		"10,2,20.5,11,3,21.5,12,4,22.5,13,5,23.5,14,6,24.5,,,\n");
 	free(csv);
 	timeline_free(&tl);
@@ -231,8 +253,10 @@ static void test_json(void **state)
 
 	/* Every interval has every column, as a number or null. */
 	assert_true(asprintf(&cmd, "python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); "
-		"v=d[\"intervals\"]; assert len(v)==2 and len(v[0])==34 and len(v[1])==34; "
+		"v=d[\"intervals\"]; assert len(v)==2 and len(v[0])==43 and len(v[1])==43; "
 		"assert v[0][\"live_heap_bytes\"]==1000 and v[0][\"t_s\"]==1; "
+		"assert v[0][\"live_lt_1k_bytes\"]==1000 and v[0][\"live_ge_1m_bytes\"]==0; "
+		"assert v[1][\"live_lt_1k_bytes\"] is None; "
 		"assert all(x is None or type(x) in (int,float) for p in v for x in p.values()); "
 		"print(v[1][\"rss_file_bytes\"], v[1][\"purges\"])' '%s'", path) > 0);
 	pretty = run(cmd, &status);
@@ -544,6 +568,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_add_grows),
 		cmocka_unit_test(test_syscall_names),
+		cmocka_unit_test(test_size_classes),
 		cmocka_unit_test(test_csv),
 		cmocka_unit_test(test_csv_empty),
 		cmocka_unit_test(test_json),
