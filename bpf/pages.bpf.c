@@ -33,12 +33,14 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 const volatile __u32 cfg_self_tgid = 0;	/* memwatch itself, never tracked */
 const volatile bool cfg_empty = false;	/* benchmarks: the tracepoints alone */
+/* From the kernel's config (/boot/config-*, /proc/config.gz); 0 if absent. */
+extern unsigned int CONFIG_HZ __kconfig __weak;
 
 struct purged_region {
 	__u32 tgid;
 	__u32 pad;
 	__u64 region;
-	__u64 purge_ns;
+	__u64 purge_jiffies;
 	__u64 bits[8];		/* pages purged and not yet faulted back */
 };
 
@@ -135,7 +137,7 @@ static __always_inline __u32 purged_slot(__u32 tgid, __u64 region)
 	return (h >> 40) & (PURGED_SLOTS - 1);
 }
 
-static void mark_region(__u32 tgid, __u64 region, __u32 p0, __u32 p1, __u64 now)
+static void mark_region(__u32 tgid, __u64 region, __u32 p0, __u32 p1, __u64 jiffies)
 {
 	__u32 slot = purged_slot(tgid, region);
 	struct purged_region *r = bpf_map_lookup_elem(&purged, &slot);
@@ -148,13 +150,13 @@ static void mark_region(__u32 tgid, __u64 region, __u32 p0, __u32 p1, __u64 now)
 		r->region = region;
 		__builtin_memset(r->bits, 0, sizeof(r->bits));
 	}
-	r->purge_ns = now;
+	r->purge_jiffies = jiffies;
 	set_pages(r, p0, p1);
 }
 
 struct purge_walk {
 	__u32 tgid;
-	__u64 start, end, first, now;
+	__u64 start, end, first, jiffies;
 };
 
 static long purge_region(__u64 index, void *arg)
@@ -166,14 +168,14 @@ static long purge_region(__u64 index, void *arg)
 
 	if (a >= b)
 		return 1;
-	mark_region(w->tgid, region, (a - rs) >> PAGE_SHIFT, (b - rs + (1 << PAGE_SHIFT) - 1) >> PAGE_SHIFT, w->now);
+	mark_region(w->tgid, region, (a - rs) >> PAGE_SHIFT, (b - rs + (1 << PAGE_SHIFT) - 1) >> PAGE_SHIFT, w->jiffies);
 	return 0;
 }
 
 /* Records [start, start + len) as purged, for refault detection. */
-static __always_inline void record_purge(__u32 tgid, struct mw_page_stats *s, __u64 start, __u64 len, __u64 now)
+static __always_inline void record_purge(__u32 tgid, struct mw_page_stats *s, __u64 start, __u64 len, __u64 jiffies)
 {
-	struct purge_walk w = { .tgid = tgid, .start = start, .end = start + len, .now = now };
+	struct purge_walk w = { .tgid = tgid, .start = start, .end = start + len, .jiffies = jiffies };
 
 	if (!len)
 		return;
@@ -199,6 +201,15 @@ static __always_inline struct mw_fault_counts *fault_counts_of(__u32 tgid)
 	return bpf_map_lookup_elem(&fault_counts, &key);
 }
 
+/* MW_REFAULT_SOON_NS in jiffies; without the kernel's config, as at 250 Hz
+ * (Debian's and Ubuntu's). */
+static __always_inline __u64 soon_jiffies(void)
+{
+	__u64 hz = CONFIG_HZ ? CONFIG_HZ : 250;
+
+	return MW_REFAULT_SOON_NS / (1000000000ull / hz);
+}
+
 static __always_inline void check_refault(__u32 tgid, struct mw_fault_counts *c, __u64 addr)
 {
 	__u64 region = addr >> REGION_SHIFT;
@@ -216,7 +227,9 @@ static __always_inline void check_refault(__u32 tgid, struct mw_fault_counts *c,
 	if (!(__sync_fetch_and_and(word, ~bit) & bit))
 		return;
 	c->refaults++;
-	if (bpf_ktime_get_ns() - r->purge_ns < MW_REFAULT_SOON_NS)
+	/* Jiffies: reading the precise clock here would be half of this
+	 * program's time. */
+	if (bpf_jiffies64() - r->purge_jiffies < soon_jiffies())
 		c->refaults_soon++;
 }
 
@@ -342,7 +355,7 @@ static __always_inline void sys_exit(void *ctx, long ret)
 		add(&s->unmaps, 1);
 		add(&s->unmap_bytes, len);
 	}
-	record_purge(tgid, s, start, len, now);
+	record_purge(tgid, s, start, len, bpf_jiffies64());
 	sample_page(ctx, (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()), pid_tgid, kind, start, len);
 }
 

@@ -13,6 +13,12 @@
 #               tracepoints with empty programs: what attaching them costs)
 #   pages-only  memwatch -p PID --pages-only (tracepoints only)
 #   both        memwatch -p PID (tracepoints and the allocator uprobes)
+# Then the fault program's own cost, which run-to-run noise on a shared VM
+# hides: with kernel.bpf_stats_enabled, the run time per call of on_fault
+# under floor and under pages-only while faulter runs (--stats-rounds
+# rounds, interleaved); the difference is what memwatch's fault program
+# adds to each fault, beyond the tracepoint and the stats' own timing.
+#
 # Every (workload, configuration) runs once per round, interleaved; the
 # table gives medians over the rounds with their range, the ratio of the
 # medians to none, the same ratio taken within each round (median and
@@ -21,6 +27,7 @@
 # that every run lasts long enough to time.
 #
 #   tools/bench-pages.sh [--rounds R] [--fault-rounds N] [--pairs N]
+#                        [--stats-rounds S]
 #
 # As root, after `make memwatch .output/churn .output/faulter`.
 set -euo pipefail
@@ -28,13 +35,15 @@ set -euo pipefail
 ROUNDS=7
 FAULT_ROUNDS=600
 PAIRS=2000000
+STATS_ROUNDS=5
 while (($#)); do
 	case $1 in
 	--rounds) ROUNDS=$2; shift 2 ;;
 	--fault-rounds) FAULT_ROUNDS=$2; shift 2 ;;
 	--pairs) PAIRS=$2; shift 2 ;;
+	--stats-rounds) STATS_ROUNDS=$2; shift 2 ;;
 	-h | --help)
-		sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	*) echo "bench-pages.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -49,7 +58,8 @@ for f in "$MEMWATCH" "$OUT/churn" "$OUT/faulter"; do
 	[ -x "$f" ] || { echo "bench-pages.sh: $f missing: make memwatch .output/churn .output/faulter" >&2; exit 1; }
 done
 TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled)
+trap 'rm -rf "$TMP"; sysctl -q kernel.bpf_stats_enabled="$STATS_WAS"' EXIT
 
 CONFIGS=(none floor pages-only both)
 WORKLOADS=(faulter churn)
@@ -132,3 +142,58 @@ for wl in "${WORKLOADS[@]}"; do
 			'BEGIN { printf "| %s | %s | %.1f %s | %s | %+.1f%% | %s | %s |\n", wl, cfg, ns, unit, rng, (ns / base - 1) * 100, rounds, cpu }'
 	done
 done
+
+# on_fault's (run count, run ns) so far: the busiest program of that name.
+fault_prog_stats() {
+	bpftool prog show -j | python3 -c '
+import json, sys
+progs = [p for p in json.load(sys.stdin) if p.get("name") == "on_fault"]
+best = max(progs, key=lambda p: p.get("run_cnt", 0), default={})
+print(best.get("run_cnt", 0), best.get("run_time_ns", 0))'
+}
+
+# stats_run CONFIG: ns per run of on_fault over 2 s of faulter's loop.
+stats_run() {
+	local cfg=$1 pid f_pid mw_pid a b
+	"$OUT/faulter" --rounds "$FAULT_ROUNDS" --wait >"$TMP/faulter.out" 2>&1 &
+	f_pid=$!
+	until pid=$(sed -n 's/^ready //p' "$TMP/faulter.out") && [ -n "$pid" ]; do
+		kill -0 "$f_pid" 2>/dev/null || { cat "$TMP/faulter.out" >&2; exit 1; }
+		sleep 0.05
+	done
+	# shellcheck disable=SC2046
+	"$MEMWATCH" -p "$pid" $(config_flags "$cfg") -o "$TMP/p.pb.gz" 2>"$TMP/mw.err" &
+	mw_pid=$!
+	until grep -q '^memwatch: profiling pid' "$TMP/mw.err" 2>/dev/null; do
+		kill -0 "$mw_pid" 2>/dev/null || { cat "$TMP/mw.err" >&2; exit 1; }
+		sleep 0.05
+	done
+	kill -USR1 "$pid"
+	sleep 0.5
+	a=$(fault_prog_stats)
+	sleep 2
+	b=$(fault_prog_stats)
+	wait "$f_pid" || true
+	wait "$mw_pid" || true
+	awk -v a="$a" -v b="$b" 'BEGIN { split(a, x); split(b, y); n = y[1] - x[1]
+		if (n > 0) printf "%.1f\n", (y[2] - x[2]) / n; else print "nan" }'
+}
+
+sysctl -q kernel.bpf_stats_enabled=1
+for ((r = 1; r <= STATS_ROUNDS; r++)); do
+	for cfg in floor pages-only; do
+		ns=$(stats_run "$cfg")
+		echo "bench-pages.sh: stats round $r/$STATS_ROUNDS $cfg: on_fault $ns ns per run" >&2
+		echo "$r $ns" >>"$TMP/stats.$cfg"
+	done
+done
+sysctl -q kernel.bpf_stats_enabled="$STATS_WAS"
+
+floor_ns=$(cut -d' ' -f2 "$TMP/stats.floor" | median)
+full_ns=$(cut -d' ' -f2 "$TMP/stats.pages-only" | median)
+added=$(join <(sort -k1,1 "$TMP/stats.floor") <(sort -k1,1 "$TMP/stats.pages-only") | awk '{ print $3 - $2 }' | median)
+fault_ns=$(cut -d' ' -f2 "$TMP/faulter.none" | median)
+echo
+echo "The fault program's own cost (kernel.bpf_stats_enabled, $STATS_ROUNDS rounds, medians): on_fault runs"
+echo "$floor_ns ns per call empty (floor: the stats' own timing) and $full_ns ns as memwatch's (pages-only):"
+awk -v d="$added" -v f="$fault_ns" 'BEGIN { printf "memwatch adds %.1f ns to each fault, %.1f%% of the %.0f ns a fault takes without memwatch.\n", d, 100 * d / f, f }'
