@@ -79,6 +79,18 @@ config_flags() {
 	esac
 }
 
+# attach_memwatch PID CONFIG: starts memwatch on PID and waits until it has
+# attached; its pid in MW_PID.
+attach_memwatch() {
+	# shellcheck disable=SC2046
+	"$MEMWATCH" -p "$1" $(config_flags "$2") -o "$TMP/p.pb.gz" 2>"$TMP/mw.err" &
+	MW_PID=$!
+	until grep -q '^memwatch: profiling pid' "$TMP/mw.err" 2>/dev/null; do
+		kill -0 "$MW_PID" 2>/dev/null || { cat "$TMP/mw.err" >&2; exit 1; }
+		sleep 0.05
+	done
+}
+
 # run WORKLOAD CONFIG: prints "<ns> <memwatch cpu s per s>" (cpu - for none).
 run_one() {
 	local wl=$1 cfg=$2 pid line mw_pid=
@@ -86,13 +98,8 @@ run_one() {
 	read -r line <&"${WL[0]}"
 	pid=${line#ready }
 	if [ "$cfg" != none ]; then
-		# shellcheck disable=SC2046
-		"$MEMWATCH" -p "$pid" $(config_flags "$cfg") -o "$TMP/p.pb.gz" 2>"$TMP/mw.err" &
-		mw_pid=$!
-		until grep -q '^memwatch: profiling pid' "$TMP/mw.err" 2>/dev/null; do
-			kill -0 "$mw_pid" 2>/dev/null || { cat "$TMP/mw.err" >&2; exit 1; }
-			sleep 0.05
-		done
+		attach_memwatch "$pid" "$cfg"
+		mw_pid=$MW_PID
 	fi
 	kill -USR1 "$pid"
 	read -r line <&"${WL[0]}"
@@ -161,13 +168,8 @@ stats_run() {
 		kill -0 "$f_pid" 2>/dev/null || { cat "$TMP/faulter.out" >&2; exit 1; }
 		sleep 0.05
 	done
-	# shellcheck disable=SC2046
-	"$MEMWATCH" -p "$pid" $(config_flags "$cfg") -o "$TMP/p.pb.gz" 2>"$TMP/mw.err" &
-	mw_pid=$!
-	until grep -q '^memwatch: profiling pid' "$TMP/mw.err" 2>/dev/null; do
-		kill -0 "$mw_pid" 2>/dev/null || { cat "$TMP/mw.err" >&2; exit 1; }
-		sleep 0.05
-	done
+	attach_memwatch "$pid" "$cfg"
+	mw_pid=$MW_PID
 	kill -USR1 "$pid"
 	sleep 0.5
 	a=$(fault_prog_stats)

@@ -190,9 +190,11 @@ class Run:
         self.stderr = stderr
 
 
-def memwatch(args, timeout=120, input=None, env=None):
+def memwatch(args, timeout=120, input=None, env=None, cpus=None):
+    """memwatch with args; cpus: the CPUs memwatch may run on (not its command's)."""
     proc = subprocess.Popen([MEMWATCH] + args, stdin=subprocess.PIPE if input is not None else None,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     out, err = proc.communicate(input=input, timeout=timeout)
     return Run(proc, out, err)
 
