@@ -2,6 +2,7 @@
 interval, -p and -- CMD, a transparent target, and bad input."""
 import math
 import os
+import re
 import subprocess
 import time
 
@@ -216,6 +217,13 @@ class CliTest(TestCase):
         for flag in ("--pid", "--output", "--duration", "--sample-bytes", "--interval", "--verbose",
                      "--help", "--version"):
             self.assertIn(flag, run.stdout)
+        # ... and the README documents every one of them.
+        with open(os.path.join(os.path.dirname(MEMWATCH), "README.md")) as f:
+            readme = f.read()
+        flags = set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", run.stdout))
+        self.assertGreater(len(flags), 30)
+        for flag in sorted(flags):
+            self.assertRegex(readme, r"`[^`]*%s\b" % re.escape(flag), "%s is not in the README" % flag)
 
     def test_version(self):
         run = memwatch(["-V"])
