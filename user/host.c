@@ -402,8 +402,9 @@ static void refresh_activity(struct host *h)
 
 /* ---- events ----------------------------------------------------------- */
 
-static void on_exec(struct host *h, pid_t pid)
+static void on_exec(void *ctx, pid_t pid)
 {
+	struct host *h = ctx;
 	struct hproc *hp = notice(h, pid);
 
 	h->counts.execs++;
@@ -424,8 +425,9 @@ static void on_exec(struct host *h, pid_t pid)
 	}
 }
 
-static void on_exit_event(struct host *h, pid_t pid)
+static void on_exit_event(void *ctx, pid_t pid)
 {
+	struct host *h = ctx;
 	struct hproc *hp = host_find(h, pid);
 
 	if (!hp)
@@ -444,8 +446,9 @@ static struct target *target_of(struct host *h, pid_t pid, struct process **p)
 	return *p ? hp->tgt : NULL;
 }
 
-static void on_sample(struct host *h, const struct mw_sample_event *e, size_t len)
+static void on_sample(void *ctx, const struct mw_sample_event *e, size_t len)
 {
+	struct host *h = ctx;
 	struct process *p;
 	struct target *t = target_of(h, e->h.tgid, &p);
 
@@ -458,8 +461,9 @@ static void on_sample(struct host *h, const struct mw_sample_event *e, size_t le
 		heapprof_add(&t->heap, e->sample_id, stack, e->h.tgid, e->size);
 }
 
-static void on_page(struct host *h, const struct mw_sample_event *e, size_t len)
+static void on_page(void *ctx, const struct mw_sample_event *e, size_t len)
 {
+	struct host *h = ctx;
 	struct process *p;
 	struct target *t = target_of(h, e->h.tgid, &p);
 
@@ -470,25 +474,16 @@ static void on_page(struct host *h, const struct mw_sample_event *e, size_t len)
 		pageprof_add(&t->pages, stack, e->h.tgid, (enum mw_page_event)e->h.fn, e->size);
 }
 
-static void on_loader(struct host *h, pid_t pid)
+static void on_loader(void *ctx, pid_t pid)
 {
+	struct host *h = ctx;
 	struct hproc *hp = host_find(h, pid);
 
 	if (hp && hp->tgt)
 		attach_target(h, hp);
 }
 
-static void ev_sample(void *ctx, const struct mw_sample_event *e, size_t len)
-{
-	on_sample(ctx, e, len);
-}
-
-static void ev_page(void *ctx, const struct mw_sample_event *e, size_t len)
-{
-	on_page(ctx, e, len);
-}
-
-static void ev_cancel(void *ctx, pid_t tgid, uint64_t sample_id)
+static void on_cancel(void *ctx, pid_t tgid, uint64_t sample_id)
 {
 	struct process *p;
 	struct target *t = target_of(ctx, tgid, &p);
@@ -497,28 +492,13 @@ static void ev_cancel(void *ctx, pid_t tgid, uint64_t sample_id)
 		heapprof_cancel(&t->heap, sample_id);
 }
 
-static void ev_loader(void *ctx, pid_t tgid)
-{
-	on_loader(ctx, tgid);
-}
-
-static void ev_exec(void *ctx, pid_t tgid)
-{
-	on_exec(ctx, tgid);
-}
-
-static void ev_exit(void *ctx, pid_t tgid)
-{
-	on_exit_event(ctx, tgid);
-}
-
 /* The heap side's ring; its exec events are the kernel side's too, which
  * has them for every process: they come from there. */
 static const struct event_handlers heap_handlers = {
-	.sample = ev_sample, .cancel = ev_cancel, .loader = ev_loader,
+	.sample = on_sample, .cancel = on_cancel, .loader = on_loader,
 };
 static const struct event_handlers pages_handlers = {
-	.page = ev_page, .exec = ev_exec, .exit = ev_exit,
+	.page = on_page, .exec = on_exec, .exit = on_exit_event,
 };
 
 static int on_heap_event(void *ctx, void *data, size_t len)

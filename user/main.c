@@ -306,12 +306,11 @@ static int attach_latency(struct session *s, struct process *p);
 
 /* ---- events ---------------------------------------------------------- */
 
-static void on_sample(struct session *s, const struct mw_sample_event *e, size_t len)
+static void on_sample(void *ctx, const struct mw_sample_event *e, size_t len)
 {
-	struct process *p = procs_find(&s->procs, e->h.tgid);
+	struct session *s = ctx;
+	struct process *p = procs_get(&s->procs, e->h.tgid);
 
-	if (!p)
-		p = procs_get(&s->procs, e->h.tgid);
 	if (!p) {
 		s->hp.tot.stack_oom++;
 		return;
@@ -325,11 +324,12 @@ static void on_sample(struct session *s, const struct mw_sample_event *e, size_t
 }
 
 /* A sampled page fault or purge: its stack goes to the page profile. */
-static void on_page(struct session *s, const struct mw_sample_event *e, size_t len)
+static void on_page(void *ctx, const struct mw_sample_event *e, size_t len)
 {
-	struct process *p = procs_find(&s->procs, e->h.tgid);
+	struct session *s = ctx;
+	struct process *p = procs_get(&s->procs, e->h.tgid);
 
-	if (!p && !(p = procs_get(&s->procs, e->h.tgid)))
+	if (!p)
 		return;
 	uint32_t stack = stacker_intern(&s->sk, &s->hp.st, &s->procs, p, e, len);
 	if (stack != UINT32_MAX && e->h.fn < MW_PAGE_COUNT)
@@ -338,8 +338,9 @@ static void on_page(struct session *s, const struct mw_sample_event *e, size_t l
 
 /* The target called exec: new maps, new nesting ranges, maybe new
  * allocators (with -- CMD the loader stop that follows probes those). */
-static void on_exec(struct session *s, pid_t tgid)
+static void on_exec(void *ctx, pid_t tgid)
 {
+	struct session *s = ctx;
 	struct process *p = procs_find(&s->procs, tgid);
 
 	if (!p || process_exec(&s->procs, p))
@@ -354,8 +355,9 @@ static void on_exec(struct session *s, pid_t tgid)
 
 /* ld.so changed a -p target's link map: read its maps now, so that later
  * samples resolve against them, and probe any allocator it brought. */
-static void on_loader(struct session *s, pid_t tgid)
+static void on_loader(void *ctx, pid_t tgid)
 {
+	struct session *s = ctx;
 	struct process *p = procs_find(&s->procs, tgid);
 
 	if (s->child || !p || process_refresh(&s->procs, p))
@@ -364,33 +366,13 @@ static void on_loader(struct session *s, pid_t tgid)
 	attach_latency(s, p);
 }
 
-static void ev_sample(void *ctx, const struct mw_sample_event *e, size_t len)
-{
-	on_sample(ctx, e, len);
-}
-
-static void ev_page(void *ctx, const struct mw_sample_event *e, size_t len)
-{
-	on_page(ctx, e, len);
-}
-
-static void ev_cancel(void *ctx, pid_t tgid, uint64_t sample_id)
+static void on_cancel(void *ctx, pid_t tgid, uint64_t sample_id)
 {
 	heapprof_cancel(&((struct session *)ctx)->hp, sample_id);
 }
 
-static void ev_loader(void *ctx, pid_t tgid)
-{
-	on_loader(ctx, tgid);
-}
-
-static void ev_exec(void *ctx, pid_t tgid)
-{
-	on_exec(ctx, tgid);
-}
-
 static const struct event_handlers handlers = {
-	.sample = ev_sample, .page = ev_page, .cancel = ev_cancel, .loader = ev_loader, .exec = ev_exec,
+	.sample = on_sample, .page = on_page, .cancel = on_cancel, .loader = on_loader, .exec = on_exec,
 };
 
 static int on_event(void *ctx, void *data, size_t len)
