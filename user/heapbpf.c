@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "capture.h"
 #include "floor.skel.h"
 #include "heap.skel.h"
 #include "heap_session.skel.h"
@@ -14,11 +15,6 @@
 #define BPF_TRACE_UPROBE_MULTI_ 48
 #define BPF_TRACE_UPROBE_SESSION_ 57
 
-struct cpu_state {		/* bpf/heap_common.h */
-	int64_t countdown;
-	uint64_t next_id;
-};
-
 const char *attach_mode_name(enum attach_mode mode)
 {
 	static const char *const names[] = {
@@ -26,25 +22,6 @@ const char *attach_mode_name(enum attach_mode mode)
 		[ATTACH_MULTI] = "multi", [ATTACH_CLASSIC] = "classic",
 	};
 	return names[mode];
-}
-
-/* Every CPU starts with its own Exp(R) countdown: starting at 0 would sample
- * the first allocation on each CPU. */
-static int seed_countdowns(struct heap_bpf *skel, uint64_t rate)
-{
-	int ncpu = libbpf_num_possible_cpus();
-	__u32 zero = 0;
-
-	if (ncpu <= 0)
-		return ncpu ? ncpu : -EINVAL;
-	struct cpu_state *st = calloc(ncpu, sizeof(*st));
-	if (!st)
-		return -ENOMEM;
-	for (int i = 0; i < ncpu; i++)
-		st[i].countdown = rate > 1 ? (int64_t)exp_draw_exact(rate) : 0;
-	int err = bpf_map_update_elem(bpf_map__fd(skel->maps.cpu_state), &zero, st, BPF_ANY) ? -errno : 0;
-	free(st);
-	return err;
 }
 
 static bool is_session_prog(const struct bpf_program *prog)
@@ -96,13 +73,6 @@ static int load_floor(struct heapbpf *b, enum attach_mode mode)
 	return 0;
 }
 
-static uint32_t scratch_bytes(const struct heapbpf_config *cfg)
-{
-	uint32_t payload = cfg->stack_mode == MW_STACK_FP ? (MW_MAX_FRAMES + 1) * sizeof(uint64_t)
-							  : cfg->stack_bytes + MW_STACK_CHUNK;
-	return MW_SCRATCH_HEAD + sizeof(struct mw_sample_event) + payload;
-}
-
 /* Both objects declare the same configuration (bpf/heap_common.h). */
 #define SET_RODATA(rodata, cfg)                                                           \
 	do {                                                                              \
@@ -111,7 +81,7 @@ static uint32_t scratch_bytes(const struct heapbpf_config *cfg)
 		(rodata)->cfg_stack_mode = (cfg)->stack_mode;                             \
 		(rodata)->cfg_stack_bytes = (cfg)->stack_bytes;                           \
 		exp_edges_fill((uint64_t *)(rodata)->cfg_exp_edges, MW_EXP_SIZE, (cfg)->sample_bytes); \
-		(rodata)->cfg_scratch_bytes = scratch_bytes(cfg);                         \
+		(rodata)->cfg_scratch_bytes = capture_scratch_bytes((cfg)->stack_mode, (cfg)->stack_bytes); \
 		(rodata)->cfg_wakeup_bytes = (cfg)->ring_bytes / 8;                       \
 		(rodata)->cfg_alloc_only = (cfg)->alloc_only;                             \
 		(rodata)->cfg_count_hits = (cfg)->count_hits;                             \
@@ -119,16 +89,10 @@ static uint32_t scratch_bytes(const struct heapbpf_config *cfg)
 
 static int size_maps(struct heap_bpf *skel, const struct heapbpf_config *cfg)
 {
-	int ncpu = libbpf_num_possible_cpus();
-
-	if (ncpu <= 0)
-		return -EINVAL;
 	if (bpf_map__set_max_entries(skel->maps.live, cfg->max_live) ||
-	    bpf_map__set_max_entries(skel->maps.events, cfg->ring_bytes) ||
-	    bpf_map__set_value_size(skel->maps.scratch, scratch_bytes(cfg)) ||
-	    bpf_map__set_max_entries(skel->maps.scratch, ncpu * MW_SCRATCH_SLOTS))
+	    bpf_map__set_max_entries(skel->maps.events, cfg->ring_bytes))
 		return -errno;
-	return 0;
+	return capture_size_scratch(skel->maps.scratch, cfg->stack_mode, cfg->stack_bytes);
 }
 
 static int load_heap(struct heapbpf *b, const struct heapbpf_config *cfg, enum attach_mode mode)
@@ -221,7 +185,7 @@ int heapbpf_load(struct heapbpf *b, const struct heapbpf_config *cfg)
 	err = load_best(b, cfg);
 	if (err || cfg->empty)
 		return err;
-	err = seed_countdowns(b->skel, cfg->sample_bytes);
+	err = capture_seed_countdowns(bpf_map__fd(b->skel->maps.cpu_state), cfg->sample_bytes);
 	if (!err) {
 		b->exec_link = bpf_program__attach(b->skel->progs.on_exec);
 		if (!b->exec_link)

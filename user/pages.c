@@ -10,6 +10,7 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
+#include "capture.h"
 #include "pages.skel.h"
 #include "heapbpf.h"
 #include "sampling.h"
@@ -25,49 +26,17 @@ static bool have_tracefs(void)
 	return !access(TRACEFS "/events/syscalls", F_OK);
 }
 
-struct cpu_state {		/* bpf/capture.h */
-	int64_t countdown;
-	uint64_t next_id;
-};
-
-static int seed_countdowns(struct pages_bpf *skel, uint64_t rate)
-{
-	int ncpu = libbpf_num_possible_cpus();
-	__u32 zero = 0;
-
-	if (ncpu <= 0)
-		return -EINVAL;
-	struct cpu_state *st = calloc(ncpu, sizeof(*st));
-	if (!st)
-		return -ENOMEM;
-	for (int i = 0; i < ncpu; i++)
-		st[i].countdown = rate > 1 ? (int64_t)exp_draw_exact(rate) : 0;
-	int err = bpf_map_update_elem(bpf_map__fd(skel->maps.cpu_state), &zero, st, BPF_ANY) ? -errno : 0;
-	free(st);
-	return err;
-}
-
-static uint32_t scratch_bytes(const struct pages_config *cfg)
-{
-	uint32_t payload = cfg->stack_mode == MW_STACK_FP ? (MW_MAX_FRAMES + 1) * sizeof(uint64_t)
-							  : cfg->stack_bytes + MW_STACK_CHUNK;
-	return MW_SCRATCH_HEAD + sizeof(struct mw_sample_event) + payload;
-}
-
 static int configure(struct pages_bpf *skel, const struct pages_config *cfg, bool raw)
 {
-	int ncpu = libbpf_num_possible_cpus();
 	struct bpf_program *prog;
 
-	if (ncpu <= 0)
-		return -EINVAL;
 	skel->rodata->cfg_target_tgid = cfg->tgid;
 	skel->rodata->cfg_self_tgid = getpid();
 	skel->rodata->cfg_empty = cfg->empty;
 	skel->rodata->cfg_sample_bytes = cfg->sample_bytes;
 	skel->rodata->cfg_stack_mode = cfg->stack_mode;
 	skel->rodata->cfg_stack_bytes = cfg->stack_bytes;
-	skel->rodata->cfg_scratch_bytes = scratch_bytes(cfg);
+	skel->rodata->cfg_scratch_bytes = capture_scratch_bytes(cfg->stack_mode, cfg->stack_bytes);
 	skel->rodata->cfg_wakeup_bytes = cfg->ring_bytes / 8;
 	exp_edges_fill((uint64_t *)skel->rodata->cfg_exp_edges, MW_EXP_SIZE, cfg->sample_bytes);
 	/* Syscall tracepoints, or the raw ones standing in for them. */
@@ -88,11 +57,9 @@ static int configure(struct pages_bpf *skel, const struct pages_config *cfg, boo
 			   bpf_map__set_max_entries(skel->maps.profiled, cfg->max_processes)))
 		return -errno;
 	if (bpf_map__set_max_entries(skel->maps.stats, cfg->max_processes ? cfg->max_processes : 1) ||
-	    bpf_map__set_max_entries(skel->maps.events, cfg->ring_bytes) ||
-	    bpf_map__set_value_size(skel->maps.scratch, scratch_bytes(cfg)) ||
-	    bpf_map__set_max_entries(skel->maps.scratch, ncpu * MW_SCRATCH_SLOTS))
+	    bpf_map__set_max_entries(skel->maps.events, cfg->ring_bytes))
 		return -errno;
-	return 0;
+	return capture_size_scratch(skel->maps.scratch, cfg->stack_mode, cfg->stack_bytes);
 }
 
 static int add_link(struct pages *pg, struct bpf_link *link)
@@ -161,7 +128,7 @@ int pages_load(struct pages *pg, const struct pages_config *cfg)
 	if (!err && pages_bpf__load(pg->skel))
 		err = -errno;
 	if (!err)
-		err = seed_countdowns(pg->skel, cfg->sample_bytes);
+		err = capture_seed_countdowns(bpf_map__fd(pg->skel->maps.cpu_state), cfg->sample_bytes);
 	if (!err)
 		err = attach_all(pg);
 	if (err)
