@@ -365,6 +365,21 @@ static void print_size(FILE *out, double bytes)
 	fprintf(out, u ? "%8.1f %-3s" : "%8.0f %-3s", bytes, units[u]);
 }
 
+/* Sites grouped by function name: name's row, added as row *nrows (then
+ * counted) the first time it comes; -1 when out of memory. Names are
+ * interned by the symbolizer, so pointers identify them. */
+static long name_row(struct hmap *by_name, const char *name, uint32_t *nrows)
+{
+	bool fresh;
+	void **slot = hmap_upsert(by_name, hash_u64((uintptr_t)name), (uintptr_t)name, &fresh);
+
+	if (!slot)
+		return -1;
+	if (fresh)
+		*slot = (void *)(uintptr_t)(*nrows)++;
+	return (long)(uintptr_t)*slot;
+}
+
 void heapprof_print_top(struct heapprof *hp, struct procs *ps, FILE *out, unsigned n)
 {
 	struct named_total *tops = calloc(hp->nsites + 1, sizeof(*tops));
@@ -374,21 +389,18 @@ void heapprof_print_top(struct heapprof *hp, struct procs *ps, FILE *out, unsign
 	if (!tops)
 		return;
 	hmap_init(&by_name, NULL, NULL);
-	/* Names are interned by the symbolizer, so pointers identify them. */
 	for (uint32_t i = 0; i < hp->nsites; i++) {
 		const struct heap_site *s = &hp->sites[i];
 		if (!s->inuse_samples)
 			continue;
 		const char *name = heapprof_site_name(hp, ps, s->stack);
-		bool fresh;
-		void **slot = hmap_upsert(&by_name, hash_u64((uintptr_t)name), (uintptr_t)name, &fresh);
-		if (!slot)
+		uint32_t before = ntops;
+		long row = name_row(&by_name, name, &ntops);
+		if (row < 0)
 			break;
-		if (fresh) {
-			*slot = (void *)(uintptr_t)ntops;
-			tops[ntops++].name = name;
-		}
-		struct named_total *t = &tops[(uintptr_t)*slot];
+		if (ntops != before)
+			tops[row].name = name;
+		struct named_total *t = &tops[row];
 		t->bytes += s->inuse_bytes;
 		t->objects += s->inuse_objects;
 	}
@@ -422,27 +434,24 @@ size_t heapprof_growth(struct heapprof *hp, struct procs *ps, struct site_growth
 {
 	struct site_growth *all = calloc(hp->nsites + 1, sizeof(*all));
 	struct hmap by_name;
-	size_t n = 0;
+	uint32_t n = 0;
 
 	if (!all)
 		return 0;
 	hmap_init(&by_name, NULL, NULL);
-	/* Names are interned by the symbolizer, so pointers identify them. */
 	for (uint32_t i = 0; i < hp->nsites; i++) {
 		const struct heap_site *s = &hp->sites[i];
 		if (!s->inuse_samples && !s->baseline_bytes)
 			continue;
 		const char *name = heapprof_site_name(hp, ps, s->stack);
-		bool fresh;
-		void **slot = hmap_upsert(&by_name, hash_u64((uintptr_t)name), (uintptr_t)name, &fresh);
-		if (!slot)
+		uint32_t before = n;
+		long row = name_row(&by_name, name, &n);
+		if (row < 0)
 			break;
-		if (fresh) {
-			*slot = (void *)(uintptr_t)n;
-			all[n++].name = name;
-		}
-		all[(uintptr_t)*slot].first_bytes += s->baseline_bytes;
-		all[(uintptr_t)*slot].last_bytes += s->inuse_bytes;
+		if (n != before)
+			all[row].name = name;
+		all[row].first_bytes += s->baseline_bytes;
+		all[row].last_bytes += s->inuse_bytes;
 	}
 	qsort(all, n, sizeof(*all), by_growth_desc);
 	if (n > max)
