@@ -75,8 +75,8 @@ $(OUTPUT)/tests/test_unwind: tests/unit/fixtures/unwind_capture.h tests/unit/fix
 $(OUTPUT)/churn: tools/churn.c | $(OUTPUT)
 	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -pthread $< -o $@
 
-$(OUTPUT)/faulter: tools/faulter.c | $(OUTPUT)
-	$(CC) -O2 -g -std=gnu11 -Wall -Wextra $< -o $@
+$(OUTPUT)/faulter: tools/faulter.c tests/workloads/common.h | $(OUTPUT)
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Itests/workloads $< -o $@
 
 # Workloads the tests and benchmarks run: tests/workloads/Makefile.
 workloads:
