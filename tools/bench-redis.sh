@@ -37,17 +37,8 @@
 # Run from anywhere, as root, after `make memwatch`.
 set -euo pipefail
 
-# bash reads a script as it goes: run from a private copy, so that editing
-# (or checking out) this file during a run cannot change what the run does.
-if [[ -z ${MW_BENCH_COPY:-} ]]; then
-	MW_BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-	MW_BENCH_COPY=$(mktemp /tmp/memwatch-bench-redis-script.XXXXXX)
-	cp "${BASH_SOURCE[0]}" "$MW_BENCH_COPY"
-	export MW_BENCH_ROOT MW_BENCH_COPY
-	exec bash "$MW_BENCH_COPY" "$@"
-fi
-rm -f "$MW_BENCH_COPY"	# bash keeps it open
-export -n MW_BENCH_ROOT MW_BENCH_COPY
+source "${MW_BENCH_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}/tools/bench-lib.sh"
+run_from_private_copy "$@"
 
 ALL_CONFIGS=(none default alloc-only pages-only bpftrace)
 
@@ -77,13 +68,6 @@ die() {
 	exit 1
 }
 note() { echo "bench-redis.sh: $*" >&2; }
-
-in_list() {
-	local w=$1 x
-	shift
-	for x in "$@"; do [[ $x == "$w" ]] && return 0; done
-	return 1
-}
 
 ORIG_ARGS=("$@")
 ROUNDS=5
@@ -196,25 +180,6 @@ if in_list pages-only "${CONFIGS[@]}" && ((!HAVE_PAGES_ONLY)); then
 	note "memwatch --pages-only: not available in this memwatch (its --help does not mention it); that row is skipped"
 fi
 
-now() { date +%s.%N; }
-elapsed_over() { awk -v s="$1" -v n="$(now)" -v t="$2" 'BEGIN { exit !(n - s > t) }'; }
-show() { sed 's/^/  | /' "$1"; }
-CLK_TCK=$(getconf CLK_TCK)
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-
-# shell_ticks VAR: sets VAR to the CPU clock ticks this shell and its reaped
-# children used so far (the builtin times, run in this shell: in a $(...)
-# subshell it would count the subshell's).
-shell_ticks() {
-	times >"$TMP/times"
-	printf -v "$1" '%s' "$(awk -v hz="$CLK_TCK" '{ for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); t += p[1] * 60 + p[2] } }
-		END { printf "%d", t * hz }' "$TMP/times")"
-}
-
-# "busy total" clock ticks of all CPUs together, from /proc/stat.
-sys_ticks() { awk '/^cpu / { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6; exit }' /proc/stat; }
-NCPU_STAT=$(grep -c '^cpu[0-9]' /proc/stat)
-
 # wait_quiet: waits (up to QUIET_WAIT s per run, QUIET_BUDGET s in all) until
 # the CPUs are idle but for redis-server for a third of a second.
 wait_quiet() {
@@ -236,70 +201,9 @@ wait_quiet() {
 	QUIET_WAITED=$(awk -v w="$QUIET_WAITED" -v s="$start" -v n="$(now)" 'BEGIN { printf "%.1f", w + n - s }')
 }
 
-# Processes other than this script's holding BPF links or perf events
-# (profilers, tracers): "comm(pid)" each, space-separated.
-other_tracers() {
-	local f pid
-	find /proc/[0-9]*/fd -maxdepth 1 \( -lname 'anon_inode:bpf_link' -o -lname 'anon_inode:\[perf_event\]' \) 2>/dev/null |
-		cut -d/ -f3 | sort -un | while read -r pid; do
-		[[ $pid == "$$" || $pid == "${TOOL_PID:-x}" ]] && continue
-		f=$(cat "/proc/$pid/comm" 2>/dev/null) || continue
-		printf '%s(%s) ' "$f" "$pid"
-	done
-}
-declare -A TRACERS=()
-tracers_list() {
-	if ((${#TRACERS[@]})); then
-		echo "${!TRACERS[*]}"
-	else
-		echo none
-	fi
-}
-note_tracers() {
-	local t
-	for t in $(other_tracers); do TRACERS[$t]=1; done
-}
-
-# Whether child PID has exited (zombie or reaped): kill -0 succeeds on zombies.
-exited() {
-	local state
-	state=$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null) || return 0
-	[[ -z $state || $state == Z || $state == X ]]
-}
-
 # wait_exit PID TIMEOUT: waits for child PID, sets RC; fails after TIMEOUT s.
 # Blocks in wait (a sleeping timer beside it): polling would take CPU from
 # the run being measured.
-TIMER_PID=
-wait_exit() {
-	local pid=$1 limit=$2 finished=
-	sleep "$limit" &
-	TIMER_PID=$!
-	RC=0
-	wait -n -p finished "$pid" "$TIMER_PID" || RC=$?
-	[[ $finished == "$pid" ]] || return 1
-	kill "$TIMER_PID" 2>/dev/null || true
-	wait "$TIMER_PID" 2>/dev/null || true
-	TIMER_PID=
-	return 0
-}
-
-# wait_line FILE REGEX PID TIMEOUT WHAT: waits until FILE has a line matching
-# REGEX; fails if child PID exits first or after TIMEOUT s.
-wait_line() {
-	local file=$1 re=$2 pid=$3 limit=$4 what=$5 start
-	start=$(now)
-	until grep -qE "$re" "$file" 2>/dev/null; do
-		if exited "$pid"; then
-			grep -qE "$re" "$file" 2>/dev/null && return 0
-			RC=0
-			wait "$pid" || RC=$?
-			die "$what exited (status $RC) before printing /$re/; its output:$(printf '\n'; show "$file")"
-		fi
-		elapsed_over "$start" "$limit" && die "$what printed no /$re/ within ${limit}s; its output:$(printf '\n'; show "$file")"
-		sleep 0.05
-	done
-}
 
 rcli() { "$REDIS_CLI" -h 127.0.0.1 -p "$PORT" "$@"; }
 commands_processed() {
@@ -425,7 +329,7 @@ run_one() {
 	# What other processes do to the CPUs while redis-benchmark runs: all
 	# CPUs' busy time less this script's and its reaped children's
 	# (redis-benchmark), redis-server's and the profiler's.
-	note_tracers
+	note_tracers "${TOOL_PID:-}"
 	local own0 own1 sys0 sys1 red0 red1 tl0=0 tl1=0
 	[[ -n $TOOL_PID ]] && tl0=$(cpu_ticks "$TOOL_PID")
 	red0=$(cpu_ticks "$REDIS_PID")
@@ -468,8 +372,6 @@ run_one() {
 	R_GET=$GET_RPS
 }
 
-disturbed() { [[ -n $R_OTHER ]] && awk -v o="$R_OTHER" -v m="$MAX_OTHER" 'BEGIN { exit !(o > m) }'; }
-
 # commit_run CONFIG ROUND: keeps the staged run.
 commit_run() {
 	local cfg=$1 round=$2 flag=""
@@ -509,12 +411,6 @@ measure() {
 	done
 }
 
-median() {
-	tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END {
-		if (NR == 0) exit 1
-		if (NR % 2) printf "%.2f", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
 fmt_int() { awk -v x="$1" 'BEGIN { i = sprintf("%.0f", x); o = ""
 	while (length(i) > 3) { o = "," substr(i, length(i) - 2) o; i = substr(i, 1, length(i) - 3) }
 	printf "%s%s", i, o }'; }
@@ -558,8 +454,8 @@ TOOK=$(awk -v s="$START" -v n="$(now)" 'BEGIN { printf "%.0f", n - s }')
 CMDLINE="tools/bench-redis.sh"
 ((${#ORIG_ARGS[@]})) && CMDLINE+=$(printf ' %q' "${ORIG_ARGS[@]}")
 CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
-SET_NONE=$(median "${SET[none]:-}" 2>/dev/null || true)
-GET_NONE=$(median "${GET[none]:-}" 2>/dev/null || true)
+SET_NONE=$(median "${SET[none]:-}" %.2f 2>/dev/null || true)
+GET_NONE=$(median "${GET[none]:-}" %.2f 2>/dev/null || true)
 
 cat <<EOF
 ### redis-server throughput under memwatch and a bpftrace memleak
@@ -579,14 +475,14 @@ for c in "${ALL_CONFIGS[@]}"; do
 		printf '| %s | not available | | | | | | | | |\n' "${LABEL[$c]} (this memwatch has no --pages-only)"
 		continue
 	fi
-	s=$(median "${SET[$c]}")
-	g=$(median "${GET[$c]}")
+	s=$(median "${SET[$c]}" %.2f)
+	g=$(median "${GET[$c]}" %.2f)
 	cpu="-"
 	att="-"
-	[[ -n ${TOOL_CPU[$c]:-} ]] && cpu=$(median "${TOOL_CPU[$c]}")
-	[[ -n ${ATTACH_S[$c]:-} ]] && att=$(median "${ATTACH_S[$c]}")
+	[[ -n ${TOOL_CPU[$c]:-} ]] && cpu=$(median "${TOOL_CPU[$c]}" %.2f)
+	[[ -n ${ATTACH_S[$c]:-} ]] && att=$(median "${ATTACH_S[$c]}" %.2f)
 	other="-"
-	[[ -n ${OTHER[$c]:-} ]] && other=$(median "${OTHER[$c]}")
+	[[ -n ${OTHER[$c]:-} ]] && other=$(median "${OTHER[$c]}" %.2f)
 	printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${LABEL[$c]}" \
 		"$(fmt_int "$s")" "$(spread "${SET[$c]}")" "$(ratio "$s" "$SET_NONE")" \
 		"$(fmt_int "$g")" "$(spread "${GET[$c]}")" "$(ratio "$g" "$GET_NONE")" "$cpu" "$att" "$other"

@@ -44,17 +44,8 @@
 # .output/churn.
 set -euo pipefail
 
-# bash reads a script as it goes: run from a private copy, so that editing
-# (or checking out) this file during a run cannot change what the run does.
-if [[ -z ${MW_BENCH_COPY:-} ]]; then
-	MW_BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-	MW_BENCH_COPY=$(mktemp /tmp/memwatch-bench-script.XXXXXX)
-	cp "${BASH_SOURCE[0]}" "$MW_BENCH_COPY"
-	export MW_BENCH_ROOT MW_BENCH_COPY
-	exec bash "$MW_BENCH_COPY" "$@"
-fi
-rm -f "$MW_BENCH_COPY"	# bash keeps it open
-export -n MW_BENCH_ROOT MW_BENCH_COPY
+source "${MW_BENCH_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}/tools/bench-lib.sh"
+run_from_private_copy "$@"
 
 ALL_ALLOCATORS=(glibc jemalloc tcmalloc)
 ALL_CONFIGS=(none classic-floor session-floor one-trap-floor default alloc-only fp s1)
@@ -90,14 +81,6 @@ EOF
 die() {
 	echo "bench.sh: error: $*" >&2
 	exit 1
-}
-
-# in_list WORD WORDS...: whether WORD is one of WORDS.
-in_list() {
-	local w=$1 x
-	shift
-	for x in "$@"; do [[ $x == "$w" ]] && return 0; done
-	return 1
 }
 
 # parse_list OPTION VALUE ALLOWED...: prints VALUE's comma-separated words,
@@ -230,51 +213,6 @@ MEMWATCH=$TMP/memwatch
 cp "$MEMWATCH_SRC" "$MEMWATCH" || die "cannot copy $MEMWATCH_SRC"
 MEMWATCH_SUM=$(sha256sum "$MEMWATCH" | cut -c1-12)
 
-now() { date +%s.%N; }
-elapsed_over() { awk -v s="$1" -v n="$(now)" -v t="$2" 'BEGIN { exit !(n - s > t) }'; }
-show() { sed 's/^/  | /' "$1"; }
-
-CLK_TCK=$(getconf CLK_TCK)
-# utime + stime of PID in clock ticks (0 once it is gone).
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-
-# shell_ticks VAR: sets VAR to the CPU clock ticks this shell and its reaped
-# children used so far (the builtin times, run in this shell: in a $(...)
-# subshell it would count the subshell's).
-shell_ticks() {
-	times >"$TMP/times"
-	printf -v "$1" '%s' "$(awk -v hz="$CLK_TCK" '{ for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); t += p[1] * 60 + p[2] } }
-		END { printf "%d", t * hz }' "$TMP/times")"
-}
-
-# Processes other than this script's holding BPF links or perf events
-# (profilers, tracers): "comm(pid)" each, space-separated.
-other_tracers() {
-	local f pid
-	find /proc/[0-9]*/fd -maxdepth 1 \( -lname 'anon_inode:bpf_link' -o -lname 'anon_inode:\[perf_event\]' \) 2>/dev/null |
-		cut -d/ -f3 | sort -un | while read -r pid; do
-		[[ $pid == "$$" || $pid == "${MW_PID:-x}" ]] && continue
-		f=$(cat "/proc/$pid/comm" 2>/dev/null) || continue
-		printf '%s(%s) ' "$f" "$pid"
-	done
-}
-declare -A TRACERS=()
-tracers_list() {
-	if ((${#TRACERS[@]})); then
-		echo "${!TRACERS[*]}"
-	else
-		echo none
-	fi
-}
-note_tracers() {
-	local t
-	for t in $(other_tracers); do TRACERS[$t]=1; done
-}
-
-# "busy total" clock ticks of all CPUs together, from /proc/stat.
-sys_ticks() { awk '/^cpu / { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6; exit }' /proc/stat; }
-NCPU_STAT=$(grep -c '^cpu[0-9]' /proc/stat)
-
 # wait_quiet: waits (up to QUIET_WAIT s per run, QUIET_BUDGET s in all)
 # until the CPUs are idle for a third of a second, so that a run does not
 # start in the middle of someone else's build or test.
@@ -295,46 +233,9 @@ wait_quiet() {
 	QUIET_WAITED=$(awk -v w="$QUIET_WAITED" -v s="$start" -v n="$(now)" 'BEGIN { printf "%.1f", w + n - s }')
 }
 
-# Whether child PID has exited (zombie or reaped): kill -0 succeeds on zombies.
-exited() {
-	local state
-	state=$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null) || return 0
-	[[ -z $state || $state == Z || $state == X ]]
-}
-
 # wait_exit PID TIMEOUT: waits for child PID, sets RC; fails after TIMEOUT s.
 # Blocks in wait (a sleeping timer beside it): polling would take CPU from
 # the run being measured.
-TIMER_PID=
-wait_exit() {
-	local pid=$1 limit=$2 finished=
-	sleep "$limit" &
-	TIMER_PID=$!
-	RC=0
-	wait -n -p finished "$pid" "$TIMER_PID" || RC=$?
-	[[ $finished == "$pid" ]] || return 1
-	kill "$TIMER_PID" 2>/dev/null || true
-	wait "$TIMER_PID" 2>/dev/null || true
-	TIMER_PID=
-	return 0
-}
-
-# wait_line FILE REGEX PID TIMEOUT WHAT: waits until FILE has a line matching
-# REGEX; fails if child PID exits first or after TIMEOUT s.
-wait_line() {
-	local file=$1 re=$2 pid=$3 limit=$4 what=$5 start
-	start=$(now)
-	until grep -qE "$re" "$file" 2>/dev/null; do
-		if exited "$pid"; then
-			grep -qE "$re" "$file" 2>/dev/null && return 0
-			RC=0
-			wait "$pid" || RC=$?
-			die "$what exited (status $RC) before printing /$re/; its output:$(printf '\n'; show "$file")"
-		fi
-		elapsed_over "$start" "$limit" && die "$what printed no /$re/ within ${limit}s; its output:$(printf '\n'; show "$file")"
-		sleep 0.02
-	done
-}
 
 # start_target OUT PRELOAD CMD...: starts CMD --wait-style (it prints "ready
 # PID" and waits for SIGUSR1) with LD_PRELOAD=PRELOAD, sets TARGET_PID.
@@ -359,20 +260,12 @@ stop_target() {
 	TARGET_PID=
 }
 
-# Median of whitespace-separated numbers.
-# median VALUES [FORMAT]: median of whitespace-separated numbers (%.1f).
-median() {
-	tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk -v f="${2:-%.1f}" '{ v[NR] = $1 } END {
-		if (NR == 0) exit 1
-		if (NR % 2) printf f, v[(NR + 1) / 2]; else printf f, (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 spread() {
 	local lo hi
 	lo=$(tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | head -n1)
 	hi=$(tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | tail -n1)
 	printf '%s-%s' "$(fmt "$lo")" "$(fmt "$hi")"
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
 fmt() { awk -v x="$1" 'BEGIN { s = sprintf("%.1f", x); n = split(s, p, "."); i = p[1]; o = ""
 	while (length(i) > 3) { o = "," substr(i, length(i) - 2) o; i = substr(i, 1, length(i) - 3) }
 	printf "%s%s.%s", i, o, p[2] }'; }
@@ -506,7 +399,7 @@ run_one() {
 		[[ -n ${SITES[$key]:-} ]] || SITES[$key]=$nsites
 	fi
 
-	note_tracers
+	note_tracers "${MW_PID:-}"
 	local ticks0=0 ticks1=0 sys0 sys1 own0 own1
 	[[ -n $MW_PID ]] && ticks0=$(cpu_ticks "$MW_PID")
 	shell_ticks own0
@@ -553,9 +446,6 @@ run_one() {
 	fi
 	R_NS=$ns
 }
-
-# disturbed: whether the staged run had other processes busy on the CPUs.
-disturbed() { [[ -n $R_OTHER ]] && awk -v o="$R_OTHER" -v m="$MAX_OTHER" 'BEGIN { exit !(o > m) }'; }
 
 # commit_run KEY ROUND: keeps the staged run.
 commit_run() {
