@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "text.h"
+
 #define MAX_SCAN 16
 
 static csh cs_handle;
@@ -22,16 +24,6 @@ static int capstone(csh *h)
 	}
 	*h = cs_handle;
 	return 0;
-}
-
-/* snprintf for texts that may be cut short on purpose. */
-__attribute__((format(printf, 3, 4)))
-static void put_text(char *buf, size_t size, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, size, fmt, ap);
-	va_end(ap);
 }
 
 /* ---- what the kernel emulates (arch/x86/kernel/uprobes.c) ---- */

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "text.h"
+
 #define KIB 1024.0
 #define MIB (1024.0 * 1024.0)
 
@@ -166,16 +168,6 @@ static struct human pct_str(double fraction)
 	else
 		snprintf(h.s, sizeof(h.s), "?%%");
 	return h;
-}
-
-__attribute__((format(printf, 3, 4)))
-static void put_text(char *buf, size_t size, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, size, fmt, ap);
-	va_end(ap);
 }
 
 __attribute__((format(printf, 2, 3)))
