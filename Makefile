@@ -66,7 +66,7 @@ install: memwatch
 # Unit tests: tests/unit/test_*.c, each linked against the library and cmocka.
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%,$(UNIT_SRCS))
-$(OUTPUT)/tests/%: tests/unit/%.c $(LIBMW) | $(OUTPUT)/tests
+$(OUTPUT)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(LIBMW) | $(OUTPUT)/tests
 	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(LIBMW) $(LDLIBS) -lcmocka -o $@
 
 $(OUTPUT)/tests/test_unwind: CFLAGS += -fomit-frame-pointer

@@ -29,6 +29,8 @@
 
 #include "symbolize.h"
 
+#include "fixture_build.h"
+
 #define LIBC_PATH "/lib/x86_64-linux-gnu/libc.so.6"
 #define LIBSTDCXX_PATH "/usr/lib/x86_64-linux-gnu/libstdc++.so.6"
 
@@ -163,38 +165,14 @@ static struct {
 	char src[PATH_MAX];	/* tests/unit/fixtures */
 } fx;
 
-static int run(const char *fmt, ...)
-{
-	char cmd[4 * PATH_MAX];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
-
 static const char *fx_path(char *buf, const char *name)
 {
-	snprintf(buf, PATH_MAX, "%s/%s", fx.dir, name);
-	return buf;
+	return fixture_path(buf, fx.dir, name);
 }
 
-/* tests/unit/fixtures: next to this source as compiled (relative to the
- * repository root, the usual working directory), else found from the binary
- * in .output/tests/. */
 static bool find_fixture_sources(void)
 {
-	char file[PATH_MAX], exe[PATH_MAX];
-	snprintf(file, sizeof(file), "%s", __FILE__);
-	snprintf(fx.src, sizeof(fx.src), "%s/fixtures", dirname(file));
-	if (access(fx.src, R_OK) == 0)
-		return true;
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return false;
-	exe[n] = '\0';
-	snprintf(fx.src, sizeof(fx.src), "%s/../../tests/unit/fixtures", dirname(exe));
-	return access(fx.src, R_OK) == 0;
+	return fixture_sources(fx.src);
 }
 
 static char *build_id_of(const char *path)

@@ -34,6 +34,8 @@
 #include "symbolize.h"
 #include "unwind.h"
 
+#include "fixture_build.h"
+
 #include "fixtures/unwind_capture.h"
 
 #define NOIPA __attribute__((noipa))
@@ -418,37 +420,14 @@ static struct {
 	bool plain, debug_frame, frame_pointers, cxx;	/* which libraries were built */
 } fx;
 
-static int run(const char *fmt, ...)
-{
-	char cmd[4 * PATH_MAX];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
-
 static const char *fx_path(char *buf, const char *name)
 {
-	snprintf(buf, PATH_MAX, "%s/%s", fx.dir, name);
-	return buf;
+	return fixture_path(buf, fx.dir, name);
 }
 
-/* tests/unit/fixtures: next to this source as compiled (relative to the
- * repository root), else found from the binary in .output/tests/. */
 static bool find_fixture_sources(void)
 {
-	char file[PATH_MAX], exe[PATH_MAX];
-	snprintf(file, sizeof(file), "%s", __FILE__);
-	snprintf(fx.src, sizeof(fx.src), "%s/fixtures", dirname(file));
-	if (access(fx.src, R_OK) == 0)
-		return true;
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return false;
-	exe[n] = '\0';
-	snprintf(fx.src, sizeof(fx.src), "%s/../../tests/unit/fixtures", dirname(exe));
-	return access(fx.src, R_OK) == 0;
+	return fixture_sources(fx.src);
 }
 
 static int build_lib(const char *name, const char *flags)
