@@ -146,7 +146,6 @@ void diagnosis_conclude(struct diagnosis *d)
 		in.nsites = heapprof_growth(d->hp, d->ps, growth, MAX_GROWTH);
 		in.sites = growth;
 		heapprof_live_by_size(d->hp, in.live_by_size, VERDICT_SIZE_BUCKETS);
-		live_by_class(d->hp, d->live_by_size);
 	}
 	refault_delays(d, &in);
 	verdict_decide(&in, &d->verdict);
@@ -188,14 +187,15 @@ static char *correlation_line(const struct diagnosis *d)
 /* "live heap by size: <64 B 1.2 MiB (10%), ...", or NULL with nothing live. */
 static char *size_line(const struct diagnosis *d)
 {
-	double total = 0;
+	double classes[TL_SIZE_CLASSES], total = 0;
 	char *line = NULL;
 	size_t len = 0;
 
 	if (!d->hp)
 		return NULL;
+	live_by_class(d->hp, classes);
 	for (int c = 0; c < TL_SIZE_CLASSES; c++)
-		total += d->live_by_size[c];
+		total += classes[c];
 	if (!(total > 0))
 		return NULL;
 	FILE *f = open_memstream(&line, &len);
@@ -203,7 +203,7 @@ static char *size_line(const struct diagnosis *d)
 		return NULL;
 	fputs("live heap by object size:", f);
 	for (int c = 0, n = 0; c < TL_SIZE_CLASSES; c++) {
-		double v = d->live_by_size[c];
+		double v = classes[c];
 		if (v > 0)
 			fprintf(f, "%s %s %s (%.0f%%)", n++ ? "," : "", tl_size_class_label(c), bytes_str(v).s,
 				100 * v / total);

@@ -25,7 +25,6 @@ struct diagnosis {
 	struct procs *ps;
 	const char *allocator;		/* in use, or NULL */
 	bool baseline_marked;
-	double live_by_size[TL_SIZE_CLASSES];	/* at the end, from the last live scan */
 	struct verdict verdict;
 	struct correlation corr;
 };
