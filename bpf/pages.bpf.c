@@ -274,10 +274,11 @@ int BPF_PROG(on_fault, unsigned long address, struct pt_regs *regs, unsigned lon
 static __always_inline void sys_enter(__u32 sc, __u64 a0, __u64 a1, __u64 a2)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct inflight call = { .ts = bpf_ktime_get_ns(), .a0 = a0, .a1 = a1, .a2 = a2, .sc = sc };
+	struct inflight call = { .a0 = a0, .a1 = a1, .a2 = a2, .sc = sc };
 
 	if (!tracked(pid_tgid >> 32))
 		return;
+	call.ts = bpf_ktime_get_ns();
 	if (sc == MW_SC_BRK) {
 		struct task_struct *task = bpf_get_current_task_btf();
 		call.old_brk = BPF_CORE_READ(task, mm, brk);
@@ -332,10 +333,12 @@ static __always_inline void sys_exit(void *ctx, long ret)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid(), now, start, len;
 	__u32 tgid = pid_tgid >> 32, kind;
-	struct inflight *pc = bpf_map_lookup_elem(&inflight, &pid_tgid);
-	struct inflight call;
+	struct inflight *pc, call;
 	struct mw_page_stats *s;
 
+	if (!tracked(tgid))
+		return;
+	pc = bpf_map_lookup_elem(&inflight, &pid_tgid);
 	if (!pc)
 		return;
 	now = bpf_ktime_get_ns();
