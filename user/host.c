@@ -134,19 +134,6 @@ static uint64_t skip_key(pid_t pid, uint64_t start_time)
 
 static int web_deliver_exit(struct host *h, struct hproc *hp);
 
-static const char *loader_map_path(const struct process *p, char *buf, size_t len)
-{
-	for (size_t i = 0; i < p->maps.n; i++) {
-		const struct mapping *m = &p->maps.v[i];
-		const char *base = strrchr(m->path, '/');
-		if (m->executable && base && !strncmp(base + 1, "ld-", 3)) {
-			snprintf(buf, len, "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)p->pid, m->start, m->end);
-			return buf;
-		}
-	}
-	return NULL;
-}
-
 /* Probes the allocators p maps now, and hooks its loader for later ones. */
 static void attach_target(struct host *h, struct hproc *hp)
 {
@@ -169,7 +156,7 @@ static void attach_target(struct host *h, struct hproc *hp)
 			fprintf(stderr, "memwatch: profiling pid %d (%s): %u probe sites in %s\n", (int)hp->pid,
 				hp->comm, t->att.nprobes, t->att.allocators);
 	}
-	const char *ld = t->loader_hooked ? NULL : loader_map_path(p, buf, sizeof(buf));
+	const char *ld = t->loader_hooked ? NULL : process_loader_path(p, buf, sizeof(buf));
 	if (ld && !attach_loader(&t->att, hp->pid, ld))
 		t->loader_hooked = true;
 }

@@ -548,19 +548,6 @@ static int attach_target(struct session *s, struct process *p)
 	return n;
 }
 
-static const char *loader_path(const struct process *p, char *buf, size_t len)
-{
-	for (size_t i = 0; i < p->maps.n; i++) {
-		const struct mapping *m = &p->maps.v[i];
-		const char *base = strrchr(m->path, '/');
-		if (m->executable && base && !strncmp(base + 1, "ld-", 3)) {
-			snprintf(buf, len, "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)p->pid, m->start, m->end);
-			return buf;
-		}
-	}
-	return NULL;
-}
-
 static void announce(struct session *s, const struct process *p)
 {
 	if (s->opt.pages_only)
@@ -612,7 +599,7 @@ static int start_pid(struct session *s)
 		     allocators_looked_for());
 		return -1;
 	}
-	const char *ld = loader_path(p, buf, sizeof(buf));
+	const char *ld = process_loader_path(p, buf, sizeof(buf));
 	if (ld && !s->opt.empty_probes)
 		attach_loader(&s->att, p->pid, ld);
 	announce(s, p);

@@ -305,3 +305,16 @@ struct sym_file *objfile_symbols(struct procs *ps, struct objfile *obj)
 		obj->sym = symbolizer_file(ps->sym, obj->fd, obj->path, obj->root);
 	return obj->sym;
 }
+
+const char *process_loader_path(const struct process *p, char *buf, size_t len)
+{
+	for (size_t i = 0; i < p->maps.n; i++) {
+		const struct mapping *m = &p->maps.v[i];
+		const char *base = strrchr(m->path, '/');
+		if (m->executable && base && !strncmp(base + 1, "ld-", 3)) {
+			snprintf(buf, len, "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)p->pid, m->start, m->end);
+			return buf;
+		}
+	}
+	return NULL;
+}

@@ -70,5 +70,9 @@ struct sym_file *objfile_symbols(struct procs *ps, struct objfile *obj);
 uint64_t process_read_start_time(pid_t pid);
 bool process_alive(const struct process *p);
 bool objfile_is_exe(const struct objfile *o, const struct process *p);
+/* The dynamic loader p maps (ld-*), as /proc/PID/map_files/START-END in buf
+ * (which probes and reads work through whatever namespace p is in); NULL for
+ * a static executable. */
+const char *process_loader_path(const struct process *p, char *buf, size_t len);
 
 #endif
