@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "allocators.h"
+#include "bpflog.h"
 #include "events.h"
 #include "hostweb.h"
 #include "http.h"
@@ -28,7 +29,6 @@
 #define PF_KTHREAD 0x00200000
 #define OUTPUT_INTERVAL_S 60
 
-static struct host *libbpf_owner;
 
 static void fail(const char *fmt, ...)
 {
@@ -55,15 +55,6 @@ static int64_t realtime_ns(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
-}
-
-static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
-{
-	if (level == LIBBPF_DEBUG || !libbpf_owner)
-		return 0;
-	vsnprintf(libbpf_owner->last_libbpf_error, sizeof(libbpf_owner->last_libbpf_error), fmt, ap);
-	libbpf_owner->last_libbpf_error[strcspn(libbpf_owner->last_libbpf_error, "\n")] = 0;
-	return 0;
 }
 
 /* ---- /proc ------------------------------------------------------------ */
@@ -655,8 +646,7 @@ static int load(struct host *h)
 			.alloc_only = o->alloc_only,
 		};
 		if ((err = heapbpf_load(&h->bpf, &hc))) {
-			fail("cannot load BPF programs: %s%s%s", strerror(-err), h->last_libbpf_error[0] ? ": " : "",
-			     h->last_libbpf_error);
+			fail("cannot load BPF programs: %s%s", strerror(-err), bpflog_detail());
 			return err;
 		}
 		h->have_heap = true;
@@ -664,8 +654,7 @@ static int load(struct host *h)
 			return err;
 	}
 	if ((err = pages_load(&h->pages, &pc))) {
-		fail("cannot load the kernel-side programs: %s%s%s", strerror(-err),
-		     h->last_libbpf_error[0] ? ": " : "", h->last_libbpf_error);
+		fail("cannot load the kernel-side programs: %s%s", strerror(-err), bpflog_detail());
 		return err;
 	}
 	return add_ring(h, pages_events_fd(&h->pages), on_pages_event);
@@ -821,8 +810,6 @@ int host_run(const struct options *opt)
 	memset(&h, 0, sizeof(h));
 	h.opt = opt;
 	h.sigfd = h.epfd = -1;
-	libbpf_owner = &h;
-	libbpf_set_print(libbpf_log);
 	hmap_init(&h.by_pid, NULL, NULL);
 	hmap_init(&h.skip, NULL, NULL);
 	procs_init(&h.procs);

@@ -79,7 +79,6 @@ struct host {
 	uint64_t start_ns, next_scan_ns;
 	int64_t start_real_ns;
 	bool stop;
-	char last_libbpf_error[256];
 };
 
 /* Runs --all until SIGINT/SIGTERM or -d: 0, or 1 after a reported error. */

@@ -20,6 +20,7 @@
 
 #include "allocators.h"
 #include "attach.h"
+#include "bpflog.h"
 #include "budget.h"
 #include "calibrate.h"
 #include "diagnose.h"
@@ -67,7 +68,6 @@ struct session {
 	struct budget budget;		/* --max-overhead */
 	struct probe_cost probe_cost;	/* calibrated for the budget */
 	bool suspended;			/* allocator probes detached by the budget */
-	char last_libbpf_error[256];
 };
 
 static void fail(const char *fmt, ...)
@@ -87,24 +87,6 @@ static uint64_t now_ns(clockid_t clk)
 
 	clock_gettime(clk, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
-static struct session *libbpf_owner;
-
-static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
-{
-	if (level == LIBBPF_DEBUG)
-		return 0;
-	if (libbpf_owner) {
-		va_list copy;
-		va_copy(copy, ap);
-		vsnprintf(libbpf_owner->last_libbpf_error, sizeof(libbpf_owner->last_libbpf_error), fmt, copy);
-		va_end(copy);
-		libbpf_owner->last_libbpf_error[strcspn(libbpf_owner->last_libbpf_error, "\n")] = 0;
-		if (libbpf_owner->opt.verbose < 2)
-			return 0;
-	}
-	return vfprintf(stderr, fmt, ap);
 }
 
 /* CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON, in the effective set. */
@@ -457,8 +439,7 @@ static int load_heap(struct session *s, pid_t tgid)
 	int err = heapbpf_load(&s->bpf, &cfg);
 
 	if (err) {
-		fail("cannot load BPF programs: %s%s%s", strerror(-err), s->last_libbpf_error[0] ? ": " : "",
-		     s->last_libbpf_error);
+		fail("cannot load BPF programs: %s%s", strerror(-err), bpflog_detail());
 		return -1;
 	}
 	if (!s->opt.empty_probes && add_events(s, heapbpf_events_fd(&s->bpf)))
@@ -489,8 +470,7 @@ static int load_pages(struct session *s, pid_t tgid)
 	int err = pages_load(&s->pages, &cfg);
 
 	if (err) {
-		fail("cannot load the kernel-side programs: %s%s%s", strerror(-err),
-		     s->last_libbpf_error[0] ? ": " : "", s->last_libbpf_error);
+		fail("cannot load the kernel-side programs: %s%s", strerror(-err), bpflog_detail());
 		return -1;
 	}
 	s->have_pages = true;
@@ -543,8 +523,7 @@ static int attach_target(struct session *s, struct process *p)
 	int n = attach_allocators(&s->att, &s->procs, p);
 
 	if (n < 0)
-		fail("cannot attach to pid %d: %s%s%s", (int)p->pid, strerror(-n),
-		     s->last_libbpf_error[0] ? ": " : "", s->last_libbpf_error);
+		fail("cannot attach to pid %d: %s%s", (int)p->pid, strerror(-n), bpflog_detail());
 	return n;
 }
 
@@ -1097,8 +1076,7 @@ int main(int argc, char **argv)
 		return r > 0 ? 0 : 2;
 	setvbuf(stderr, NULL, _IOLBF, 0);
 	signal(SIGPIPE, SIG_IGN);
-	libbpf_owner = &s;
-	libbpf_set_print(libbpf_log);
+	bpflog_install(s.opt.verbose);
 	if (check_environment())
 		return 1;
 	raise_fd_limit();
