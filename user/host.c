@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "allocators.h"
+#include "bpfconfig.h"
 #include "bpflog.h"
 #include "events.h"
 #include "hostweb.h"
@@ -607,11 +608,6 @@ static void write_due(struct host *h)
 
 /* ---- loading ---------------------------------------------------------- */
 
-static uint32_t stack_mode_of(const struct options *o)
-{
-	return o->stack_mode == STACK_FP ? MW_STACK_FP : MW_STACK_SNAPSHOT;
-}
-
 static int add_ring(struct host *h, int fd, ring_buffer_sample_fn fn)
 {
 	if (!h->rb) {
@@ -624,27 +620,13 @@ static int add_ring(struct host *h, int fd, ring_buffer_sample_fn fn)
 static int load(struct host *h)
 {
 	const struct options *o = h->opt;
-	struct pages_config pc = {
-		.tgid = 0,
-		.sample_bytes = o->page_sample_bytes,
-		.stack_mode = stack_mode_of(o),
-		.stack_bytes = o->stack_bytes,
-		.ring_bytes = o->ring_bytes,
-		.max_processes = o->max_processes,
-	};
+	struct pages_config pc;
 	int err;
 
+	bpfconfig_pages(o, 0, &pc);
 	if (!o->pages_only && !matcher_empty(&h->match)) {
-		struct heapbpf_config hc = {
-			.tgid = 0,
-			.sample_bytes = o->sample_bytes,
-			.stack_mode = stack_mode_of(o),
-			.stack_bytes = o->stack_bytes,
-			.max_live = o->max_live,
-			.ring_bytes = o->ring_bytes,
-			.mode = o->attach_mode,
-			.alloc_only = o->alloc_only,
-		};
+		struct heapbpf_config hc;
+		bpfconfig_heap(o, 0, &hc);
 		if ((err = heapbpf_load(&h->bpf, &hc))) {
 			fail("cannot load BPF programs: %s%s", strerror(-err), bpflog_detail());
 			return err;

@@ -20,6 +20,7 @@
 
 #include "allocators.h"
 #include "attach.h"
+#include "bpfconfig.h"
 #include "bpflog.h"
 #include "budget.h"
 #include "calibrate.h"
@@ -416,28 +417,14 @@ static void calibrate(struct session *s)
 			strerror(-err));
 }
 
-static uint32_t stack_mode(const struct session *s)
-{
-	return s->opt.stack_mode == STACK_FP ? MW_STACK_FP : MW_STACK_SNAPSHOT;
-}
-
 static int load_heap(struct session *s, pid_t tgid)
 {
-	struct heapbpf_config cfg = {
-		.tgid = tgid,
-		.sample_bytes = s->opt.sample_bytes,
-		.stack_mode = stack_mode(s),
-		.stack_bytes = s->opt.stack_bytes,
-		.max_live = s->opt.max_live,
-		.ring_bytes = s->opt.ring_bytes,
-		.empty = s->opt.empty_probes,
-		.mode = s->opt.attach_mode,
-		.alloc_only = s->opt.alloc_only,
-		.count_hits = s->opt.max_overhead > 0,
-	};
+	struct heapbpf_config cfg;
 	struct probe_progs progs;
-	int err = heapbpf_load(&s->bpf, &cfg);
+	int err;
 
+	bpfconfig_heap(&s->opt, tgid, &cfg);
+	err = heapbpf_load(&s->bpf, &cfg);
 	if (err) {
 		fail("cannot load BPF programs: %s%s", strerror(-err), bpflog_detail());
 		return -1;
@@ -458,17 +445,11 @@ static int load_heap(struct session *s, pid_t tgid)
 /* The kernel side: tracepoints, global but filtered to the target. */
 static int load_pages(struct session *s, pid_t tgid)
 {
-	struct pages_config cfg = {
-		.tgid = tgid,
-		.sample_bytes = s->opt.page_sample_bytes,
-		.stack_mode = stack_mode(s),
-		.stack_bytes = s->opt.stack_bytes,
-		.ring_bytes = s->opt.ring_bytes,
-		.max_processes = 1,
-		.empty = s->opt.empty_probes,
-	};
-	int err = pages_load(&s->pages, &cfg);
+	struct pages_config cfg;
+	int err;
 
+	bpfconfig_pages(&s->opt, tgid, &cfg);
+	err = pages_load(&s->pages, &cfg);
 	if (err) {
 		fail("cannot load the kernel-side programs: %s%s", strerror(-err), bpflog_detail());
 		return -1;
