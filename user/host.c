@@ -23,6 +23,7 @@
 #include "hostweb.h"
 #include "http.h"
 #include "outdir.h"
+#include "report.h"
 
 #define SCAN_NS 2000000000ull		/* /proc is scanned this often */
 #define TICK_MS 200			/* the loop wakes at least this often */
@@ -30,33 +31,6 @@
 #define PF_KTHREAD 0x00200000
 #define OUTPUT_INTERVAL_S 60
 
-
-static void fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("memwatch: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
-uint64_t host_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
-static int64_t realtime_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
-}
 
 /* ---- /proc ------------------------------------------------------------ */
 
@@ -139,7 +113,7 @@ static void attach_target(struct host *h, struct hproc *hp)
 	if (n < 0) {
 		h->counts.attach_errors++;
 		if (h->opt->verbose)
-			fail("pid %d (%s): cannot attach: %s", (int)hp->pid, hp->comm, strerror(-n));
+			report_error("pid %d (%s): cannot attach: %s", (int)hp->pid, hp->comm, strerror(-n));
 		return;
 	}
 	if (n > 0) {
@@ -201,7 +175,7 @@ static bool room_to_profile(struct host *h)
 		return true;
 	refresh_activity(h);
 	struct hproc *victim = least_active(h, true);
-	if (!victim || host_now_ns() - victim->last_active_ns < IDLE_NS)
+	if (!victim || clock_ns(CLOCK_MONOTONIC) - victim->last_active_ns < IDLE_NS)
 		return false;
 	hmap_put(&h->skip, skip_key(victim->pid, victim->start_time), victim->pid, NULL);
 	unprofile(h, victim);
@@ -227,7 +201,7 @@ static void profile(struct host *h, struct hproc *hp)
 	heapbpf_progs(&h->bpf, &progs);
 	progs.no_frees = h->opt->alloc_only;
 	attacher_init(&t->att, &progs, h->opt->allocator, h->opt->verbose ? stderr : NULL);
-	t->start_real_ns = realtime_ns();
+	t->start_real_ns = (int64_t)clock_ns(CLOCK_REALTIME);
 	t->next_write_ns = 0;
 	hp->tgt = t;
 	h->nprofiled++;
@@ -271,7 +245,7 @@ static bool room_to_track(struct host *h)
 		return true;
 	refresh_activity(h);
 	struct hproc *victim = least_active(h, false);
-	if (!victim || host_now_ns() - victim->last_active_ns < IDLE_NS) {
+	if (!victim || clock_ns(CLOCK_MONOTONIC) - victim->last_active_ns < IDLE_NS) {
 		h->counts.dropped_processes++;
 		return false;
 	}
@@ -291,7 +265,7 @@ static struct hproc *track(struct host *h, pid_t pid, const char *comm, uint64_t
 	hp->pid = pid;
 	hp->start_time = start_time;
 	snprintf(hp->comm, sizeof(hp->comm), "%s", comm);
-	hp->last_active_ns = host_now_ns();
+	hp->last_active_ns = clock_ns(CLOCK_MONOTONIC);
 	hp->seen = true;
 	if (hmap_put(&h->by_pid, hash_u64(pid), pid, hp)) {
 		free(hp);
@@ -361,7 +335,7 @@ static void scan_proc(struct host *h)
 static void refresh_activity(struct host *h)
 {
 	static struct mw_page_stats st;
-	uint64_t now = host_now_ns();
+	uint64_t now = clock_ns(CLOCK_MONOTONIC);
 	struct hmap_slot *s;
 
 	for (size_t i = 0; hmap_next(&h->by_pid, &i, &s);) {
@@ -565,21 +539,21 @@ static int write_profile_fd(void *ctx, int fd)
 static void write_outputs(struct host *h, struct hproc *hp)
 {
 	struct write_ctx heap = { h, hp, false }, pages = { h, hp, true };
-	int64_t now = realtime_ns();
+	int64_t now = (int64_t)clock_ns(CLOCK_REALTIME);
 	int err;
 
 	if (!h->outdir || !hp->tgt)
 		return;
 	if (!h->opt->pages_only &&
 	    (err = outdir_write(h->outdir, hp->comm, hp->pid, now, "heap", write_profile_fd, &heap)))
-		fail("--output-dir: pid %d heap profile: %s", (int)hp->pid, strerror(-err));
+		report_error("--output-dir: pid %d heap profile: %s", (int)hp->pid, strerror(-err));
 	if ((err = outdir_write(h->outdir, hp->comm, hp->pid, now, "pages", write_profile_fd, &pages)))
-		fail("--output-dir: pid %d page profile: %s", (int)hp->pid, strerror(-err));
+		report_error("--output-dir: pid %d page profile: %s", (int)hp->pid, strerror(-err));
 }
 
 static void write_due(struct host *h)
 {
-	int64_t now = realtime_ns();
+	int64_t now = (int64_t)clock_ns(CLOCK_REALTIME);
 	double interval = h->opt->interval > 0 ? h->opt->interval : OUTPUT_INTERVAL_S;
 	struct hmap_slot *s;
 	bool scanned = false;
@@ -628,7 +602,7 @@ static int load(struct host *h)
 		struct heapbpf_config hc;
 		bpfconfig_heap(o, 0, &hc);
 		if ((err = heapbpf_load(&h->bpf, &hc))) {
-			fail("cannot load BPF programs: %s%s", strerror(-err), bpflog_detail());
+			report_error("cannot load BPF programs: %s%s", strerror(-err), bpflog_detail());
 			return err;
 		}
 		h->have_heap = true;
@@ -636,7 +610,7 @@ static int load(struct host *h)
 			return err;
 	}
 	if ((err = pages_load(&h->pages, &pc))) {
-		fail("cannot load the kernel-side programs: %s%s", strerror(-err), bpflog_detail());
+		report_error("cannot load the kernel-side programs: %s%s", strerror(-err), bpflog_detail());
 		return err;
 	}
 	return add_ring(h, pages_events_fd(&h->pages), on_pages_event);
@@ -648,12 +622,12 @@ static int open_outputs(struct host *h)
 
 	if (h->opt->output_dir &&
 	    (err = outdir_open(&h->outdir, h->opt->output_dir, h->opt->output_keep, h->opt->output_max_bytes))) {
-		fail("--output-dir %s: %s", h->opt->output_dir,
+		report_error("--output-dir %s: %s", h->opt->output_dir,
 		     err == -EINVAL ? "give --output-keep or --output-max-bytes a bound" : strerror(-err));
 		return err;
 	}
 	if (h->opt->listen && (err = http_start(&h->http, h->opt->listen, hostweb_handle, h))) {
-		fail("--listen %s: %s", h->opt->listen, err == -EINVAL ? "not [ADDR:]PORT" : strerror(-err));
+		report_error("--listen %s: %s", h->opt->listen, err == -EINVAL ? "not [ADDR:]PORT" : strerror(-err));
 		return err;
 	}
 	return 0;
@@ -701,7 +675,7 @@ static int timeout_ms(struct host *h)
 
 static void maintain(struct host *h)
 {
-	uint64_t now = host_now_ns();
+	uint64_t now = clock_ns(CLOCK_MONOTONIC);
 
 	ring_buffer__consume(h->rb);
 	if (now >= h->next_scan_ns) {
@@ -744,7 +718,7 @@ static void print_end(struct host *h)
 
 	fprintf(stderr, "memwatch: done after %.1fs: %zu processes tracked, %zu profiled; evicted %" PRIu64
 			" processes and %" PRIu64 " profiled ones, dropped %" PRIu64 " (limits)\n",
-		(host_now_ns() - h->start_ns) / 1e9, h->by_pid.len, h->nprofiled, h->counts.evicted_processes,
+		(clock_ns(CLOCK_MONOTONIC) - h->start_ns) / 1e9, h->by_pid.len, h->nprofiled, h->counts.evicted_processes,
 		h->counts.evicted_profiled, h->counts.dropped_processes);
 	for (size_t i = 0; hmap_next(&h->by_pid, &i, &s) && n < 20;) {
 		struct hproc *hp = s->val;
@@ -799,18 +773,18 @@ int host_run(const struct options *opt)
 	if (!err)
 		err = stacker_init(&h.sk, opt->stack_mode, opt->stack_bytes);
 	if (err) {
-		fail("cannot start: %s", strerror(-err));
+		report_error("cannot start: %s", strerror(-err));
 		teardown(&h);
 		return 1;
 	}
-	h.start_ns = host_now_ns();
-	h.start_real_ns = realtime_ns();
+	h.start_ns = clock_ns(CLOCK_MONOTONIC);
+	h.start_real_ns = (int64_t)clock_ns(CLOCK_REALTIME);
 	if (open_outputs(&h) || load(&h) || setup_loop(&h)) {
 		teardown(&h);
 		return 1;
 	}
 	scan_proc(&h);
-	h.next_scan_ns = host_now_ns() + SCAN_NS;
+	h.next_scan_ns = clock_ns(CLOCK_MONOTONIC) + SCAN_NS;
 	fprintf(stderr, "memwatch: watching %zu processes, %zu with heap probes\n", h.by_pid.len, h.nprofiled);
 	if (h.http)
 		fprintf(stderr, "memwatch: serving /metrics and /debug/pprof/ on port %u\n", (unsigned)http_port(h.http));

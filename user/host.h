@@ -88,6 +88,5 @@ int host_run(const struct options *opt);
 struct hproc *host_find(struct host *h, pid_t pid);
 /* Fresh in-use values for every profile. */
 void host_scan_live(struct host *h);
-uint64_t host_now_ns(void);
 
 #endif

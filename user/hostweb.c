@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "outdir.h"
 #include "version.h"
+#include "report.h"
 
 #define MAX_DELTA_SECONDS 3600
 #define MAX_PARTS_LABELS 3
@@ -41,14 +42,6 @@ struct delta_request {
 	struct delta_snap *snaps;
 	size_t nsnaps;
 };
-
-static int64_t realtime_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
-}
 
 /* ---- profiles --------------------------------------------------------- */
 
@@ -113,7 +106,7 @@ static void profile_spec_of(struct host *h, enum profile_kind kind, int64_t star
 {
 	struct heapprof dummy = { .rate = h->opt->sample_bytes, .drop_frames = allocators_drop_frames() };
 	struct profile_meta meta = {
-		.start_ns = start_ns, .end_ns = realtime_ns(), .comments = comments, .alloc_only = h->opt->alloc_only,
+		.start_ns = start_ns, .end_ns = (int64_t)clock_ns(CLOCK_REALTIME), .comments = comments, .alloc_only = h->opt->alloc_only,
 	};
 
 	heapprof_spec(&dummy, &meta, spec);
@@ -260,8 +253,8 @@ static struct delta_request *start_delta(struct host *h, struct http_request *re
 	d->req = req;
 	d->kind = kind;
 	d->pid = only ? only->pid : 0;
-	d->deadline_ns = host_now_ns() + seconds * 1000000000ull;
-	d->start_real_ns = realtime_ns();
+	d->deadline_ns = clock_ns(CLOCK_MONOTONIC) + seconds * 1000000000ull;
+	d->start_real_ns = (int64_t)clock_ns(CLOCK_REALTIME);
 	d->next = h->deltas;
 	h->deltas = d;
 	return d;
@@ -279,7 +272,7 @@ static void deliver(struct host *h, struct delta_request *d)
 
 int hostweb_next_deadline_ms(struct host *h)
 {
-	uint64_t now = host_now_ns(), next = UINT64_MAX;
+	uint64_t now = clock_ns(CLOCK_MONOTONIC), next = UINT64_MAX;
 
 	for (struct delta_request *d = h->deltas; d; d = d->next)
 		if (d->deadline_ns < next)
@@ -291,7 +284,7 @@ int hostweb_next_deadline_ms(struct host *h)
 
 void hostweb_deliver_due(struct host *h)
 {
-	uint64_t now = host_now_ns();
+	uint64_t now = clock_ns(CLOCK_MONOTONIC);
 	bool scanned = false;
 
 	for (struct delta_request **dp = &h->deltas; *dp;) {

@@ -36,6 +36,7 @@
 #include "pages.h"
 #include "options.h"
 #include "process.h"
+#include "report.h"
 #include "stacker.h"
 #include "version.h"
 
@@ -71,25 +72,6 @@ struct session {
 	bool suspended;			/* allocator probes detached by the budget */
 };
 
-static void fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("memwatch: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
-static uint64_t now_ns(clockid_t clk)
-{
-	struct timespec ts;
-
-	clock_gettime(clk, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
 /* CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON, in the effective set. */
 static bool have_privileges(void)
 {
@@ -111,12 +93,12 @@ static bool have_privileges(void)
 static int check_environment(void)
 {
 	if (!have_privileges()) {
-		fail("permission denied: run as root (needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN; uid %d has none)",
+		report_error("permission denied: run as root (needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN; uid %d has none)",
 		     (int)geteuid());
 		return -1;
 	}
 	if (access("/sys/kernel/btf/vmlinux", R_OK)) {
-		fail("this kernel has no BTF (/sys/kernel/btf/vmlinux): memwatch needs CONFIG_DEBUG_INFO_BTF=y");
+		report_error("this kernel has no BTF (/sys/kernel/btf/vmlinux): memwatch needs CONFIG_DEBUG_INFO_BTF=y");
 		return -1;
 	}
 	return 0;
@@ -146,7 +128,7 @@ static int open_one(struct outfile *of, const char *path)
 	int err = outfile_open(of, path);
 
 	if (err)
-		fail("cannot write %s: %s", path, strerror(-err));
+		report_error("cannot write %s: %s", path, strerror(-err));
 	return err;
 }
 
@@ -332,7 +314,7 @@ static void on_exec(void *ctx, pid_t tgid)
 		fprintf(stderr, "memwatch: pid %d called exec: now %s\n", (int)tgid, p->comm);
 	int err = s->opt.pages_only ? 0 : attach_after_exec(&s->att, &s->procs, p);
 	if (err < 0)
-		fail("cannot follow exec of pid %d: %s", (int)tgid, strerror(-err));
+		report_error("cannot follow exec of pid %d: %s", (int)tgid, strerror(-err));
 	attach_latency(s, p);
 }
 
@@ -393,7 +375,7 @@ static int add_events(struct session *s, int map_fd)
 		err = -errno;
 	}
 	if (err)
-		fail("cannot read BPF events: %s", strerror(-err));
+		report_error("cannot read BPF events: %s", strerror(-err));
 	return err;
 }
 
@@ -426,7 +408,7 @@ static int load_heap(struct session *s, pid_t tgid)
 	bpfconfig_heap(&s->opt, tgid, &cfg);
 	err = heapbpf_load(&s->bpf, &cfg);
 	if (err) {
-		fail("cannot load BPF programs: %s%s", strerror(-err), bpflog_detail());
+		report_error("cannot load BPF programs: %s%s", strerror(-err), bpflog_detail());
 		return -1;
 	}
 	if (!s->opt.empty_probes && add_events(s, heapbpf_events_fd(&s->bpf)))
@@ -451,7 +433,7 @@ static int load_pages(struct session *s, pid_t tgid)
 	bpfconfig_pages(&s->opt, tgid, &cfg);
 	err = pages_load(&s->pages, &cfg);
 	if (err) {
-		fail("cannot load the kernel-side programs: %s%s", strerror(-err), bpflog_detail());
+		report_error("cannot load the kernel-side programs: %s%s", strerror(-err), bpflog_detail());
 		return -1;
 	}
 	s->have_pages = true;
@@ -473,7 +455,7 @@ static int load_bpf(struct session *s, pid_t tgid)
 	if (s->opt.latency_probe) {
 		int err = latency_load(&s->lat, s->opt.latency_probe, tgid);
 		if (err) {
-			fail("cannot set up --latency-probe %s: %s", s->opt.latency_probe, strerror(-err));
+			report_error("cannot set up --latency-probe %s: %s", s->opt.latency_probe, strerror(-err));
 			return -1;
 		}
 		s->have_lat = true;
@@ -490,7 +472,7 @@ static int attach_latency(struct session *s, struct process *p)
 		return 0;
 	int r = latency_attach(&s->lat, &s->procs, p, s->opt.verbose ? stderr : NULL);
 	if (r < 0)
-		fail("--latency-probe %s: %s", s->opt.latency_probe,
+		report_error("--latency-probe %s: %s", s->opt.latency_probe,
 		     r == -ENOENT ? "no such function in that file" : strerror(-r));
 	return r < 0 ? -1 : 0;
 }
@@ -504,7 +486,7 @@ static int attach_target(struct session *s, struct process *p)
 	int n = attach_allocators(&s->att, &s->procs, p);
 
 	if (n < 0)
-		fail("cannot attach to pid %d: %s%s", (int)p->pid, strerror(-n), bpflog_detail());
+		report_error("cannot attach to pid %d: %s%s", (int)p->pid, strerror(-n), bpflog_detail());
 	return n;
 }
 
@@ -524,11 +506,11 @@ static int start_pid(struct session *s)
 	struct process *p;
 
 	if (kill(s->target, 0) && errno == ESRCH) {
-		fail("no process with pid %d", (int)s->target);
+		report_error("no process with pid %d", (int)s->target);
 		return -ESRCH;
 	}
 	if (s->target == getpid()) {
-		fail("memwatch does not profile itself");
+		report_error("memwatch does not profile itself");
 		return -EINVAL;
 	}
 	if (open_outputs(s))
@@ -537,7 +519,7 @@ static int start_pid(struct session *s)
 		return -1;
 	p = procs_get(&s->procs, s->target);
 	if (!p) {
-		fail("cannot read the memory map of pid %d: %s", (int)s->target, strerror(errno));
+		report_error("cannot read the memory map of pid %d: %s", (int)s->target, strerror(errno));
 		return -1;
 	}
 	if (attach_latency(s, p))
@@ -547,15 +529,15 @@ static int start_pid(struct session *s)
 		announce(s, p);
 		return 0;
 	}
-	uint64_t attach_start = now_ns(CLOCK_MONOTONIC);
+	uint64_t attach_start = clock_ns(CLOCK_MONOTONIC);
 	int n = attach_target(s, p);
 	if (n > 0 && s->opt.verbose)
 		fprintf(stderr, "memwatch: attached %u probe sites in %.1f ms\n", s->att.nprobes,
-			(now_ns(CLOCK_MONOTONIC) - attach_start) / 1e6);
+			(clock_ns(CLOCK_MONOTONIC) - attach_start) / 1e6);
 	if (n < 0)
 		return -1;
 	if (n == 0) {
-		fail("pid %d (%s) maps no allocator memwatch knows (looked for %s)", (int)p->pid, p->comm,
+		report_error("pid %d (%s) maps no allocator memwatch knows (looked for %s)", (int)p->pid, p->comm,
 		     allocators_looked_for());
 		return -1;
 	}
@@ -572,17 +554,17 @@ static int start_command(struct session *s)
 	int go_fd = -1;
 
 	if (!path) {
-		fail("%s: command not found", s->opt.cmd[0]);
+		report_error("%s: command not found", s->opt.cmd[0]);
 		return 127;
 	}
 	if (s->opt.empty_probes) {
-		fail("--empty-probes works with -p PID only");
+		report_error("--empty-probes works with -p PID only");
 		free(path);
 		return 2;
 	}
 	char *interp = command_interpreter(path, 0);
 	if (!interp && !s->opt.pages_only) {
-		fail("%s is statically linked: it maps no allocator library memwatch knows (looked for %s)",
+		report_error("%s is statically linked: it maps no allocator library memwatch knows (looked for %s)",
 		     s->opt.cmd[0], allocators_looked_for());
 		free(path);
 		return 1;
@@ -590,7 +572,7 @@ static int start_command(struct session *s)
 	s->child = s->target = fork_command(path, s->opt.cmd, &go_fd);
 	free(path);
 	if (s->child < 0) {
-		fail("cannot fork: %s", strerror(errno));
+		report_error("cannot fork: %s", strerror(errno));
 		free(interp);
 		return 1;
 	}
@@ -601,7 +583,7 @@ static int start_command(struct session *s)
 		err = attach_loader(&s->att, s->child, interp);
 	if (err) {
 		if (err != -1)
-			fail("cannot hook the dynamic loader %s: %s", interp, strerror(-err));
+			report_error("cannot hook the dynamic loader %s: %s", interp, strerror(-err));
 		free(interp);
 		close(go_fd);	/* the child exits without running the command */
 		waitpid(s->child, NULL, 0);
@@ -699,7 +681,7 @@ static void print_summary(struct session *s, const char *when)
 
 	fprintf(stderr, "memwatch: %s %.1fs: %" PRIu64 " samples; in use %.0f bytes in %.0f objects (est.), "
 			"allocated %.0f bytes in %.0f objects (est.)\n",
-		when, (now_ns(CLOCK_MONOTONIC) - s->start_ns) / 1e9, t->samples, t->inuse_bytes, t->inuse_objects,
+		when, (clock_ns(CLOCK_MONOTONIC) - s->start_ns) / 1e9, t->samples, t->inuse_bytes, t->inuse_objects,
 		t->alloc_bytes, t->alloc_objects);
 	heapprof_print_top(&s->hp, &s->procs, stderr, 10);
 	print_losses(s, stderr);
@@ -723,7 +705,7 @@ static void print_own_cost(struct session *s)
 		return;
 	double cpu = ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 	fprintf(stderr, "memwatch: own cost: %.2f s CPU over %.1f s, %.1f us per stack (%" PRIu64 " stacks), max RSS %ld MiB\n",
-		cpu, (now_ns(CLOCK_MONOTONIC) - s->start_ns) / 1e9,
+		cpu, (clock_ns(CLOCK_MONOTONIC) - s->start_ns) / 1e9,
 		s->sk.stacks ? s->sk.cpu_ns / 1e3 / s->sk.stacks : 0.0, s->sk.stacks, ru.ru_maxrss / 1024);
 }
 
@@ -753,7 +735,7 @@ static void run_budget(struct session *s, uint64_t now)
 		attacher_suspend(&s->att, s->target);
 		s->suspended = true;
 		budget_sample(s, &sample);
-		budget_switched(&s->budget, now_ns(CLOCK_MONOTONIC), &sample);
+		budget_switched(&s->budget, clock_ns(CLOCK_MONOTONIC), &sample);
 		if (s->opt.verbose)
 			fprintf(stderr, "memwatch: probes cost the target about %.0f%% (%.2f us per hit): attached "
 					"%.1f%% of each second\n",
@@ -764,7 +746,7 @@ static void run_budget(struct session *s, uint64_t now)
 		if (!process_refresh(&s->procs, p))
 			attach_target(s, p);
 		budget_sample(s, &sample);
-		budget_switched(&s->budget, now_ns(CLOCK_MONOTONIC), &sample);
+		budget_switched(&s->budget, clock_ns(CLOCK_MONOTONIC), &sample);
 		break;
 	case BUDGET_NONE:
 		break;
@@ -787,7 +769,7 @@ static void tick(struct session *s, uint64_t now)
 
 static void maintain(struct session *s)
 {
-	uint64_t now = now_ns(CLOCK_MONOTONIC);
+	uint64_t now = clock_ns(CLOCK_MONOTONIC);
 
 	run_budget(s, now);
 	/* Events only wake us once a backlog builds up: drain on every turn. */
@@ -836,7 +818,7 @@ static int loop_timeout_ms(const struct session *s)
 
 	if (!s->opt.max_overhead)
 		return 100;
-	now = now_ns(CLOCK_MONOTONIC);
+	now = clock_ns(CLOCK_MONOTONIC);
 	if (end <= now)
 		return 0;
 	return end - now >= 100000000ull ? 100 : (int)((end - now) / 1000000) + 1;
@@ -846,7 +828,7 @@ static void run_loop(struct session *s)
 {
 	struct epoll_event evs[8];
 
-	s->start_ns = now_ns(CLOCK_MONOTONIC);
+	s->start_ns = clock_ns(CLOCK_MONOTONIC);
 	if (s->opt.max_overhead) {
 		struct budget_sample sample;
 		budget_sample(s, &sample);
@@ -926,7 +908,7 @@ static int commit(struct outfile *of, int err)
 	if (!err)
 		err = outfile_commit(of);
 	if (err)
-		fail("cannot write %s: %s", of->path, strerror(-err));
+		report_error("cannot write %s: %s", of->path, strerror(-err));
 	else
 		fprintf(stderr, "memwatch: wrote %s\n", of->path);
 	return err;
@@ -955,7 +937,7 @@ static int write_outputs(struct session *s)
 	size_t nc = profile_comments(s, comments);
 	struct profile_meta meta = {
 		.start_ns = s->start_real_ns,
-		.end_ns = (int64_t)now_ns(CLOCK_REALTIME),
+		.end_ns = (int64_t)clock_ns(CLOCK_REALTIME),
 		.comments = (const char *const *)comments,
 		.alloc_only = s->opt.alloc_only,
 	};
@@ -986,7 +968,7 @@ static void conclude(struct session *s)
 {
 	if (!s->have_pages)
 		return;
-	diagnosis_sample(&s->diag, (now_ns(CLOCK_MONOTONIC) - s->start_ns) / 1e9);
+	diagnosis_sample(&s->diag, (clock_ns(CLOCK_MONOTONIC) - s->start_ns) / 1e9);
 	diagnosis_conclude(&s->diag);
 	diagnosis_print(&s->diag, stderr);
 }
@@ -994,14 +976,14 @@ static void conclude(struct session *s)
 static int finish(struct session *s)
 {
 	if (s->opt.max_overhead)
-		budget_finish(&s->budget, now_ns(CLOCK_MONOTONIC));
+		budget_finish(&s->budget, clock_ns(CLOCK_MONOTONIC));
 	/* Detach first so the target runs at full speed while we write. */
-	uint64_t detach_start = now_ns(CLOCK_MONOTONIC);
+	uint64_t detach_start = clock_ns(CLOCK_MONOTONIC);
 	attacher_detach(&s->att);
 	if (s->have_lat)
 		attach_close(&s->lat.links);
 	if (s->opt.verbose)
-		fprintf(stderr, "memwatch: detached in %.1f ms\n", (now_ns(CLOCK_MONOTONIC) - detach_start) / 1e6);
+		fprintf(stderr, "memwatch: detached in %.1f ms\n", (clock_ns(CLOCK_MONOTONIC) - detach_start) / 1e6);
 	s->detached = true;
 	if (s->child && !s->child_done)
 		kill(s->child, SIGCONT);
@@ -1075,12 +1057,12 @@ int main(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	procs_init(&s.procs);
 	if (stacker_init(&s.sk, s.opt.stack_mode, s.opt.stack_bytes)) {
-		fail("out of memory");
+		report_error("out of memory");
 		return 1;
 	}
 	heapprof_init(&s.hp, s.opt.sample_bytes, allocators_drop_frames());
 	pageprof_init(&s.pp, s.opt.page_sample_bytes);
-	s.start_real_ns = (int64_t)now_ns(CLOCK_REALTIME);
+	s.start_real_ns = (int64_t)clock_ns(CLOCK_REALTIME);
 
 	if (s.opt.cmd) {
 		r = start_command(&s);
@@ -1094,7 +1076,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (setup_loop(&s)) {
-		fail("cannot set up the event loop: %s", strerror(errno));
+		report_error("cannot set up the event loop: %s", strerror(errno));
 		r = 1;
 		goto out;
 	}
