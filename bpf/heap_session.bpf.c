@@ -13,7 +13,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "memwatch.h"
-#include "heap_common.h"
+#include "lib/heap_call.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 

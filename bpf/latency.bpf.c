@@ -5,7 +5,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "memwatch.h"
-#include "hist.h"
+#include "lib/hist.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 

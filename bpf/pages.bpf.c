@@ -16,8 +16,8 @@
  * per-CPU counters and array slots, which the verifier turns into plain
  * loads; no hash lookups, no atomics but the bit clear.
  */
-#include "capture.h"
-#include "hist.h"
+#include "lib/capture.h"
+#include "lib/hist.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 

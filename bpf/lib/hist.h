@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /* Latency histogram buckets (user/hist.c reads them back). */
-#ifndef MW_HIST_H
-#define MW_HIST_H
+#ifndef MW_BPF_HIST_H
+#define MW_BPF_HIST_H
 
 /* 4 buckets per power of two (see MW_HIST_BUCKETS). */
 static __always_inline __u32 bucket_of(__u64 ns)
@@ -21,4 +21,4 @@ static __always_inline __u32 bucket_of(__u64 ns)
 	return b < MW_HIST_BUCKETS ? b : MW_HIST_BUCKETS - 1;
 }
 
-#endif /* MW_HIST_H */
+#endif /* MW_BPF_HIST_H */

@@ -5,8 +5,8 @@
  * heap.bpf.c (entry, return and free programs) and heap_session.bpf.c (the
  * same calls as uprobe sessions); user space makes them share their maps.
  */
-#ifndef MW_HEAP_COMMON_H
-#define MW_HEAP_COMMON_H
+#ifndef MW_BPF_HEAP_CALL_H
+#define MW_BPF_HEAP_CALL_H
 
 #include "capture.h"
 
@@ -229,4 +229,4 @@ static __always_inline void exit_call(struct pt_regs *ctx, __u64 entry_sp)
 		count(MW_CNT_LIVE_FULL);
 }
 
-#endif /* MW_HEAP_COMMON_H */
+#endif /* MW_BPF_HEAP_CALL_H */

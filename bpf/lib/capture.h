@@ -5,8 +5,8 @@
  * (a frame-pointer walk, or registers and a copy of the stack for DWARF
  * unwinding) from the user registers of the current task.
  */
-#ifndef MW_CAPTURE_H
-#define MW_CAPTURE_H
+#ifndef MW_BPF_CAPTURE_H
+#define MW_BPF_CAPTURE_H
 
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -331,4 +331,4 @@ static __always_inline int emit_stack(void *ctx, struct pt_regs *regs, __u32 typ
 	return err;
 }
 
-#endif /* MW_CAPTURE_H */
+#endif /* MW_BPF_CAPTURE_H */
