@@ -5,17 +5,16 @@
 int events_dispatch(const struct event_handlers *h, void *ctx, const void *data, size_t len)
 {
 	const struct mw_event_head *e = data;
-	bool sized = len >= sizeof(struct mw_sample_event);
-
+	
 	if (len < sizeof(*e))
 		return 0;
 	switch (e->type) {
 	case MW_EV_SAMPLE:
-		if (h->sample && sized)
+		if (h->sample && len >= sizeof(struct mw_sample_event))
 			h->sample(ctx, data, len);
 		break;
 	case MW_EV_PAGE:
-		if (h->page && sized)
+		if (h->page && len >= sizeof(struct mw_page_event))
 			h->page(ctx, data, len);
 		break;
 	case MW_EV_CANCEL:

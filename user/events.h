@@ -12,7 +12,7 @@
 
 struct event_handlers {
 	void (*sample)(void *ctx, const struct mw_sample_event *e, size_t len);
-	void (*page)(void *ctx, const struct mw_sample_event *e, size_t len);
+	void (*page)(void *ctx, const struct mw_page_event *e, size_t len);
 	void (*cancel)(void *ctx, pid_t tgid, uint64_t sample_id);
 	void (*loader)(void *ctx, pid_t tgid);
 	void (*exec)(void *ctx, pid_t tgid);

@@ -407,24 +407,24 @@ static void on_sample(void *ctx, const struct mw_sample_event *e, size_t len)
 
 	if (!t)
 		return;
-	uint32_t stack = stacker_intern(&h->sk, &t->heap.st, &h->procs, p, e, len);
+	uint32_t stack = stacker_intern(&h->sk, &t->heap.st, &h->procs, p, &e->cap, e->data, len - sizeof(*e));
 	if (stack == UINT32_MAX)
 		t->heap.tot.stack_oom++;
 	else
-		heapprof_add(&t->heap, e->sample_id, stack, e->h.tgid, e->size);
+		heapprof_add(&t->heap, e->s.sample_id, stack, e->h.tgid, e->s.size);
 }
 
-static void on_page(void *ctx, const struct mw_sample_event *e, size_t len)
+static void on_page(void *ctx, const struct mw_page_event *e, size_t len)
 {
 	struct host *h = ctx;
 	struct process *p;
 	struct target *t = target_of(h, e->h.tgid, &p);
 
-	if (!t || e->h.fn >= MW_PAGE_COUNT)
+	if (!t || e->p.kind >= MW_PAGE_COUNT)
 		return;
-	uint32_t stack = stacker_intern(&h->sk, &t->heap.st, &h->procs, p, e, len);
+	uint32_t stack = stacker_intern(&h->sk, &t->heap.st, &h->procs, p, &e->cap, e->data, len - sizeof(*e));
 	if (stack != UINT32_MAX)
-		pageprof_add(&t->pages, stack, e->h.tgid, (enum mw_page_event)e->h.fn, e->size);
+		pageprof_add(&t->pages, stack, e->h.tgid, (enum mw_page_kind)e->p.kind, e->p.bytes);
 }
 
 static void on_loader(void *ctx, pid_t pid)

@@ -280,25 +280,25 @@ static void on_sample(void *ctx, const struct mw_sample_event *e, size_t len)
 		s->hp.tot.stack_oom++;
 		return;
 	}
-	uint32_t stack = stacker_intern(&s->sk, &s->hp.st, &s->procs, p, e, len);
+	uint32_t stack = stacker_intern(&s->sk, &s->hp.st, &s->procs, p, &e->cap, e->data, len - sizeof(*e));
 	if (stack == UINT32_MAX) {
 		s->hp.tot.stack_oom++;
 		return;
 	}
-	heapprof_add(&s->hp, e->sample_id, stack, e->h.tgid, e->size);
+	heapprof_add(&s->hp, e->s.sample_id, stack, e->h.tgid, e->s.size);
 }
 
 /* A sampled page fault or purge: its stack goes to the page profile. */
-static void on_page(void *ctx, const struct mw_sample_event *e, size_t len)
+static void on_page(void *ctx, const struct mw_page_event *e, size_t len)
 {
 	struct session *s = ctx;
 	struct process *p = procs_get(&s->procs, e->h.tgid);
 
-	if (!p)
+	if (!p || e->p.kind >= MW_PAGE_COUNT)
 		return;
-	uint32_t stack = stacker_intern(&s->sk, &s->hp.st, &s->procs, p, e, len);
-	if (stack != UINT32_MAX && e->h.fn < MW_PAGE_COUNT)
-		pageprof_add(&s->pp, stack, e->h.tgid, (enum mw_page_event)e->h.fn, e->size);
+	uint32_t stack = stacker_intern(&s->sk, &s->hp.st, &s->procs, p, &e->cap, e->data, len - sizeof(*e));
+	if (stack != UINT32_MAX)
+		pageprof_add(&s->pp, stack, e->h.tgid, (enum mw_page_kind)e->p.kind, e->p.bytes);
 }
 
 /* The target called exec: new maps, new nesting ranges, maybe new

@@ -9,7 +9,7 @@
 
 #include "sampling.h"
 
-const char *page_event_name(enum mw_page_event kind)
+const char *page_event_name(enum mw_page_kind kind)
 {
 	static const char *const names[] = {
 		[MW_PAGE_FAULT] = "fault", [MW_PAGE_MADVISE] = "madvise",
@@ -63,7 +63,7 @@ static uint32_t site_for(struct pageprof *pg, const struct page_site *k)
 	return id;
 }
 
-int pageprof_add(struct pageprof *pg, uint32_t stack, pid_t pid, enum mw_page_event kind, uint64_t bytes)
+int pageprof_add(struct pageprof *pg, uint32_t stack, pid_t pid, enum mw_page_kind kind, uint64_t bytes)
 {
 	struct page_site key = { .stack = stack, .pid = pid, .kind = kind };
 	uint32_t id = site_for(pg, &key);

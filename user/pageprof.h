@@ -13,7 +13,7 @@
 struct page_site {
 	uint32_t stack;
 	pid_t pid;
-	enum mw_page_event kind;
+	enum mw_page_kind kind;
 	uint64_t samples;
 	double count, bytes;		/* unsampled estimates */
 };
@@ -29,7 +29,7 @@ struct pageprof {
 void pageprof_init(struct pageprof *pg, uint64_t rate);
 void pageprof_free(struct pageprof *pg);
 /* A sampled fault or purge whose stack is interned already. */
-int pageprof_add(struct pageprof *pg, uint32_t stack, pid_t pid, enum mw_page_event kind, uint64_t bytes);
+int pageprof_add(struct pageprof *pg, uint32_t stack, pid_t pid, enum mw_page_kind kind, uint64_t bytes);
 /* faults/count, fault_space/bytes, purges/count, purge_space/bytes, with
  * an "event" label (fault, madvise, munmap, brk). */
 int pageprof_write(struct pageprof *pg, struct stacks *st, struct procs *ps, const struct profile_spec *base, int fd);
@@ -45,6 +45,6 @@ void page_snapshot_free(struct page_snapshot *snap);
 long pageprof_rows(const struct pageprof *pg, const struct page_snapshot *base, struct profile_row **out);
 /* Fills spec's sample types and period. */
 void pageprof_spec(const struct pageprof *pg, struct profile_spec *spec);
-const char *page_event_name(enum mw_page_event kind);
+const char *page_event_name(enum mw_page_kind kind);
 
 #endif

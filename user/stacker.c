@@ -43,39 +43,37 @@ void stacker_forget(struct stacker *sk, pid_t pid)
 		unwinder_forget(sk->unw, pid);
 }
 
-/* The sample's frames, leaf first, and why they stop short (NULL: they reach
- * the outermost frame). */
-static uint32_t sample_frames(struct stacker *sk, struct procs *ps, struct process *p,
-			      const struct mw_sample_event *e, size_t len, const uint64_t **frames, const char **why)
+/* The capture's frames, leaf first, and why they stop short (NULL: they
+ * reach the outermost frame). */
+static uint32_t capture_frames(struct stacker *sk, struct procs *ps, struct process *p, const struct mw_capture *cap,
+			       const uint8_t *data, size_t len, const uint64_t **frames, const char **why)
 {
-	size_t payload = len - sizeof(*e);
-
-	if (e->mode == MW_STACK_FP) {
-		uint32_t n = e->nframes;
-		if (n > payload / sizeof(uint64_t))
-			n = payload / sizeof(uint64_t);
-		*frames = (const uint64_t *)e->data;
+	if (cap->mode == MW_STACK_FP) {
+		uint32_t n = cap->nframes;
+		if (n > len / sizeof(uint64_t))
+			n = len / sizeof(uint64_t);
+		*frames = (const uint64_t *)data;
 		uint32_t kept = fpcheck_trusted(&sk->fpc, ps, p, *frames, n, why);
 		sk->fp_truncated += *why != NULL;
 		return kept;
 	}
-	size_t stack_len = e->stack_len < payload ? e->stack_len : payload;
-	unwinder_set_returns(sk->unw, (const uint64_t *)e->uret_slot, (const uint64_t *)e->uret_orig,
-			     e->nuret < MW_URET_MAX ? e->nuret : MW_URET_MAX);
-	unwind_stack(sk->unw, ps, p, (const uint64_t *)e->regs, e->data, stack_len, &sk->unwound);
+	size_t stack_len = cap->stack_len < len ? cap->stack_len : len;
+	unwinder_set_returns(sk->unw, (const uint64_t *)cap->uret_slot, (const uint64_t *)cap->uret_orig,
+			     cap->nuret < MW_URET_MAX ? cap->nuret : MW_URET_MAX);
+	unwind_stack(sk->unw, ps, p, (const uint64_t *)cap->regs, data, stack_len, &sk->unwound);
 	*frames = sk->unwound.pcs;
 	*why = sk->unwound.truncated;
 	return sk->unwound.n;
 }
 
 uint32_t stacker_intern(struct stacker *sk, struct stacks *st, struct procs *ps, struct process *p,
-			const struct mw_sample_event *e, size_t len)
+			const struct mw_capture *cap, const uint8_t *data, size_t len)
 {
 	uint64_t start = thread_cpu_ns();
 	const uint64_t *frames;
 	const char *why;
 
-	uint32_t n = sample_frames(sk, ps, p, e, len, &frames, &why);
+	uint32_t n = capture_frames(sk, ps, p, cap, data, len, &frames, &why);
 	uint32_t stack = stacks_intern(st, ps, p, frames, n, why);
 	sk->stacks++;
 	sk->cpu_ns += thread_cpu_ns() - start;

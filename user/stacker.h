@@ -30,9 +30,10 @@ int stacker_init(struct stacker *sk, enum stack_mode mode, uint32_t stack_bytes)
 void stacker_free(struct stacker *sk);
 /* Drops what was cached for pid's stacks (it exited or is no longer profiled). */
 void stacker_forget(struct stacker *sk, pid_t pid);
-/* The event's stack interned in st: its id, or UINT32_MAX (out of memory). */
+/* An event's stack (its capture, and the len bytes of data that follow it
+ * in the event) interned in st: its id, or UINT32_MAX (out of memory). */
 uint32_t stacker_intern(struct stacker *sk, struct stacks *st, struct procs *ps, struct process *p,
-			const struct mw_sample_event *e, size_t len);
+			const struct mw_capture *cap, const uint8_t *data, size_t len);
 /* One line: how stacks are made, how many, how many cut short and why. */
 void stacker_describe(const struct stacker *sk, char *buf, size_t len);
 

@@ -4,6 +4,10 @@
  * Poisson sampling by bytes, the event ring, and the capture of user stacks
  * (a frame-pointer walk, or registers and a copy of the stack for DWARF
  * unwinding) from the user registers of the current task.
+ *
+ * The capture is one subprogram (emit_stack), not inlined: it runs only for
+ * sampled events, and each program that records stacks calls it instead of
+ * carrying its own copy of the code.
  */
 #ifndef MW_BPF_CAPTURE_H
 #define MW_BPF_CAPTURE_H
@@ -13,6 +17,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "memwatch.h"
+#include "arch.h"
 
 const volatile __u32 cfg_target_tgid = 0;	/* 0: the kernel's per-pid attach filters */
 const volatile __u64 cfg_sample_bytes = 524288;	/* <= 1: every call */
@@ -97,34 +102,13 @@ static __always_inline bool sample_decide(struct cpu_state *st, __u64 size)
 	return true;
 }
 
-static __always_inline void fill_head(struct mw_event_head *h, __u32 type, __u64 pid_tgid, __u32 fn)
+static __always_inline void fill_head(struct mw_event_head *h, __u32 type, __u64 pid_tgid)
 {
 	h->type = type;
 	h->tgid = pid_tgid >> 32;
 	h->tid = (__u32)pid_tgid;
-	h->fn = fn;
+	h->pad = 0;
 	h->ts = bpf_ktime_get_ns();
-}
-
-static __always_inline void fill_regs(struct mw_sample_event *e, struct pt_regs *regs)
-{
-	e->regs[0] = regs->ax;
-	e->regs[1] = regs->dx;
-	e->regs[2] = regs->cx;
-	e->regs[3] = regs->bx;
-	e->regs[4] = regs->si;
-	e->regs[5] = regs->di;
-	e->regs[6] = regs->bp;
-	e->regs[7] = regs->sp;
-	e->regs[8] = regs->r8;
-	e->regs[9] = regs->r9;
-	e->regs[10] = regs->r10;
-	e->regs[11] = regs->r11;
-	e->regs[12] = regs->r12;
-	e->regs[13] = regs->r13;
-	e->regs[14] = regs->r14;
-	e->regs[15] = regs->r15;
-	e->regs[16] = regs->ip;
 }
 
 /* A free scratch slot of this CPU, or NULL. A preempted program may still
@@ -152,28 +136,56 @@ static __always_inline void release_scratch(void *slot)
 	*(volatile __u32 *)slot = 0;
 }
 
-/* Frame-pointer walk from the user registers. At a function's entry (the
- * return address still at [sp], %rbp still the caller's), leaf first: the
- * probed instruction, the caller read from [sp], then the walk past it.
- * Returns the payload length. */
-static __always_inline __u32 capture_fp(struct mw_sample_event *e, void *ctx, struct pt_regs *regs, bool at_entry,
-					__u64 caller)
+/* What to capture, and the event it goes in. */
+struct capture_req {
+	void *ctx;			/* the program's context, for bpf_get_stack */
+	struct pt_regs *regs;		/* the user registers */
+	__u64 pid_tgid;
+	/* At a function's entry the return address is still at [sp] and %rbp
+	 * is the caller's: the frame walk starts from caller, read from [sp].
+	 * Elsewhere (0) the walk starts from the registers. */
+	__u64 caller;
+	bool at_entry;
+	__u32 type;			/* enum mw_event_type: MW_EV_SAMPLE or MW_EV_PAGE */
+	union {				/* copied into the event as it is */
+		struct mw_sample_body sample;
+		struct mw_page_body page;
+	} body;
+};
+
+/* The event as the capture builds it: either kind, the capture at the same
+ * offset (include/memwatch.h). */
+struct stack_event {
+	struct mw_event_head h;
+	struct mw_sample_body body;
+	struct mw_capture cap;
+	__u8 data[];
+};
+
+_Static_assert(__builtin_offsetof(struct stack_event, cap) == __builtin_offsetof(struct mw_sample_event, cap) &&
+	       __builtin_offsetof(struct stack_event, cap) == __builtin_offsetof(struct mw_page_event, cap),
+	       "one capture layout for every event with a stack");
+
+/* Frame-pointer walk from the user registers. At a function's entry, leaf
+ * first: the probed instruction, the caller read from [sp], then the walk
+ * past it. Returns the payload length. */
+static __always_inline __u32 capture_fp(struct stack_event *e, const struct capture_req *req)
 {
 	__u64 *frames = (__u64 *)e->data;
 	long n;
 
-	if (!at_entry) {
-		n = bpf_get_stack(ctx, frames, MW_MAX_FRAMES * sizeof(__u64), BPF_F_USER_STACK);
-		e->nframes = n > 0 ? n / sizeof(__u64) : 0;
+	if (!req->at_entry) {
+		n = bpf_get_stack(req->ctx, frames, MW_MAX_FRAMES * sizeof(__u64), BPF_F_USER_STACK);
+		e->cap.nframes = n > 0 ? n / sizeof(__u64) : 0;
 	} else {
-		n = bpf_get_stack(ctx, &frames[1], MW_MAX_FRAMES * sizeof(__u64), BPF_F_USER_STACK);
-		frames[0] = regs->ip;
-		frames[1] = caller;
-		e->nframes = n > 0 ? n / sizeof(__u64) + 1 : 2;
+		n = bpf_get_stack(req->ctx, &frames[1], MW_MAX_FRAMES * sizeof(__u64), BPF_F_USER_STACK);
+		frames[0] = arch_ip(req->regs);
+		frames[1] = req->caller;
+		e->cap.nframes = n > 0 ? n / sizeof(__u64) + 1 : 2;
 	}
 	if (n <= 0)
 		count(MW_CNT_STACK_FAIL);
-	return e->nframes * sizeof(__u64);
+	return e->cap.nframes * sizeof(__u64);
 }
 
 static long vma_end_cb(struct task_struct *task, struct vm_area_struct *vma, void *end)
@@ -194,7 +206,7 @@ static __always_inline __u64 stack_end(__u64 sp)
 	if (bpf_find_vma(task, sp, vma_end_cb, &end, 0))
 		return 0;
 	start_stack = BPF_CORE_READ(task, mm, start_stack);
-	tp = BPF_CORE_READ(task, thread.fsbase);
+	tp = arch_thread_pointer(task);
 	if (start_stack > sp && start_stack < end)
 		end = start_stack + 2 * sizeof(__u64);
 	else if (tp > sp && tp < end)
@@ -206,16 +218,16 @@ static __always_inline __u64 stack_end(__u64 sp)
  * up to cfg_stack_bytes or the end of the stack, whichever comes first. The
  * loop is unrolled, so the verifier knows each read's offset range; the
  * scratch slot holds cfg_stack_bytes + MW_STACK_CHUNK bytes of stack. */
-static __always_inline __u32 capture_snapshot(struct mw_sample_event *e, struct pt_regs *regs)
+static __always_inline __u32 capture_snapshot(struct stack_event *e, struct pt_regs *regs)
 {
-	__u64 sp = regs->sp, end = stack_end(sp);
+	__u64 sp = arch_sp(regs), end = stack_end(sp);
 	__u32 first = MW_STACK_CHUNK - (sp & (MW_STACK_CHUNK - 1));
 	__u64 want = cfg_stack_bytes;
 	__u32 copied = 0;
 
 	if (end > sp && end - sp < want)
 		want = end - sp;
-	fill_regs(e, regs);
+	arch_dwarf_regs(e->cap.regs, regs);
 	if (bpf_probe_read_user(e->data, first, (void *)sp)) {
 		count(MW_CNT_STACK_FAIL);
 		return 0;
@@ -231,13 +243,9 @@ static __always_inline __u32 capture_snapshot(struct mw_sample_event *e, struct 
 	}
 	if (copied > want)
 		copied = want;
-	e->stack_len = copied;
+	e->cap.stack_len = copied;
 	return copied;
 }
-
-/* Where the kernel puts its uretprobe trampoline: the [uprobes] page, as
- * high in the address space as it fits; no code lies above this. */
-#define URETPROBE_AREA_MIN 0x7ff000000000ull
 
 /* The return address at stack slot, as the caller pushed it: another
  * tracer's uretprobe on the same function (any pid's: the kernel hijacks
@@ -248,7 +256,7 @@ static __always_inline __u64 uret_original(__u64 slot, __u64 value)
 	struct task_struct *task;
 	struct return_instance *ri;
 
-	if (value < URETPROBE_AREA_MIN)
+	if (value < ARCH_URETPROBE_AREA_MIN)
 		return value;
 	task = bpf_get_current_task_btf();
 	ri = BPF_CORE_READ(task, utask, return_instances);
@@ -263,7 +271,7 @@ static __always_inline __u64 uret_original(__u64 slot, __u64 value)
 /* A pending uretprobe (memwatch's own on a sampled allocation, or anyone's)
  * has replaced a return address on the stack with the kernel's trampoline:
  * the unwinder needs the original, which only the kernel knows. */
-static __always_inline void capture_urets(struct mw_sample_event *e)
+static __always_inline void capture_urets(struct stack_event *e)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct return_instance *ri = BPF_CORE_READ(task, utask, return_instances);
@@ -272,12 +280,12 @@ static __always_inline void capture_urets(struct mw_sample_event *e)
 	for (int i = 0; i < MW_URET_MAX; i++) {
 		if (!ri)
 			break;
-		e->uret_slot[i] = BPF_CORE_READ(ri, stack);
-		e->uret_orig[i] = BPF_CORE_READ(ri, orig_ret_vaddr);
+		e->cap.uret_slot[i] = BPF_CORE_READ(ri, stack);
+		e->cap.uret_orig[i] = BPF_CORE_READ(ri, orig_ret_vaddr);
 		ri = BPF_CORE_READ(ri, next);
 		n++;
 	}
-	e->nuret = n;
+	e->cap.nuret = n;
 }
 
 static __always_inline __u64 next_sample_id(struct cpu_state *st)
@@ -293,31 +301,28 @@ static __always_inline __u64 wakeup_flag(void)
 										 : BPF_RB_NO_WAKEUP;
 }
 
-/* Emits an event of type with the current task's user stack: the frame
- * walk (at_entry, caller: see capture_fp) or a snapshot from regs. 0, or -1
- * if lost (counted). id goes in the event's sample_id. */
-static __always_inline int emit_stack(void *ctx, struct pt_regs *regs, __u32 type, __u64 pid_tgid, __u32 fn,
-				      __u64 size, __u64 id, bool at_entry, __u64 caller)
+/* Emits the event req describes with the current task's user stack: the
+ * frame walk or a snapshot, as configured. 0, or -1 if lost (counted). */
+static __noinline int emit_stack(struct capture_req *req)
 {
 	void *slot = claim_scratch();
-	struct mw_sample_event *e;
+	struct stack_event *e;
 	__u32 len;
 	int err = 0;
 
 	if (!slot)
 		return -1;
 	e = slot + MW_SCRATCH_HEAD;
-	fill_head(&e->h, type, pid_tgid, fn);
-	e->sample_id = id;
-	e->size = size;
-	e->mode = cfg_stack_mode;
-	e->nframes = 0;
-	e->stack_len = 0;
-	e->nuret = 0;
+	fill_head(&e->h, req->type, req->pid_tgid);
+	__builtin_memcpy(&e->body, &req->body, sizeof(e->body));
+	e->cap.mode = cfg_stack_mode;
+	e->cap.nframes = 0;
+	e->cap.stack_len = 0;
+	e->cap.nuret = 0;
 	if (cfg_stack_mode == MW_STACK_FP) {
-		len = capture_fp(e, ctx, regs, at_entry, caller);
+		len = capture_fp(e, req);
 	} else {
-		len = capture_snapshot(e, regs);
+		len = capture_snapshot(e, req->regs);
 		capture_urets(e);
 	}
 	len += sizeof(*e);

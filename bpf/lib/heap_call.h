@@ -78,12 +78,16 @@ static __always_inline bool nested_call(__u32 tgid, __u64 ret_addr)
 static __always_inline __u64 emit_sample(struct pt_regs *ctx, struct cpu_state *st, __u64 pid_tgid,
 					 __u32 fn, __u64 size, __u64 caller)
 {
-	__u64 id = next_sample_id(st);
+	struct capture_req req = {
+		.ctx = ctx, .regs = ctx, .pid_tgid = pid_tgid, .caller = caller, .at_entry = true,
+		.type = MW_EV_SAMPLE,
+		.body.sample = { .sample_id = next_sample_id(st), .size = size, .fn = fn },
+	};
 
-	if (emit_stack(ctx, ctx, MW_EV_SAMPLE, pid_tgid, fn, size, id, true, caller))
+	if (emit_stack(&req))
 		return 0;
 	count(MW_CNT_SAMPLES);
-	return id;
+	return req.body.sample.sample_id;
 }
 
 static __always_inline void emit_cancel(__u64 pid_tgid, __u64 sample_id)
@@ -94,7 +98,7 @@ static __always_inline void emit_cancel(__u64 pid_tgid, __u64 sample_id)
 		count(MW_CNT_RINGBUF_FULL);
 		return;
 	}
-	fill_head(&e->h, MW_EV_CANCEL, pid_tgid, 0);
+	fill_head(&e->h, MW_EV_CANCEL, pid_tgid);
 	e->sample_id = sample_id;
 	bpf_ringbuf_submit(e, wakeup_flag());
 }
@@ -148,15 +152,15 @@ static __always_inline bool enter_call(struct pt_regs *ctx, __u64 size, __u64 ol
 
 	/* The slow path: sampled, releasing a sampled block, or a function
 	 * that may tail-call another probed entry. */
-	if (bpf_probe_read_user(&caller, sizeof(caller), (void *)ctx->sp))
+	if (bpf_probe_read_user(&caller, sizeof(caller), (void *)arch_sp(ctx)))
 		caller = 0;
-	caller = uret_original(ctx->sp, caller);
+	caller = uret_original(arch_sp(ctx), caller);
 	if (nested_call(tgid, caller)) {
 		count(MW_CNT_NESTED);
 		return false;
 	}
 
-	struct pending_key key = { .pid_tgid = pid_tgid, .sp = ctx->sp };
+	struct pending_key key = { .pid_tgid = pid_tgid, .sp = arch_sp(ctx) };
 	struct pending call = { .size = size, .old = old_live ? old : 0, .out = out, .kind = kind };
 	struct pending *registered;
 	long err = bpf_map_update_elem(&pending, &key, &call, BPF_NOEXIST);
