@@ -26,7 +26,7 @@ LIBMW     := $(OUTPUT)/libmemwatch.a
 
 .PHONY: all clean install test unit e2e demo bench deps workloads FORCE
 .SECONDARY:
-all: memwatch
+all: memwatch $(OUTPUT)/bpf-insns.md
 
 deps:
 	tools/deps.sh
@@ -39,6 +39,11 @@ $(OUTPUT)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/lib/*.h) include/memwatch.h $(VMLI
 
 $(OUTPUT)/%.skel.h: $(OUTPUT)/%.bpf.o
 	$(BPFTOOL) gen skeleton $< > $@
+
+# Every BPF program's size, printed whenever an object changes, so that
+# growth shows; README.md keeps the same table.
+$(OUTPUT)/bpf-insns.md: $(BPF_OBJS) tools/bpf-insns.sh README.md
+	tools/bpf-insns.sh --check README.md $(BPF_OBJS) | tee $@
 
 # Rewritten only when the version changes, so objects rebuild exactly then.
 $(OUTPUT)/version.h: FORCE | $(OUTPUT)
@@ -60,7 +65,7 @@ $(LIBMW): $(USER_OBJS)
 memwatch: $(OUTPUT)/user/main.o $(LIBMW)
 	$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
-install: memwatch
+install: memwatch $(OUTPUT)/bpf-insns.md
 	install -D -m 0755 memwatch $(DESTDIR)$(PREFIX)/bin/memwatch
 
 # Unit tests: tests/unit/test_*.c, each linked against the library and cmocka.
