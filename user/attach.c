@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "allocators.h"
+#include "array.h"
 #include "elf_file.h"
 #include "memwatch.h"
 #include "process.h"
@@ -30,15 +31,9 @@ void attacher_init(struct attacher *a, const struct probe_progs *progs, const ch
 
 static int keep_link(struct link_set *set, struct bpf_link *link)
 {
-	if (set->nlinks == set->cap_links) {
-		size_t ncap = set->cap_links ? set->cap_links * 2 : 64;
-		struct bpf_link **nl = realloc(set->links, ncap * sizeof(*nl));
-		if (!nl) {
-			bpf_link__destroy(link);
-			return -ENOMEM;
-		}
-		set->links = nl;
-		set->cap_links = ncap;
+	if (ARRAY_GROW(set->links, set->nlinks, set->cap_links)) {
+		bpf_link__destroy(link);
+		return -ENOMEM;
 	}
 	set->links[set->nlinks++] = link;
 	return 0;
@@ -46,15 +41,9 @@ static int keep_link(struct link_set *set, struct bpf_link *link)
 
 static int keep_fd(struct link_set *set, int fd)
 {
-	if (set->nfds == set->cap_fds) {
-		size_t ncap = set->cap_fds ? set->cap_fds * 2 : 64;
-		int *nf = realloc(set->fds, ncap * sizeof(*nf));
-		if (!nf) {
-			close(fd);
-			return -ENOMEM;
-		}
-		set->fds = nf;
-		set->cap_fds = ncap;
+	if (ARRAY_GROW(set->fds, set->nfds, set->cap_fds)) {
+		close(fd);
+		return -ENOMEM;
 	}
 	set->fds[set->nfds++] = fd;
 	return 0;

@@ -1,4 +1,5 @@
 #include "elf_file.h"
+#include "array.h"
 #include "hashmap.h"
 
 #include <errno.h>
@@ -273,28 +274,16 @@ ssize_t elf_file_read(const struct elf_file *f, uint64_t vaddr, void *buf, size_
 
 static int push_sym(struct sym_vec *vec, const struct func_sym *s)
 {
-	if (vec->len == vec->cap) {
-		size_t ncap = vec->cap ? vec->cap * 2 : 256;
-		struct func_sym *nv = realloc(vec->v, ncap * sizeof(*nv));
-		if (!nv)
-			return -ENOMEM;
-		vec->v = nv;
-		vec->cap = ncap;
-	}
+	if (ARRAY_GROW(vec->v, vec->len, vec->cap))
+		return -ENOMEM;
 	vec->v[vec->len++] = *s;
 	return 0;
 }
 
 static int own_name(struct elf_file *f, char *name)
 {
-	if (f->nowned == f->owned_cap) {
-		size_t ncap = f->owned_cap ? f->owned_cap * 2 : 64;
-		char **nv = realloc(f->owned_names, ncap * sizeof(*nv));
-		if (!nv)
-			return -ENOMEM;
-		f->owned_names = nv;
-		f->owned_cap = ncap;
-	}
+	if (ARRAY_GROW(f->owned_names, f->nowned, f->owned_cap))
+		return -ENOMEM;
 	f->owned_names[f->nowned++] = name;
 	return 0;
 }

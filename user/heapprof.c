@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
 #include "profile.h"
 #include "process.h"
 #include "sampling.h"
@@ -69,14 +70,8 @@ static uint32_t site_for(struct heapprof *hp, const struct site_key *k)
 
 	if (slot)
 		return (uint32_t)(uintptr_t)*slot;
-	if (hp->nsites == hp->cap_sites) {
-		uint32_t ncap = hp->cap_sites ? hp->cap_sites * 2 : 1024;
-		struct heap_site *ns = realloc(hp->sites, ncap * sizeof(*ns));
-		if (!ns)
-			return UINT32_MAX;
-		hp->sites = ns;
-		hp->cap_sites = ncap;
-	}
+	if (ARRAY_GROW(hp->sites, hp->nsites, hp->cap_sites))
+		return UINT32_MAX;
 	uint32_t id = hp->nsites;
 	hp->sites[id] = (struct heap_site){ .stack = k->stack, .pid = k->pid, .size = k->size };
 	if (hmap_insert_new(&hp->site_index, h, id, (void *)(uintptr_t)id))

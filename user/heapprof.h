@@ -40,7 +40,8 @@ struct heapprof {
 	uint64_t rate;			/* mean sampling interval in bytes */
 	struct stacks st;
 	struct heap_site *sites;
-	uint32_t nsites, cap_sites;
+	uint32_t nsites;
+	size_t cap_sites;
 	struct hmap site_index;
 	struct hmap samples;		/* sample id -> site | last scan seen << 32 */
 	uint32_t scan_gen;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "allocators.h"
+#include "array.h"
 #include "bpfconfig.h"
 #include "bpflog.h"
 #include "events.h"
@@ -68,16 +69,14 @@ static bool read_stat(pid_t pid, char comm[16], unsigned long *flags, uint64_t *
 static char *read_exe_path(pid_t pid)
 {
 	char path[64], *buf = NULL;
-	size_t cap = 256;
+	size_t cap = 0;
 
 	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
 	for (;;) {
-		char *nb = realloc(buf, cap);
-		if (!nb) {
+		if (array_reserve((void **)&buf, &cap, cap + 256, 1)) {
 			free(buf);
 			return NULL;
 		}
-		buf = nb;
 		ssize_t n = readlink(path, buf, cap);
 		if (n < 0) {
 			free(buf);
@@ -87,7 +86,6 @@ static char *read_exe_path(pid_t pid)
 			buf[n] = 0;
 			return buf;
 		}
-		cap *= 2;
 	}
 }
 
@@ -487,14 +485,8 @@ static void visit_live(void *ctx, const struct mw_live_key *key, uint64_t sample
 		return;
 	}
 	/* A block of a process memwatch no longer profiles: it goes. */
-	if (o->n == o->cap) {
-		size_t ncap = o->cap ? o->cap * 2 : 256;
-		struct mw_live_key *nk = realloc(o->keys, ncap * sizeof(*nk));
-		if (!nk)
-			return;
-		o->keys = nk;
-		o->cap = ncap;
-	}
+	if (ARRAY_GROW(o->keys, o->n, o->cap))
+		return;
 	o->keys[o->n++] = *key;
 }
 

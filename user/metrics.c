@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
 #include "hist.h"
 
 enum { TYPE_NONE, TYPE_COUNTER, TYPE_GAUGE, TYPE_HISTOGRAM };
@@ -49,17 +50,9 @@ static void put(struct metrics *m, const char *s, size_t n)
 {
 	if (m->err)
 		return;
-	if (m->len + n + 1 > m->cap) {
-		size_t cap = m->cap ? m->cap : 4096;
-		while (cap < m->len + n + 1)
-			cap *= 2;
-		char *buf = realloc(m->buf, cap);
-		if (!buf) {
-			fail(m, -ENOMEM);
-			return;
-		}
-		m->buf = buf;
-		m->cap = cap;
+	if (array_reserve((void **)&m->buf, &m->cap, m->len + n + 1, 1)) {
+		fail(m, -ENOMEM);
+		return;
 	}
 	memcpy(m->buf + m->len, s, n);
 	m->len += n;
@@ -269,13 +262,10 @@ static bool declared(const struct metrics *m, const char *name)
 
 static int add_family(struct metrics *m, const char *name)
 {
-	char **families = realloc(m->families, (m->nfamilies + 1) * sizeof(*families));
-
-	if (!families)
+	if (ARRAY_GROW(m->families, m->nfamilies, m->families_cap))
 		return -ENOMEM;
-	m->families = families;
-	families[m->nfamilies] = strdup(name);
-	if (!families[m->nfamilies])
+	m->families[m->nfamilies] = strdup(name);
+	if (!m->families[m->nfamilies])
 		return -ENOMEM;
 	m->nfamilies++;
 	return 0;

@@ -15,7 +15,7 @@ struct metrics {
 	size_t len, cap;
 	int err;
 	char **families;	/* names declared so far, the current one last */
-	size_t nfamilies;
+	size_t nfamilies, families_cap;
 	int type;		/* of the current family */
 };
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
 #include "sampling.h"
 
 const char *page_event_name(enum mw_page_kind kind)
@@ -47,14 +48,8 @@ static uint32_t site_for(struct pageprof *pg, const struct page_site *k)
 
 	if (slot)
 		return (uint32_t)(uintptr_t)*slot;
-	if (pg->nsites == pg->cap_sites) {
-		uint32_t ncap = pg->cap_sites ? pg->cap_sites * 2 : 256;
-		struct page_site *ns = realloc(pg->sites, ncap * sizeof(*ns));
-		if (!ns)
-			return UINT32_MAX;
-		pg->sites = ns;
-		pg->cap_sites = ncap;
-	}
+	if (ARRAY_GROW(pg->sites, pg->nsites, pg->cap_sites))
+		return UINT32_MAX;
 	uint32_t id = pg->nsites;
 	pg->sites[id] = (struct page_site){ .stack = k->stack, .pid = k->pid, .kind = k->kind };
 	if (hmap_insert_new(&pg->site_index, h, id, (void *)(uintptr_t)id))

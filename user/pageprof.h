@@ -21,7 +21,8 @@ struct page_site {
 struct pageprof {
 	uint64_t rate;			/* mean sampling interval in bytes */
 	struct page_site *sites;
-	uint32_t nsites, cap_sites;
+	uint32_t nsites;
+	size_t cap_sites;
 	struct hmap site_index;
 	uint64_t samples;
 };

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
 #include "text.h"
 
 #define MAX_SCAN 16
@@ -263,14 +264,8 @@ static void note_exit(const cs_insn *insn, void *arg)
 	for (size_t i = 0; i < tc->count; i++)
 		if (tc->seen[i] == target)
 			return;
-	if (tc->count == tc->cap) {
-		size_t ncap = tc->cap ? tc->cap * 2 : 8;
-		uint64_t *n = realloc(tc->seen, ncap * sizeof(*n));
-		if (!n)
-			return;	/* out of memory: report what was found */
-		tc->seen = n;
-		tc->cap = ncap;
-	}
+	if (ARRAY_GROW(tc->seen, tc->count, tc->cap))
+		return;	/* out of memory: report what was found */
 	tc->seen[tc->count++] = target;
 }
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "array.h"
 #include "hashmap.h"
 #include "profile.pb-c.h"
 
@@ -56,29 +57,6 @@ struct pprof {
 	int64_t drop_frames, keep_frames, default_sample_type;
 	int err;			/* sticky -ENOMEM from the void setters */
 };
-
-static int reserve(void **arr, size_t *cap, size_t need, size_t elem_size)
-{
-	if (need <= *cap)
-		return 0;
-	size_t ncap = *cap ? *cap * 2 : 16;
-	while (ncap < need)
-		ncap *= 2;
-	void *grown = reallocarray(*arr, ncap, elem_size);
-	if (!grown)
-		return -ENOMEM;
-	*arr = grown;
-	*cap = ncap;
-	return 0;
-}
-
-/* Room for one more element in arr[len]; 0 or -ENOMEM. */
-#define GROW(arr, len, cap) ({						\
-	void *arr_ = (arr);						\
-	int rc_ = reserve(&arr_, &(cap), (len) + 1, sizeof(*(arr)));	\
-	(arr) = arr_;							\
-	rc_;								\
-})
 
 /* ---- dedup keys ---- */
 
@@ -165,7 +143,7 @@ struct pprof *pprof_new(void)
 	perftools__profiles__value_type__init(&p->period_type);
 	/* "" is index 0 and never enters str_index: pprof_string short-cuts it. */
 	char *empty = strdup("");
-	if (!empty || GROW(p->strs, p->nstrs, p->strs_cap)) {
+	if (!empty || ARRAY_GROW(p->strs, p->nstrs, p->strs_cap)) {
 		free(empty);
 		pprof_free(p);
 		return NULL;
@@ -208,7 +186,7 @@ int64_t pprof_string(struct pprof *p, const char *s)
 	if (slot)
 		return (int64_t)(uintptr_t)*slot;
 	char *copy = strdup(s);
-	if (!copy || GROW(p->strs, p->nstrs, p->strs_cap) ||
+	if (!copy || ARRAY_GROW(p->strs, p->nstrs, p->strs_cap) ||
 	    hmap_put(&p->str_index, hash, (uintptr_t)copy, (void *)(uintptr_t)p->nstrs)) {
 		free(copy);
 		return -ENOMEM;
@@ -230,7 +208,7 @@ static int64_t string_or_fail(struct pprof *p, const char *s)
 int pprof_add_sample_type(struct pprof *p, const char *type, const char *unit)
 {
 	int64_t type_idx = pprof_string(p, type), unit_idx = pprof_string(p, unit);
-	if (type_idx < 0 || unit_idx < 0 || GROW(p->types, p->ntypes, p->types_cap))
+	if (type_idx < 0 || unit_idx < 0 || ARRAY_GROW(p->types, p->ntypes, p->types_cap))
 		return -ENOMEM;
 	pb_value_type *vt = &p->types[p->ntypes++];
 	perftools__profiles__value_type__init(vt);
@@ -265,7 +243,7 @@ void pprof_set_keep_frames(struct pprof *p, const char *regex)
 void pprof_add_comment(struct pprof *p, const char *text)
 {
 	int64_t idx = string_or_fail(p, text);
-	if (GROW(p->comments, p->ncomments, p->comments_cap)) {
+	if (ARRAY_GROW(p->comments, p->ncomments, p->comments_cap)) {
 		p->err = -ENOMEM;
 		return;
 	}
@@ -293,7 +271,7 @@ uint64_t pprof_mapping(struct pprof *p, const struct pprof_mapping *m)
 	const uint64_t key[] = MAPPING_KEY(probe);
 	uint64_t hash = HASH_KEY(key);
 	uint64_t id = find_probe(&p->map_ids, hash);
-	if (id || GROW(p->maps, p->nmaps, p->maps_cap))
+	if (id || ARRAY_GROW(p->maps, p->nmaps, p->maps_cap))
 		return id;
 	pb_mapping *dst = &p->maps[p->nmaps];
 	*dst = *probe;
@@ -318,7 +296,7 @@ uint64_t pprof_function(struct pprof *p, const char *name, const char *system_na
 	const uint64_t key[] = FUNCTION_KEY(probe);
 	uint64_t hash = HASH_KEY(key);
 	uint64_t id = find_probe(&p->func_ids, hash);
-	if (id || GROW(p->funcs, p->nfuncs, p->funcs_cap))
+	if (id || ARRAY_GROW(p->funcs, p->nfuncs, p->funcs_cap))
 		return id;
 	pb_function *dst = &p->funcs[p->nfuncs];
 	*dst = *probe;
@@ -365,7 +343,7 @@ uint64_t pprof_location(struct pprof *p, uint64_t mapping_id, uint64_t address,
 	const uint64_t key[] = LOCATION_KEY(probe);
 	uint64_t hash = HASH_KEY(key);
 	uint64_t id = address ? find_probe(&p->loc_ids, hash) : 0;
-	if (id || GROW(p->locs, p->nlocs, p->locs_cap))
+	if (id || ARRAY_GROW(p->locs, p->nlocs, p->locs_cap))
 		return id;
 	pb_line **line_ptrs = new_lines(lines, nlines);
 	if (nlines && !line_ptrs)
@@ -425,7 +403,7 @@ int pprof_add_sample(struct pprof *p, const uint64_t *location_ids, size_t nlocs
 	int err = check_sample(p, location_ids, nlocs, nvalues, labels, nlabels);
 	if (err)
 		return err;
-	if (GROW(p->samples, p->nsamples, p->samples_cap))
+	if (ARRAY_GROW(p->samples, p->nsamples, p->samples_cap))
 		return -ENOMEM;
 	/* One block: location ids, values, label pointers, labels (all 8-aligned);
 	 * never empty, so pprof_free can free it through location_id. */
@@ -602,7 +580,7 @@ static uint8_t *read_whole(const char *path, size_t *len)
 	uint8_t *buf = NULL;
 	size_t used = 0, cap = 0;
 	for (;;) {
-		if (used == cap && GROW(buf, used, cap))
+		if (used == cap && ARRAY_GROW(buf, used, cap))
 			break;
 		ssize_t n = read(fd, buf + used, cap - used);
 		if (n < 0 && errno == EINTR)
@@ -633,7 +611,7 @@ static uint8_t *gunzip_bytes(const uint8_t *in, size_t len, size_t *out_len)
 	size_t cap = 0;
 	int rc = Z_OK;
 	while (rc == Z_OK) {
-		if (GROW(out, cap, cap) || cap > UINT32_MAX)
+		if (ARRAY_GROW(out, cap, cap) || cap > UINT32_MAX)
 			break;
 		zs.next_out = out + zs.total_out;
 		zs.avail_out = (uInt)(cap - zs.total_out);

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "array.h"
+
 #define DELETED_SUFFIX " (deleted)"
 
 static int parse_line(const char *line, size_t len, struct mapping *m)
@@ -51,13 +53,8 @@ int maps_parse(const char *text, struct maps *out)
 		const char *nl = strchr(line, '\n');
 		size_t len = nl ? (size_t)(nl - line) : strlen(line);
 		if (len) {
-			if (out->n == cap) {
-				cap = cap ? cap * 2 : 64;
-				struct mapping *v = realloc(out->v, cap * sizeof(*v));
-				if (!v)
-					goto nomem;
-				out->v = v;
-			}
+			if (ARRAY_GROW(out->v, out->n, cap))
+				goto nomem;
 			int err = parse_line(line, len, &out->v[out->n]);
 			if (err == -ENOMEM)
 				goto nomem;
@@ -75,7 +72,7 @@ nomem:
 static char *slurp(const char *path, int *err)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	size_t len = 0, cap = 65536;
+	size_t len = 0, cap = 0;
 	char *buf = NULL;
 
 	if (fd < 0) {
@@ -83,13 +80,9 @@ static char *slurp(const char *path, int *err)
 		return NULL;
 	}
 	for (;;) {
-		if (!buf || cap - len < 4096) {
-			char *nb = realloc(buf, cap *= 2);
-			if (!nb) {
-				*err = -ENOMEM;
-				goto fail;
-			}
-			buf = nb;
+		if (array_reserve((void **)&buf, &cap, len + 65536, 1)) {
+			*err = -ENOMEM;
+			goto fail;
 		}
 		ssize_t got = read(fd, buf + len, cap - len - 1);
 		if (got < 0) {

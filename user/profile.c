@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "array.h"
 #include "elf_file.h"
 #include "pprof.h"
 #include "process.h"
@@ -131,19 +132,14 @@ static bool several_pids(const struct profile_part *parts, size_t nparts)
 #define MAX_LABELS (4 + PROFILE_MAX_PART_LABELS)
 
 static int writer_row(struct writer *w, const struct profile_part *part, const struct profile_row *row,
-		      size_t ntypes, bool label_pid, uint64_t **ids, uint32_t *cap)
+		      size_t ntypes, bool label_pid, uint64_t **ids, size_t *cap)
 {
 	const struct stack *s = stacks_get(w->st, row->stack);
 	struct pprof_label labels[MAX_LABELS];
 	size_t nlabels = 0;
 
-	if (s->n > *cap) {
-		uint64_t *nids = realloc(*ids, s->n * 2 * sizeof(**ids));
-		if (!nids)
-			return -ENOMEM;
-		*ids = nids;
-		*cap = s->n * 2;
-	}
+	if (array_reserve((void **)ids, cap, s->n, sizeof(**ids)))
+		return -ENOMEM;
 	for (uint32_t j = 0; j < s->n; j++)
 		if (!((*ids)[j] = writer_location(w, s->locs[j])))
 			return -ENOMEM;
@@ -163,7 +159,7 @@ static int writer_samples(struct writer *w, const struct profile_spec *spec, con
 			  bool label_pid)
 {
 	uint64_t *ids = NULL;
-	uint32_t cap = 0;
+	size_t cap = 0;
 	int err = 0;
 
 	for (size_t i = 0; i < part->nrows && !err; i++)

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
 #include "process.h"
 
 static bool loc_eq(uint64_t a, uint64_t b, void *ctx)
@@ -55,16 +56,10 @@ void stacks_free(struct stacks *st)
 }
 
 /* Appends item to a growable pointer array; returns its index or UINT32_MAX. */
-static uint32_t push(void ***arr, uint32_t *n, uint32_t *cap, void *item)
+static uint32_t push(void ***arr, uint32_t *n, size_t *cap, void *item)
 {
-	if (*n == *cap) {
-		uint32_t ncap = *cap ? *cap * 2 : 256;
-		void **na = realloc(*arr, ncap * sizeof(*na));
-		if (!na)
-			return UINT32_MAX;
-		*arr = na;
-		*cap = ncap;
-	}
+	if (*n == UINT32_MAX - 1 || array_reserve((void **)arr, cap, (size_t)*n + 1, sizeof(**arr)))
+		return UINT32_MAX;
 	(*arr)[*n] = item;
 	return (*n)++;
 }

@@ -42,13 +42,16 @@ struct stack {
 
 struct stacks {
 	struct loc **locs;
-	uint32_t nlocs, cap_locs;
+	uint32_t nlocs;
+	size_t cap_locs;
 	struct hmap loc_index;
 	struct pmap **pmaps;
-	uint32_t npmaps, cap_pmaps;
+	uint32_t npmaps;
+	size_t cap_pmaps;
 	struct hmap pmap_index;
 	struct stack **stacks;
-	uint32_t nstacks, cap_stacks;
+	uint32_t nstacks;
+	size_t cap_stacks;
 	struct hmap stack_index;
 };
 

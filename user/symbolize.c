@@ -6,6 +6,7 @@
  * from our own find_debuginfo callback, which searches the target's root
  * first. Demangling: __cxa_demangle from libstdc++ (link -lstdc++). */
 #include "symbolize.h"
+#include "array.h"
 #include "hashmap.h"
 
 #include <dwarf.h>
@@ -869,14 +870,8 @@ static int die_ranges_add(struct die_ranges *dr, Dwarf_Die *die)
 	while ((off = dwarf_ranges(die, off, &base, &low, &high)) > 0) {
 		if (high <= low)
 			continue;
-		if (dr->n == dr->cap) {
-			size_t cap = dr->cap ? 2 * dr->cap : 64;
-			struct die_range *v = realloc(dr->v, cap * sizeof(*v));
-			if (!v)
-				return -1;
-			dr->v = v;
-			dr->cap = cap;
-		}
+		if (ARRAY_GROW(dr->v, dr->n, dr->cap))
+			return -1;
 		dr->v[dr->n++] = (struct die_range){ .low = low, .high = high, .die = *die };
 	}
 	return 0;

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "array.h"
+
 void timeline_init(struct timeline *tl)
 {
 	*tl = (struct timeline){ .pid = 0 };
@@ -21,14 +23,8 @@ void timeline_free(struct timeline *tl)
 
 int timeline_add(struct timeline *tl, const struct tl_point *p)
 {
-	if (tl->n == tl->cap) {
-		size_t cap = tl->cap ? tl->cap * 2 : 64;
-		struct tl_point *v = reallocarray(tl->v, cap, sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		tl->v = v;
-		tl->cap = cap;
-	}
+	if (ARRAY_GROW(tl->v, tl->n, tl->cap))
+		return -ENOMEM;
 	tl->v[tl->n++] = *p;
 	return 0;
 }
