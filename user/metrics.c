@@ -10,6 +10,7 @@
 
 #include "array.h"
 #include "hist.h"
+#include "text.h"
 
 enum { TYPE_NONE, TYPE_COUNTER, TYPE_GAUGE, TYPE_HISTOGRAM };
 
@@ -73,45 +74,6 @@ static void truncate_to(struct metrics *m, size_t mark)
 	}
 }
 
-/* The length of the well-formed UTF-8 sequence at s, or 0 with *bad set to
- * the length of its longest ill-formed start (one U+FFFD replaces it, as
- * Unicode recommends). */
-static size_t utf8_seq(const unsigned char *s, size_t *bad)
-{
-	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-	size_t need;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		need = 2;
-	else if (c >= 0xe0 && c <= 0xef)
-		need = 3;
-	else if (c >= 0xf0 && c <= 0xf4)
-		need = 4;
-	else {
-		*bad = 1;
-		return 0;
-	}
-	/* Second byte ranges that exclude overlong forms, surrogates and code
-	 * points above U+10FFFF. */
-	if (c == 0xe0)
-		lo = 0xa0;
-	else if (c == 0xed)
-		hi = 0x9f;
-	else if (c == 0xf0)
-		lo = 0x90;
-	else if (c == 0xf4)
-		hi = 0x8f;
-	for (size_t i = 1; i < need; i++, lo = 0x80, hi = 0xbf) {
-		if (s[i] < lo || s[i] > hi) {
-			*bad = i;
-			return 0;
-		}
-	}
-	return need;
-}
-
 static const char *escape(unsigned char c, bool quotes)
 {
 	if (c == '\\')
@@ -134,12 +96,13 @@ static void put_escaped(struct metrics *m, const char *text, bool quotes)
 		size_t n = 1;
 
 		if (!subst) {
-			size_t good = utf8_seq(s, &n);
+			uint32_t cp;
+			size_t good = utf8_decode((const char *)s, &cp, &n);
 			if (good) {
 				s += good;
 				continue;
 			}
-			subst = "\xef\xbf\xbd";
+			subst = UTF8_REPLACEMENT;
 		}
 		put(m, (const char *)run, s - run);
 		put_str(m, subst);

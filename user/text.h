@@ -1,9 +1,10 @@
-/* Formatting into fixed buffers. */
+/* Text: formatting into fixed buffers, and reading UTF-8. */
 #ifndef MW_TEXT_H
 #define MW_TEXT_H
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 /* snprintf for texts that may be cut short on purpose (no truncation
@@ -17,5 +18,15 @@ static inline void put_text(char *buf, size_t size, const char *fmt, ...)
 	vsnprintf(buf, size, fmt, ap);
 	va_end(ap);
 }
+
+/* U+FFFD, for bytes that are not UTF-8. */
+#define UTF8_REPLACEMENT "\xef\xbf\xbd"
+
+/* The well-formed UTF-8 sequence at s (NUL-terminated): its length (1-4)
+ * and code point into *cp; or 0, with *bad the length of its longest
+ * ill-formed start (at least 1), which one U+FFFD replaces, as Unicode
+ * recommends. Overlong forms, surrogates and code points above U+10FFFF
+ * are ill-formed. */
+size_t utf8_decode(const char *s, uint32_t *cp, size_t *bad);
 
 #endif

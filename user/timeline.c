@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "array.h"
+#include "text.h"
 
 void timeline_init(struct timeline *tl)
 {
@@ -53,37 +54,6 @@ static int finish_stream(FILE *out)
 
 /* ---- Text encoding ---------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at s (1-4) and its code point in *cp;
- * 0 for a byte that starts no valid sequence. */
-static size_t utf8_decode(const unsigned char *s, uint32_t *cp)
-{
-	static const uint32_t min_cp[] = { 0, 0, 0x80, 0x800, 0x10000 };
-	size_t len;
-
-	if (s[0] < 0x80) {
-		*cp = s[0];
-		return 1;
-	}
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		len = 2, *cp = s[0] & 0x1f;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		len = 3, *cp = s[0] & 0x0f;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		len = 4, *cp = s[0] & 0x07;
-	else
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)	/* also stops at the NUL */
-			return 0;
-		*cp = *cp << 6 | (s[i] & 0x3f);
-	}
-	if (*cp < min_cp[len] || *cp > 0x10ffff || (*cp >= 0xd800 && *cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
-#define REPLACEMENT_CHAR "\xef\xbf\xbd"	/* U+FFFD, for bytes that are not UTF-8 */
-
 /* s as a JSON string, or null; invalid UTF-8 becomes U+FFFD. */
 static void write_json_string(FILE *out, const char *str)
 {
@@ -96,10 +66,10 @@ static void write_json_string(FILE *out, const char *str)
 	}
 	putc('"', out);
 	while (*s) {
-		size_t len = utf8_decode(s, &cp);
+		size_t bad, len = utf8_decode((const char *)s, &cp, &bad);
 		if (len == 0) {
-			fputs(REPLACEMENT_CHAR, out);
-			s++;
+			fputs(UTF8_REPLACEMENT, out);
+			s += bad;
 			continue;
 		}
 		if (cp == '"' || cp == '\\')
@@ -125,9 +95,9 @@ static void write_xml_text(FILE *out, const char *str, size_t max_chars)
 			fputs("\xe2\x80\xa6", out);	/* … */
 			return;
 		}
-		size_t len = utf8_decode(s, &cp);
+		size_t bad, len = utf8_decode((const char *)s, &cp, &bad);
 		if (len == 0 || cp == 0xfffe || cp == 0xffff)
-			fputs(REPLACEMENT_CHAR, out);
+			fputs(UTF8_REPLACEMENT, out);
 		else if (cp == '&')
 			fputs("&amp;", out);
 		else if (cp == '<')
@@ -140,7 +110,7 @@ static void write_xml_text(FILE *out, const char *str, size_t max_chars)
 			putc(' ', out);
 		else
 			fwrite(s, 1, len, out);
-		s += len ? len : 1;
+		s += len ? len : bad;
 	}
 }
 
