@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <sys/syscall.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 
 #include "allocators.h"
 #include "array.h"
+#include "parallel.h"
 #include "elf_file.h"
 #include "memwatch.h"
 #include "process.h"
@@ -49,34 +49,18 @@ static int keep_fd(struct link_set *set, int fd)
 	return 0;
 }
 
-static void *close_fd(void *arg)
+static void close_fd(void *set, size_t i)
 {
-	close((int)(intptr_t)arg);
-	return NULL;
-}
-
-/* Closing a uprobe_multi link waits for an RCU grace period: closing them
- * side by side waits for about one, and the probes go away together. */
-static void close_fds(int *fds, size_t n)
-{
-	pthread_t threads[64];
-	size_t started = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		if (started < 64 && !pthread_create(&threads[started], NULL, close_fd, (void *)(intptr_t)fds[i]))
-			started++;
-		else
-			close(fds[i]);
-	}
-	for (size_t i = 0; i < started; i++)
-		pthread_join(threads[i], NULL);
+	close(((struct link_set *)set)->fds[i]);
 }
 
 static void close_links(struct link_set *set)
 {
 	for (size_t i = 0; i < set->nlinks; i++)
 		bpf_link__destroy(set->links[i]);
-	close_fds(set->fds, set->nfds);
+	/* Closing a uprobe_multi link waits for an RCU grace period: closed
+	 * side by side, the probes go away together. */
+	parallel_for(set->nfds, close_fd, set);
 	free(set->links);
 	free(set->fds);
 	memset(set, 0, sizeof(*set));

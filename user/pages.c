@@ -3,7 +3,6 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 #include "capture.h"
 #include "pages.skel.h"
 #include "heapbpf.h"
+#include "parallel.h"
 #include "sampling.h"
 
 #define TRACEFS "/sys/kernel/tracing"
@@ -136,33 +136,16 @@ int pages_load(struct pages *pg, const struct pages_config *cfg)
 	return err;
 }
 
-static void *destroy_link(void *link)
+static void destroy_link(void *pg, size_t i)
 {
-	bpf_link__destroy(link);
-	return NULL;
-}
-
-/* Each tracepoint detach waits out an RCU grace period: in parallel, they
- * overlap. */
-static void destroy_links(struct bpf_link **links, unsigned n)
-{
-	pthread_t threads[n];
-	bool started[n];
-
-	for (unsigned i = 0; i < n; i++)
-		started[i] = !pthread_create(&threads[i], NULL, destroy_link, links[i]);
-	for (unsigned i = 0; i < n; i++) {
-		if (started[i])
-			pthread_join(threads[i], NULL);
-		else
-			bpf_link__destroy(links[i]);
-	}
+	bpf_link__destroy(((struct pages *)pg)->links[i]);
 }
 
 void pages_destroy(struct pages *pg)
 {
-	if (pg->nlinks)
-		destroy_links(pg->links, pg->nlinks);
+	/* Each tracepoint detach waits out an RCU grace period: in parallel,
+	 * they overlap. */
+	parallel_for(pg->nlinks, destroy_link, pg);
 	pages_bpf__destroy(pg->skel);
 	memset(pg, 0, sizeof(*pg));
 }
