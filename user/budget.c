@@ -1,9 +1,8 @@
 #include "budget.h"
 
-#include <fcntl.h>
-#include <stdio.h>
 #include <string.h>
-#include <unistd.h>
+
+#include "procstat.h"
 
 #define PERIOD_NS 2000000000ull	/* each attach and detach costs the target too */
 #define FIRST_WINDOW_NS 100000000ull	/* measured with the probes on */
@@ -132,24 +131,11 @@ void budget_finish(struct budget *b, uint64_t now_ns)
 
 int budget_read_cpu(int pid, struct budget_sample *out)
 {
-	char path[64], buf[1024];
-	unsigned long long utime, stime;
-	int fd;
+	struct proc_stat st;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (procstat_read(pid, &st))
 		return -1;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	/* Fields 14 and 15 (utime, stime), counted after comm's last ')'. */
-	char *p = strrchr(buf, ')');
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
-		return -1;
-	out->cpu_ticks = utime + stime;
-	out->sys_ticks = stime;
+	out->cpu_ticks = st.utime + st.stime;
+	out->sys_ticks = st.stime;
 	return 0;
 }

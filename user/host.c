@@ -24,47 +24,16 @@
 #include "hostweb.h"
 #include "http.h"
 #include "outdir.h"
+#include "procstat.h"
 #include "report.h"
 
 #define SCAN_NS 2000000000ull		/* /proc is scanned this often */
 #define TICK_MS 200			/* the loop wakes at least this often */
 #define IDLE_NS 60000000000ull		/* evictable: no activity for a minute */
-#define PF_KTHREAD 0x00200000
 #define OUTPUT_INTERVAL_S 60
 
 
 /* ---- /proc ------------------------------------------------------------ */
-
-/* comm, flags and start time from /proc/PID/stat; false if it is gone. */
-static bool read_stat(pid_t pid, char comm[16], unsigned long *flags, uint64_t *start_time)
-{
-	char path[64], buf[1024];
-	unsigned long long start = 0;
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = 0;
-	char *lp = strchr(buf, '('), *rp = strrchr(buf, ')');
-	if (!lp || !rp || rp < lp)
-		return false;
-	size_t len = rp - lp - 1 < 15 ? (size_t)(rp - lp - 1) : 15;
-	memcpy(comm, lp + 1, len);
-	comm[len] = 0;
-	/* After ')': state, ppid, pgrp, session, tty, tpgid, flags (9th field
-	 * overall), ..., starttime (22nd). */
-	if (sscanf(rp + 2, "%*c %*d %*d %*d %*d %*d %lu %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
-		   flags, &start) != 2)
-		return false;
-	*start_time = start;
-	return true;
-}
 
 static char *read_exe_path(pid_t pid)
 {
@@ -278,14 +247,12 @@ static struct hproc *track(struct host *h, pid_t pid, const char *comm, uint64_t
 /* The process is there now; returns its record if memwatch tracks it. */
 static struct hproc *notice(struct host *h, pid_t pid)
 {
-	char comm[16];
-	unsigned long flags;
-	uint64_t start_time;
+	struct proc_stat st;
 
-	if (!read_stat(pid, comm, &flags, &start_time) || (flags & PF_KTHREAD))
+	if (procstat_read(pid, &st) || (st.flags & PROC_PF_KTHREAD))
 		return NULL;
 	struct hproc *hp = host_find(h, pid);
-	if (hp && hp->start_time != start_time) {
+	if (hp && hp->start_time != st.start_time) {
 		forget(h, hp);	/* the pid was reused */
 		hp = NULL;
 	}
@@ -293,7 +260,7 @@ static struct hproc *notice(struct host *h, pid_t pid)
 		hp->seen = true;
 		return hp;
 	}
-	return track(h, pid, comm, start_time);
+	return track(h, pid, st.comm, st.start_time);
 }
 
 static void scan_proc(struct host *h)
@@ -361,7 +328,11 @@ static void on_exec(void *ctx, pid_t pid)
 	h->counts.execs++;
 	if (!hp)
 		return;
-	read_stat(pid, hp->comm, &(unsigned long){ 0 }, &hp->start_time);
+	struct proc_stat st;
+	if (!procstat_read(pid, &st)) {
+		memcpy(hp->comm, st.comm, sizeof(hp->comm));
+		hp->start_time = st.start_time;
+	}
 	identify(h, hp);
 	if (hp->tgt && !hp->matched) {
 		unprofile(h, hp);

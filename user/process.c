@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "elf_file.h"
+#include "procstat.h"
 #include "symbolize.h"
 
 void procs_init(struct procs *ps)
@@ -113,36 +114,12 @@ static void attach_objfiles(struct procs *ps, struct process *p)
 	}
 }
 
-uint64_t process_read_start_time(pid_t pid)
+/* The process's start time, 0 once it is gone. */
+static uint64_t start_time_of(pid_t pid)
 {
-	char path[64], buf[1024];
-	unsigned long long start = 0;
-	int fd;
-	ssize_t n;
+	struct proc_stat st;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	/* comm may hold spaces and parentheses: fields restart after the last ')'. */
-	char *rp = strrchr(buf, ')');
-	if (!rp)
-		return 0;
-	/* Field 22 (starttime) is the 20th after ')'. */
-	char *f = rp + 2;
-	for (int i = 0; i < 19 && f; i++) {
-		f = strchr(f, ' ');
-		if (f)
-			f++;
-	}
-	if (f)
-		sscanf(f, "%llu", &start);
-	return start;
+	return procstat_read(pid, &st) ? 0 : st.start_time;
 }
 
 static void read_comm(struct process *p)
@@ -203,7 +180,7 @@ int process_refresh(struct procs *ps, struct process *p)
 	/* A zombie or exited process reads as no maps at all. */
 	if (!err && fresh.n == 0)
 		err = -ESRCH;
-	if (!err && p->start_time && process_read_start_time(p->pid) != p->start_time)
+	if (!err && p->start_time && start_time_of(p->pid) != p->start_time)
 		err = -ESRCH;
 	if (err) {
 		if (err == -ESRCH || err == -ENOENT) {
@@ -252,7 +229,7 @@ struct process *procs_get(struct procs *ps, pid_t pid)
 		return NULL;
 	p->pid = pid;
 	snprintf(p->root, sizeof(p->root), "/proc/%d/root", (int)pid);
-	p->start_time = process_read_start_time(pid);
+	p->start_time = start_time_of(pid);
 	read_comm(p);
 	read_exe(p);
 	int err = process_refresh(ps, p);
