@@ -3,17 +3,20 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include "elf_file.h"
 #include "latency.skel.h"
 #include "placement.h"
 #include "process.h"
+#include "rootpath.h"
 
 #define BPF_TRACE_UPROBE_MULTI_ 48
 
@@ -60,17 +63,29 @@ int latency_load(struct latency_probe *lp, const char *spec, pid_t tgid)
 	return err;
 }
 
+/* The (device, inode) of path as p names it. */
+static int stat_in(const struct process *p, const char *path, struct stat *st)
+{
+	int root = open(p->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	int fd = root >= 0 ? rootpath_open(root, path, O_PATH) : -1;
+	int err = fd >= 0 && !fstat(fd, st) ? 0 : -1;
+
+	if (fd >= 0)
+		close(fd);
+	if (root >= 0)
+		close(root);
+	return err;
+}
+
 /* The executable mapping of the file the spec names, as p sees it: by
  * (device, inode), so a symlink such as redis-server works too. */
 static const struct mapping *find_file(const struct latency_probe *lp, const struct process *p)
 {
 	struct stat st;
-	char path[PATH_MAX + 64];
 	uint64_t dev = p->exe_dev, ino = p->exe_inode;
 
 	if (lp->file[0]) {
-		snprintf(path, sizeof(path), "%s%s", p->root, lp->file);
-		if (stat(path, &st))
+		if (stat_in(p, lp->file, &st))
 			return NULL;
 		dev = (uint64_t)major(st.st_dev) << 32 | minor(st.st_dev);
 		ino = st.st_ino;

@@ -13,6 +13,7 @@
 
 #include "elf_file.h"
 #include "procstat.h"
+#include "rootpath.h"
 #include "symbolize.h"
 
 void procs_init(struct procs *ps)
@@ -66,17 +67,24 @@ static uint64_t file_key(const struct mapping *m)
 	return m->inode ^ ((uint64_t)m->dev_major << 52) ^ ((uint64_t)m->dev_minor << 32);
 }
 
+/* The mapped file: through map_files, else (a mapping map_files does not
+ * show) by its path inside the process's root. */
 static int open_mapped(pid_t pid, const struct mapping *m)
 {
-	char path[PATH_MAX + 64];
-	int fd;
+	char path[96];
+	int fd, root;
 
 	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid, m->start, m->end);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd >= 0 || m->deleted)
 		return fd;
-	snprintf(path, sizeof(path), "/proc/%d/root%s", (int)pid, m->path);
-	return open(path, O_RDONLY | O_CLOEXEC);
+	snprintf(path, sizeof(path), "/proc/%d/root", (int)pid);
+	root = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0)
+		return -1;
+	fd = rootpath_open(root, m->path, O_RDONLY);
+	close(root);
+	return fd;
 }
 
 static struct objfile *objfile_for(struct procs *ps, pid_t pid, const struct mapping *m)

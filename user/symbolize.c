@@ -7,6 +7,7 @@
  * first. Demangling: __cxa_demangle from libstdc++ (link -lstdc++). */
 #include "symbolize.h"
 #include "array.h"
+#include "debugfile.h"
 #include "hashmap.h"
 
 #include <dwarf.h>
@@ -94,8 +95,6 @@ struct die_ranges {
 	size_t n, cap;
 };
 
-enum where { IN_TARGET, IN_HOST };
-
 struct file_identity {
 	unsigned char *build_id;	/* NULL: identified by the stat fields */
 	size_t build_id_len;
@@ -108,13 +107,11 @@ struct sym_file {
 	struct file_identity id;
 	char *build_id_hex;
 	char *target_path;	/* display_path: the file's path in the target, or NULL */
-	char *root_prefix;	/* target root as a path of ours; "" for the host */
-	int root_fd;		/* O_PATH fd of the target root; -1 once DWARF is loaded */
-	bool host_root;		/* the target shares our root */
+	struct debug_root root;	/* the target's; closed once DWARF is loaded */
 	char *debuglink;	/* .gnu_debuglink name, or NULL */
 	uint32_t debuglink_crc;
-	char *debug_path;	/* the separate debug file found, as seen in debug_where */
-	enum where debug_where;
+	char *debug_path;	/* the separate debug file found, as its tree names it */
+	bool debug_in_target;	/* ... in the target's tree, else the host's */
 	bool main_debug_searched;
 	bool alt_missing;	/* the DWARF names a dwz alt file we did not find */
 	Dwfl *dwfl;
@@ -298,359 +295,6 @@ out:
 	return ret;
 }
 
-/* ---- opening debug files ---- */
-
-#define MAX_SYMLINKS 40
-
-/* The next component of *rest (advanced past it) into name; false at the end. */
-static bool next_component(const char **rest, char *name, size_t size)
-{
-	const char *p = *rest;
-	while (*p == '/')
-		p++;
-	if (!*p)
-		return false;
-	size_t len = strcspn(p, "/");
-	if (len >= size)
-		len = size - 1;	/* an over-long name fails to open anyway */
-	memcpy(name, p, len);
-	name[len] = '\0';
-	*rest = p + strcspn(p, "/");
-	return true;
-}
-
-static bool at_end(const char *rest)
-{
-	while (*rest == '/')
-		rest++;
-	return !*rest;
-}
-
-/* RESOLVE_IN_ROOT done by hand, for kernels before 5.6 (and sandboxes)
- * without openat2: one component at a time, absolute symlinks restart at
- * the root, ".." stops at it. */
-struct walk {
-	int root_fd;
-	int dir;		/* the directory reached so far; -1 on failure */
-	unsigned depth;		/* components below the root */
-	unsigned links;
-	const char *rest;	/* what is left of pending */
-	char pending[2 * 4096];
-};
-
-/* Replaces w->dir (an fd we own) with next. */
-static void walk_into(struct walk *w, int next)
-{
-	close(w->dir);
-	w->dir = next;
-}
-
-static void walk_up(struct walk *w)
-{
-	if (w->depth == 0)
-		return;
-	walk_into(w, openat(w->dir, "..", O_PATH | O_DIRECTORY | O_CLOEXEC));
-	w->depth--;
-}
-
-/* Continues the walk at the target of the symlink link_fd. */
-static bool walk_symlink(struct walk *w, int link_fd)
-{
-	char target[4096], joined[sizeof(w->pending)];
-	ssize_t n = readlinkat(link_fd, "", target, sizeof(target) - 1);
-	if (n <= 0 || ++w->links > MAX_SYMLINKS)
-		return false;
-	target[n] = '\0';
-	if (snprintf(joined, sizeof(joined), "%s/%s", target, w->rest) >= (int)sizeof(joined))
-		return false;
-	memcpy(w->pending, joined, sizeof(joined));
-	w->rest = w->pending;
-	if (target[0] == '/') {
-		walk_into(w, fcntl(w->root_fd, F_DUPFD_CLOEXEC, 0));
-		w->depth = 0;
-	}
-	return true;
-}
-
-/* Handles one component: false to stop (failure, or *file opened). */
-static bool walk_step(struct walk *w, const char *name, int flags, int *file)
-{
-	if (!strcmp(name, "."))
-		return true;
-	if (!strcmp(name, "..")) {
-		walk_up(w);
-		return true;
-	}
-	int fd = openat(w->dir, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	struct stat st;
-	bool go_on = fd >= 0 && fstat(fd, &st) == 0;
-	if (go_on && S_ISLNK(st.st_mode)) {
-		go_on = walk_symlink(w, fd);
-	} else if (go_on && at_end(w->rest)) {
-		*file = openat(w->dir, name, flags | O_NOFOLLOW);
-		go_on = false;
-	} else if (go_on && S_ISDIR(st.st_mode)) {
-		walk_into(w, fd);
-		w->depth++;
-		return true;
-	} else {
-		go_on = false;
-	}
-	if (fd >= 0)
-		close(fd);
-	return go_on;
-}
-
-static int open_in_root_by_hand(int root_fd, const char *path, int flags)
-{
-	struct walk *w = calloc(1, sizeof(*w));
-	if (!w || snprintf(w->pending, sizeof(w->pending), "%s", path) >= (int)sizeof(w->pending)) {
-		free(w);
-		return -1;
-	}
-	w->root_fd = root_fd;
-	w->dir = fcntl(root_fd, F_DUPFD_CLOEXEC, 0);
-	w->rest = w->pending;
-	int file = -1;
-	char name[256];
-	while (w->dir >= 0 && next_component(&w->rest, name, sizeof(name)) &&
-	       walk_step(w, name, flags, &file))
-		;
-	if (w->dir >= 0)
-		close(w->dir);
-	free(w);
-	return file;
-}
-
-/* Opens path inside the directory root_fd as if it were "/", so absolute
- * symlinks and ".." in the target's tree stay in the target's tree. */
-static int open_in_root(int root_fd, const char *path)
-{
-	const int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK;
-#ifdef SYS_openat2
-	struct open_how how = { .flags = flags, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
-	for (int tries = 0; tries < 3; tries++) {
-		int fd = syscall(SYS_openat2, root_fd, path, &how, sizeof(how));
-		if (fd >= 0)
-			return fd;
-		if (errno == EAGAIN)
-			continue;
-		if (errno != ENOSYS && errno != EPERM)
-			return -1;
-		break;	/* no openat2, or a seccomp filter forbids it */
-	}
-#endif
-	return open_in_root_by_hand(root_fd, path, flags);
-}
-
-struct candidate {
-	int fd;
-	enum where where;
-	char *our_path;	/* the file as a path of ours, for libdwfl's messages */
-	char *target_path;
-};
-
-static bool join_path(char *buf, size_t size, const char *a, const char *b)
-{
-	int n = snprintf(buf, size, "%s%s", a, b);
-	return n >= 0 && (size_t)n < size;
-}
-
-/* Opens path (absolute, as the target or the host sees it) as a regular file. */
-static int open_candidate(struct sym_file *f, enum where where, const char *path, struct candidate *c)
-{
-	char ours[4096];
-	int fd;
-	if (where == IN_TARGET && !f->host_root) {
-		if (f->root_fd < 0 || !join_path(ours, sizeof(ours), f->root_prefix, path))
-			return -1;
-		fd = open_in_root(f->root_fd, path);
-	} else {
-		if (!join_path(ours, sizeof(ours), "", path))
-			return -1;
-		fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	}
-	if (fd < 0)
-		return -1;
-	struct stat st;
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode) ||
-	    (st.st_dev == f->id.dev && st.st_ino == f->id.ino)) {
-		close(fd);
-		return -1;
-	}
-	f->owner->stats.elf_opens++;
-	c->our_path = strdup(ours);
-	c->target_path = strdup(path);
-	if (!c->our_path || !c->target_path) {
-		free(c->our_path);
-		free(c->target_path);
-		close(fd);
-		return -1;
-	}
-	c->fd = fd;
-	c->where = where;
-	return 0;
-}
-
-static void candidate_drop(struct candidate *c)
-{
-	close(c->fd);
-	free(c->our_path);
-	free(c->target_path);
-}
-
-static uint32_t crc32_fd(int fd, bool *ok)
-{
-	uint32_t table[256];
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-		for (int k = 0; k < 8; k++)
-			c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
-		table[i] = c;
-	}
-	*ok = false;
-	enum { CHUNK = 64 * 1024 };
-	unsigned char *buf = malloc(CHUNK);
-	if (!buf)
-		return 0;
-	uint32_t crc = 0xffffffffu;
-	off_t off = 0;
-	ssize_t n;
-	while ((n = pread(fd, buf, CHUNK, off)) > 0) {
-		for (ssize_t i = 0; i < n; i++)
-			crc = table[(crc ^ buf[i]) & 0xff] ^ (crc >> 8);
-		off += n;
-	}
-	free(buf);
-	*ok = n == 0;
-	return crc ^ 0xffffffffu;
-}
-
-/* A debug file matches when its build-id equals the wanted one; without a
- * wanted build-id, when its CRC equals the .gnu_debuglink CRC. */
-static bool debug_file_matches(int fd, const unsigned char *want_id, size_t want_len,
-			       bool check_crc, uint32_t want_crc)
-{
-	Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
-	if (!elf)
-		return false;
-	bool match = elf_kind(elf) == ELF_K_ELF;
-	if (match && want_id) {
-		const void *bits;
-		ssize_t len = dwelf_elf_gnu_build_id(elf, &bits);
-		match = len == (ssize_t)want_len && memcmp(bits, want_id, want_len) == 0;
-	}
-	elf_end(elf);
-	if (match && !want_id && check_crc) {
-		bool ok;
-		match = crc32_fd(fd, &ok) == want_crc && ok;
-	}
-	return match;
-}
-
-struct debug_want {
-	const unsigned char *build_id;
-	size_t build_id_len;
-	bool check_crc;
-	uint32_t crc;
-};
-
-static int try_candidate(struct sym_file *f, enum where where, const char *path,
-			 const struct debug_want *want, struct candidate *c)
-{
-	if (open_candidate(f, where, path, c))
-		return -1;
-	if (debug_file_matches(c->fd, want->build_id, want->build_id_len, want->check_crc, want->crc))
-		return 0;
-	candidate_drop(c);
-	return -1;
-}
-
-static int find_by_build_id(struct sym_file *f, const struct debug_want *want, struct candidate *c)
-{
-	if (!want->build_id || want->build_id_len < 2)
-		return -1;
-	char *hex = hex_string(want->build_id, want->build_id_len);
-	if (!hex)
-		return -1;
-	char path[4096];
-	int ret = -1;
-	if (snprintf(path, sizeof(path), DEBUG_ROOT "/.build-id/%.2s/%s.debug", hex, hex + 2) < (int)sizeof(path)) {
-		ret = try_candidate(f, IN_TARGET, path, want, c);
-		if (ret && !f->host_root)
-			ret = try_candidate(f, IN_HOST, path, want, c);
-	}
-	free(hex);
-	return ret;
-}
-
-/* The directory part of an absolute path, without the trailing slash
- * ("" for files in "/"); NULL if path is not absolute. */
-static char *dir_of(const char *path)
-{
-	if (!path || path[0] != '/')
-		return NULL;
-	const char *slash = strrchr(path, '/');
-	return strndup(path, slash - path);
-}
-
-static int find_by_debuglink(struct sym_file *f, const char *dir, const char *link,
-			     const struct debug_want *want, struct candidate *c)
-{
-	if (!dir || !link)
-		return -1;
-	if (link[0] == '/')
-		return try_candidate(f, IN_TARGET, link, want, c);
-	const char *formats[] = { "%s/%s", "%s/.debug/%s", DEBUG_ROOT "%s/%s" };
-	for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
-		char path[4096];
-		int n = snprintf(path, sizeof(path), formats[i], dir, link);
-		if (n > 0 && (size_t)n < sizeof(path) && !try_candidate(f, IN_TARGET, path, want, c))
-			return 0;
-	}
-	return -1;
-}
-
-static int find_main_debug(struct sym_file *f, const char *debuglink, uint32_t crc, struct candidate *c)
-{
-	struct debug_want want = {
-		.build_id = f->id.build_id, .build_id_len = f->id.build_id_len,
-		.check_crc = true, .crc = crc,
-	};
-	if (!find_by_build_id(f, &want, c))
-		return 0;
-	char *dir = dir_of(f->target_path);
-	int ret = find_by_debuglink(f, dir, debuglink, &want, c);
-	free(dir);
-	return ret;
-}
-
-/* The dwz "alternate" file that the already loaded DWARF refers to. */
-static int find_alt_debug(struct sym_file *f, Dwfl_Module *mod, struct candidate *c)
-{
-	Dwarf_Addr bias;
-	Dwarf *dw = dwfl_module_getdwarf(mod, &bias);
-	const char *altname;
-	const void *alt_id;
-	ssize_t len = dw ? dwelf_dwarf_gnu_debugaltlink(dw, &altname, &alt_id) : -1;
-	if (len <= 0)
-		return -1;
-	struct debug_want want = { .build_id = alt_id, .build_id_len = len };
-	if (!find_by_build_id(f, &want, c))
-		return 0;
-	if (altname[0] == '/')
-		return try_candidate(f, IN_TARGET, altname, &want, c);
-	/* Relative names are relative to the file holding the DWARF. */
-	char *dir = dir_of(f->debug_path ?: f->target_path);
-	char path[4096];
-	int ret = -1;
-	int n = dir ? snprintf(path, sizeof(path), "%s/%s", dir, altname) : -1;
-	if (n > 0 && (size_t)n < sizeof(path))
-		ret = try_candidate(f, f->debug_path ? f->debug_where : IN_TARGET, path, &want, c);
-	free(dir);
-	return ret;
-}
-
 /* libdwfl calls this for the main file's separate debug file and, once DWARF
  * is loaded, for its dwz alternate file (then debuglink_file is the
  * .gnu_debugaltlink name, which never equals the main .gnu_debuglink). */
@@ -659,45 +303,45 @@ static int find_debuginfo_cb(Dwfl_Module *mod, void **userdata, const char *modn
 			     GElf_Word debuglink_crc, char **debuginfo_file_name)
 {
 	struct sym_file *f = *userdata;
+	struct debug_file c;
+	int found = -1;
+
+	*debuginfo_file_name = NULL;	/* libdwfl would open a name left here */
 	if (!f)
 		return -1;
-	struct candidate c;
-	int found = -1;
 	bool main_request = !debuglink_file || (f->debuglink && !strcmp(debuglink_file, f->debuglink));
-	if (main_request) {
-		if (!f->main_debug_searched) {
-			f->main_debug_searched = true;
-			found = find_main_debug(f, debuglink_file, debuglink_crc, &c);
-			if (!found) {
-				f->debug_path = c.target_path;
-				f->debug_where = c.where;
-				c.target_path = NULL;
-			}
+	if (main_request && !f->main_debug_searched) {
+		struct debug_want want = {
+			.build_id = f->id.build_id, .build_id_len = f->id.build_id_len,
+			.check_crc = true, .crc = debuglink_crc, .self_dev = f->id.dev, .self_ino = f->id.ino,
+		};
+		f->main_debug_searched = true;
+		found = debug_find_main(&f->root, &want, f->target_path, debuglink_file, &c);
+		if (!found) {
+			f->debug_path = strdup(c.path);
+			f->debug_in_target = c.in_target;
 		}
-	} else {
-		found = find_alt_debug(f, mod, &c);
+	} else if (!main_request) {
+		Dwarf_Addr bias;
+		Dwarf *dw = dwfl_module_getdwarf(mod, &bias);
+		found = debug_find_alt(&f->root, dw, f->debug_path ?: f->target_path,
+				       f->debug_path ? f->debug_in_target : true, &c);
 		f->alt_missing = found != 0;
 	}
 	if (found) {
-		/* Nothing found: libdwfl must not fall back to opening a name. */
-		*debuginfo_file_name = NULL;
 		errno = 0;
 		return -1;
 	}
 	f->owner->stats.debug_files++;
+	int fd;
 	*debuginfo_file_name = c.our_path;
-	free(c.target_path);
-	return c.fd;
-}
-
-static int no_find_elf(Dwfl_Module *mod, void **userdata, const char *modname,
-		       Dwarf_Addr base, char **file_name, Elf **elfp)
-{
-	return -1;
+	c.our_path = NULL;
+	free(debug_file_take_path(&c, &fd));
+	return fd;
 }
 
 static const Dwfl_Callbacks dwfl_callbacks = {
-	.find_elf = no_find_elf,
+	.find_elf = debugfile_no_find_elf,
 	.find_debuginfo = find_debuginfo_cb,
 	.section_address = dwfl_offline_section_address,
 };
@@ -708,75 +352,35 @@ static void sym_file_free(struct sym_file *f)
 {
 	if (f->dwfl)
 		dwfl_end(f->dwfl);	/* closes the dup'ed main fd and debug fds */
-	if (f->root_fd >= 0)
-		close(f->root_fd);
+	debug_root_free(&f->root);
 	free_lookup_indexes(f);
 	hmap_free(&f->results);
 	free(f->id.build_id);
 	free(f->build_id_hex);
 	free(f->target_path);
-	free(f->root_prefix);
 	free(f->debuglink);
 	free(f->debug_path);
 	free(f);
 }
 
-static bool is_host_root(const char *root)
-{
-	if (!root)
-		return true;
-	while (*root == '/')
-		root++;
-	return *root == '\0';
-}
-
-static int setup_root(struct sym_file *f, const char *root)
-{
-	f->root_fd = -1;
-	f->host_root = is_host_root(root);
-	if (f->host_root)
-		return (f->root_prefix = strdup("")) ? 0 : -1;
-	size_t len = strlen(root);
-	while (len > 1 && root[len - 1] == '/')
-		len--;
-	if (!(f->root_prefix = strndup(root, len)))
-		return -1;
-	/* Held until DWARF is loaded: the target may exit meanwhile. An
-	 * unreachable root only disables searching the target's tree. */
-	f->root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	return 0;
-}
-
 /* Reports the file to a new Dwfl at base 0 (bias 0: module address == ELF vaddr). */
 static int setup_dwfl(struct sym_file *f, int fd)
 {
-	int dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	if (dupfd < 0)
-		return -1;
-	f->dwfl = dwfl_begin(&dwfl_callbacks);
-	if (!f->dwfl) {
-		close(dupfd);
-		return -1;
-	}
 	/* The name given is the file as seen through the target's root, so
 	 * that anything libdw resolves relative to it (split DWARF) stays in
 	 * the target's tree. */
 	char name[4096];
-	if (!join_path(name, sizeof(name), f->root_prefix, f->target_path ?: "/[unknown]")) {
-		close(dupfd);
+	int n = snprintf(name, sizeof(name), "%s%s", f->root.prefix, f->target_path ?: "/[unknown]");
+
+	if (n < 0 || (size_t)n >= sizeof(name))
 		return -1;
-	}
+	f->dwfl = dwfl_begin(&dwfl_callbacks);
+	if (!f->dwfl)
+		return -1;
 	dwfl_report_begin(f->dwfl);
-	f->mod = dwfl_report_elf(f->dwfl, name, name, dupfd, 0, true);
+	f->mod = debugfile_report(f->dwfl, name, fd, 0, f);
 	dwfl_report_end(f->dwfl, NULL, NULL);
-	if (!f->mod) {
-		close(dupfd);	/* not consumed on failure */
-		return -1;
-	}
-	void **userdata;
-	dwfl_module_info(f->mod, &userdata, NULL, NULL, NULL, NULL, NULL, NULL);
-	*userdata = f;
-	return 0;
+	return f->mod ? 0 : -1;
 }
 
 static struct sym_file *sym_file_create(struct symbolizer *s, int fd, struct probe *p,
@@ -790,15 +394,16 @@ static struct sym_file *sym_file_create(struct symbolizer *s, int fd, struct pro
 	f->debuglink = p->debuglink;
 	f->debuglink_crc = p->debuglink_crc;
 	memset(p, 0, sizeof(*p));	/* f owns the probe's allocations now */
-	f->root_fd = -1;
+	f->root.fd = -1;
 	hmap_init(&f->results, NULL, NULL);
 	hmap_init(&f->unit_functions, NULL, NULL);
 	f->build_id_hex = f->id.build_id ? hex_string(f->id.build_id, f->id.build_id_len) : strdup("");
 	if (!f->build_id_hex || (display_path && !(f->target_path = strdup(display_path))) ||
-	    setup_root(f, root) || setup_dwfl(f, fd)) {
+	    debug_root_init(&f->root, root) || setup_dwfl(f, fd)) {
 		sym_file_free(f);
 		return NULL;
 	}
+	f->root.opens = &s->stats.elf_opens;
 	s->stats.elf_opens++;
 	return f;
 }
@@ -1302,10 +907,7 @@ static void load_dwarf(struct sym_file *f)
 	if (f->dw)
 		index_units(f);
 	/* Every debug file search has happened by now. */
-	if (f->root_fd >= 0) {
-		close(f->root_fd);
-		f->root_fd = -1;
-	}
+	debug_root_close(&f->root);
 }
 
 static const struct sym_result *symbolize(struct sym_file *f, uint64_t vaddr)

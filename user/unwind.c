@@ -30,16 +30,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <gelf.h>
-#include <linux/openat2.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "debugfile.h"
 #include "elf_file.h"
 #include "hashmap.h"
 #include "process.h"
@@ -51,7 +50,6 @@
 /* Rule cache: entries before it starts over, and its first size. */
 #define RULE_CACHE_MAX (1u << 19)
 #define RULE_CACHE_MIN_CAP 1024
-#define DEBUG_BUILD_ID_DIR "/usr/lib/debug/.build-id/"
 /* After a refresh that explained no unknown address, the next one waits this
  * long: garbage return addresses must not cost a maps read per sample. */
 #define QUIET_REFRESH_NS (10 * 1000 * 1000ull)
@@ -131,8 +129,8 @@ struct unw_proc {
 	struct unw_mod *mods;	/* the Dwfl's modules, sorted by start */
 	size_t n_mods;
 	struct unw_mod *last_mod;	/* where the last lookup landed */
-	int root_fd;		/* the target's root; -1: not open (yet) */
-	bool root_tried, root_is_host;
+	struct debug_root root;	/* the target's, opened when first needed */
+	bool root_tried;
 	uint64_t quiet_since_ns;	/* last refresh that changed nothing */
 };
 
@@ -313,102 +311,62 @@ static const Dwfl_Thread_Callbacks thread_callbacks = {
 
 /* ---- separate debug files, for .debug_frame ---- */
 
-static bool build_id_matches(int fd, const unsigned char *id, int id_len)
+/* The objfile reported as modname. */
+static const struct objfile *objfile_named(const struct unw_proc *up, const char *modname)
 {
-	Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
-	const void *bits;
-	ssize_t len = elf ? dwelf_elf_gnu_build_id(elf, &bits) : -1;
-	bool same = len == id_len && memcmp(bits, id, len) == 0;
-	if (elf)
-		elf_end(elf);
-	return same;
-}
-
-static void open_target_root(struct unw_proc *up)
-{
-	struct stat ours, theirs;
-	up->root_tried = true;
-	up->root_fd = open(up->proc->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	up->root_is_host = up->root_fd >= 0 && !fstat(up->root_fd, &theirs) && !stat("/", &ours) &&
-			   ours.st_dev == theirs.st_dev && ours.st_ino == theirs.st_ino;
-}
-
-/* path resolved inside the target's root, so its absolute symlinks stay there. */
-static int open_in_target_root(struct unw_proc *up, const char *path)
-{
-	if (!up->root_tried)
-		open_target_root(up);
-	if (up->root_fd < 0)
-		return -1;
-	struct open_how how = { .flags = O_RDONLY | O_CLOEXEC,
-				.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
-	int fd = syscall(SYS_openat2, up->root_fd, path, &how, sizeof(how));
-	if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
-		return fd;
-	/* No openat2: the build-id check below still rejects a wrong file. */
-	char joined[4096];
-	if (snprintf(joined, sizeof(joined), "%s%s", up->proc->root, path) >= (int)sizeof(joined))
-		return -1;
-	return open(joined, O_RDONLY | O_CLOEXEC);
-}
-
-static int open_debug_file(struct unw_proc *up, const char *path, bool in_target,
-			   const unsigned char *id, int id_len)
-{
-	int fd = in_target ? open_in_target_root(up, path) : open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0 && !build_id_matches(fd, id, id_len)) {
-		close(fd);
-		fd = -1;
-	}
-	return fd;
+	for (size_t i = 0; i < up->n_exec_maps; i++)
+		if (!strcmp(up->exec_maps[i].obj->path, modname))
+			return up->exec_maps[i].obj;
+	return NULL;
 }
 
 /* libdwfl asks for the main file's debug file, then (with the dwz
  * .gnu_debugaltlink name as debuglink_file) for its alt file, which
  * .debug_frame never needs. */
-static bool is_alt_request(Dwfl_Module *mod, const char *debuglink_file)
-{
-	if (!debuglink_file)
-		return false;
-	Dwarf_Addr bias;
-	GElf_Word crc;
-	Elf *main_elf = dwfl_module_getelf(mod, &bias);
-	const char *main_link = main_elf ? dwelf_elf_gnu_debuglink(main_elf, &crc) : NULL;
-	return !main_link || strcmp(main_link, debuglink_file) != 0;
-}
-
 static int find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname, Dwarf_Addr base,
 			  const char *file_name, const char *debuglink_file, GElf_Word debuglink_crc,
 			  char **debuginfo_file_name)
 {
 	struct unw_proc *up = *userdata;
+	const struct objfile *obj = up ? objfile_named(up, modname) : NULL;
+	struct debug_want want = { .check_crc = true, .crc = debuglink_crc };
 	const unsigned char *id;
 	GElf_Addr id_vaddr;
-	int id_len = dwfl_module_build_id(mod, &id, &id_vaddr);
+	Dwarf_Addr bias;
+	GElf_Word crc;
+	struct debug_file found;
+	struct stat self;
+
 	*debuginfo_file_name = NULL;	/* libdwfl would open a name left here */
-	if (!up || id_len < 2 || is_alt_request(mod, debuglink_file))
+	Elf *main_elf = dwfl_module_getelf(mod, &bias);
+	const char *main_link = main_elf ? dwelf_elf_gnu_debuglink(main_elf, &crc) : NULL;
+	if (!obj || (debuglink_file && (!main_link || strcmp(main_link, debuglink_file))))
 		return -1;
-	char path[sizeof(DEBUG_BUILD_ID_DIR) + 2 * 64 + 16];
-	int len = snprintf(path, sizeof(path), DEBUG_BUILD_ID_DIR "%02x/", id[0]);
-	for (int i = 1; i < id_len && len < (int)sizeof(path) - 8; i++)
-		len += snprintf(path + len, sizeof(path) - len, "%02x", id[i]);
-	snprintf(path + len, sizeof(path) - len, ".debug");
-	int fd = open_debug_file(up, path, true, id, id_len);
-	if (fd < 0 && !up->root_is_host)
-		fd = open_debug_file(up, path, false, id, id_len);
-	if (fd >= 0)
-		*debuginfo_file_name = strdup(path);
+	if (!up->root_tried) {
+		up->root_tried = true;
+		if (debug_root_init(&up->root, up->proc->root))
+			return -1;
+	}
+	int id_len = dwfl_module_build_id(mod, &id, &id_vaddr);
+	if (id_len > 0) {
+		want.build_id = id;
+		want.build_id_len = id_len;
+	}
+	if (!fstat(obj->fd, &self)) {
+		want.self_dev = self.st_dev;
+		want.self_ino = self.st_ino;
+	}
+	if (debug_find_main(&up->root, &want, obj->path, debuglink_file, &found))
+		return -1;
+	int fd;
+	*debuginfo_file_name = found.our_path;
+	found.our_path = NULL;
+	free(debug_file_take_path(&found, &fd));
 	return fd;
 }
 
-static int no_find_elf(Dwfl_Module *mod, void **userdata, const char *modname, Dwarf_Addr base,
-		       char **file_name, Elf **elfp)
-{
-	return -1;	/* every module comes with its fd */
-}
-
 static const Dwfl_Callbacks dwfl_callbacks = {
-	.find_elf = no_find_elf,
+	.find_elf = debugfile_no_find_elf,
 	.find_debuginfo = find_debuginfo,
 };
 
@@ -530,20 +488,10 @@ static uint32_t file_id(struct unwinder *u, const struct objfile *obj)
 static Dwfl_Module *report_exec_map(struct unw_proc *up, size_t i)
 {
 	const struct exec_map *e = &up->exec_maps[i];
+
 	if (!e->has_bias || reported_before(up, i))
 		return NULL;
-	int fd = fcntl(e->obj->fd, F_DUPFD_CLOEXEC, 0);
-	if (fd < 0)
-		return NULL;
-	Dwfl_Module *mod = dwfl_report_elf(up->dwfl, e->obj->path, e->obj->path, fd, e->bias, true);
-	if (!mod) {
-		close(fd);	/* libdwfl keeps the fd only on success */
-		return NULL;
-	}
-	void **userdata;
-	dwfl_module_info(mod, &userdata, NULL, NULL, NULL, NULL, NULL, NULL);
-	*userdata = up;
-	return mod;
+	return debugfile_report(up->dwfl, e->obj->path, e->obj->fd, e->bias, up);
 }
 
 static int mod_cmp(const void *a, const void *b)
@@ -656,9 +604,8 @@ static void start_over(struct unw_proc *up, struct process *p)
 	up->exec_maps = NULL;
 	up->n_exec_maps = 0;
 	up->checked = false;
-	if (up->root_fd >= 0)
-		close(up->root_fd);
-	up->root_fd = -1;
+	debug_root_free(&up->root);
+	up->root = (struct debug_root){ .fd = -1 };
 	up->root_tried = false;
 	up->quiet_since_ns = 0;
 	up->proc = p;
@@ -686,8 +633,7 @@ static int ensure_dwfl(struct unwinder *u, struct unw_proc *up, struct process *
 static void unw_proc_free(struct unw_proc *up)
 {
 	drop_dwfl(up);
-	if (up->root_fd >= 0)
-		close(up->root_fd);
+	debug_root_free(&up->root);
 	free(up->exec_maps);
 	free(up);
 }
@@ -707,7 +653,7 @@ static struct unw_proc *unw_proc_for(struct unwinder *u, struct process *p)
 	}
 	up->owner = u;
 	up->pid = p->pid;
-	up->root_fd = -1;
+	up->root.fd = -1;
 	*slot = up;
 	return up;
 }
