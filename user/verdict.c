@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "knob.h"
 #include "text.h"
 
 #define KIB 1024.0
@@ -41,9 +42,6 @@
  * time is what decay is for). */
 #define THRASH_MIN_REFAULT_FRACTION 0.5
 #define THRASH_MIN_SOON_SHARE 0.5
-/* jemalloc serves blocks from oversize_threshold (default 8 MiB) up from a
- * dedicated arena that purges at once whatever dirty_decay_ms says. */
-#define JEMALLOC_OVERSIZE_BYTES (8.0 * MIB)
 
 /* ---- thresholds: leak ---- */
 
@@ -81,14 +79,6 @@
 /* Retained: the allocator purged less than a quarter of the gap during the
  * run; more means it is working the gap down on its own. */
 #define RETAINED_MAX_PURGE_SHARE 0.25
-
-enum alloc_family {
-	FAMILY_UNKNOWN,
-	FAMILY_GLIBC,
-	FAMILY_JEMALLOC,
-	FAMILY_TCMALLOC,	/* gperftools */
-	FAMILY_TCMALLOC_GOOGLE,
-};
 
 /* The kernel side summed over the run. */
 struct kernel_totals {
@@ -187,23 +177,6 @@ static double ratio(double num, double den)
 	return den > 0 && isfinite(num) ? num / den : NAN;
 }
 
-/* ---- the allocator ---- */
-
-static enum alloc_family family_of(const char *name)
-{
-	if (!name)
-		return FAMILY_UNKNOWN;
-	if (!strncasecmp(name, "tcmalloc-google", 15) || strcasestr(name, "google"))
-		return FAMILY_TCMALLOC_GOOGLE;
-	if (!strncasecmp(name, "tcmalloc", 8))
-		return FAMILY_TCMALLOC;
-	if (strcasestr(name, "jemalloc"))
-		return FAMILY_JEMALLOC;
-	if (!strncasecmp(name, "glibc", 5))
-		return FAMILY_GLIBC;
-	return FAMILY_UNKNOWN;
-}
-
 /* ---- the kernel side ---- */
 
 static bool usable_dt(const struct tl_point *p)
@@ -289,54 +262,6 @@ static double mean_purge_bytes(const struct kernel_totals *k)
 	return ratio((double)k->purge_bytes, (double)k->purges);
 }
 
-/* A power of two at least twice the typical purge, for oversize_threshold. */
-static double oversize_suggestion(double purge)
-{
-	double s = 16.0 * MIB;
-
-	while (s < 2 * purge && s < 1024.0 * 1024.0 * MIB)
-		s *= 2;
-	return s;
-}
-
-static void thrash_knob(struct verdict *out, enum alloc_family family,
-			const struct kernel_totals *k)
-{
-	size_t size = sizeof(out->knob);
-	double purge = mean_purge_bytes(k);
-
-	switch (family) {
-	case FAMILY_JEMALLOC:
-		if (purge >= JEMALLOC_OVERSIZE_BYTES) {
-			put_text(out->knob, size, "MALLOC_CONF=oversize_threshold:%.0f,dirty_decay_ms:10000,"
-				 "muzzy_decay_ms:10000 (blocks this big bypass decay in the oversize arena), "
-				 "or background_thread:true", oversize_suggestion(purge));
-			return;
-		}
-		put_text(out->knob, size, "MALLOC_CONF=dirty_decay_ms:10000,muzzy_decay_ms:10000 (keep freed "
-			 "pages 10 s before purging), or background_thread:true (purge off the hot path)");
-		return;
-	case FAMILY_GLIBC:
-		put_text(out->knob, size, "raise the trim and mmap thresholds: GLIBC_TUNABLES=glibc.malloc."
-			 "trim_threshold=134217728:glibc.malloc.mmap_threshold=33554432 (or MALLOC_TRIM_THRESHOLD_ "
-			 "and MALLOC_MMAP_THRESHOLD_); fewer arenas: MALLOC_ARENA_MAX=2");
-		return;
-	case FAMILY_TCMALLOC:
-		put_text(out->knob, size, "unset TCMALLOC_AGGRESSIVE_DECOMMIT and lower TCMALLOC_RELEASE_RATE "
-			 "(default 1; 0 returns pages only on demand) so free spans are reused before release");
-		return;
-	case FAMILY_TCMALLOC_GOOGLE:
-		put_text(out->knob, size, "lower the background release rate "
-			 "(MallocExtension::SetBackgroundReleaseRate) and keep ReleaseMemoryToSystem off hot paths");
-		return;
-	case FAMILY_UNKNOWN:
-		break;
-	}
-	put_text(out->knob, size, "make the allocator keep freed pages longer before returning them "
-		 "(its decay, trim or release-rate setting), or reuse buffers instead of freeing and "
-		 "reallocating them");
-}
-
 static void syscall_evidence(struct verdict *out, const struct kernel_totals *k)
 {
 	static const int shown[] = { TL_MADVISE, TL_MUNMAP, TL_BRK, TL_MMAP };
@@ -388,10 +313,10 @@ static void report_thrash(const struct verdict_input *in, const struct kernel_to
 		     k->faults, bytes_str((double)k->fault_bytes).s, k->refaults,
 		     pct_str(ratio((double)k->refaults, (double)k->faults)).s);
 	syscall_evidence(out, k);
-	if (family == FAMILY_JEMALLOC && mean_purge_bytes(k) >= JEMALLOC_OVERSIZE_BYTES)
+	if (family == FAMILY_JEMALLOC && mean_purge_bytes(k) >= KNOB_JEMALLOC_OVERSIZE_BYTES)
 		add_evidence(out, "mean purge %s: jemalloc's oversize arena (blocks of %s and up) purges at once",
-			     bytes_str(mean_purge_bytes(k)).s, bytes_str(JEMALLOC_OVERSIZE_BYTES).s);
-	thrash_knob(out, family, k);
+			     bytes_str(mean_purge_bytes(k)).s, bytes_str(KNOB_JEMALLOC_OVERSIZE_BYTES).s);
+	knob_thrash(out->knob, sizeof(out->knob), family, mean_purge_bytes(k));
 }
 
 /* ---- the live heap's trend ---- */
@@ -651,29 +576,6 @@ static void purge_evidence(const struct kernel_totals *k, const struct rss_gap *
 		     pct_str(ratio((double)k->purge_bytes, g->gap)).s);
 }
 
-static const char *fragmentation_fix(enum alloc_family family)
-{
-	switch (family) {
-	case FAMILY_GLIBC:
-		return "MALLOC_ARENA_MAX=2 and malloc_trim(0) after big frees";
-	case FAMILY_JEMALLOC:
-		return "fewer arenas and sooner purging: MALLOC_CONF=narenas:2,dirty_decay_ms:1000";
-	case FAMILY_TCMALLOC:
-		return "raise TCMALLOC_RELEASE_RATE (e.g. 10) so free spans go back sooner";
-	case FAMILY_TCMALLOC_GOOGLE:
-		return "raise the background release rate (MallocExtension::SetBackgroundReleaseRate)";
-	case FAMILY_UNKNOWN:
-		break;
-	}
-	return "cap the allocator's arenas and purge free pages sooner";
-}
-
-static void fragmentation_knob(struct verdict *out, enum alloc_family family)
-{
-	put_text(out->knob, sizeof(out->knob), "%s; segregate long-lived objects from short-lived ones "
-		 "(separate pool or arena) so survivors do not pin pages", fragmentation_fix(family));
-}
-
 static void report_fragmentation(const struct verdict_input *in, const struct kernel_totals *k,
 				 const struct rss_gap *g, enum alloc_family family,
 				 struct verdict *out)
@@ -686,28 +588,8 @@ static void report_fragmentation(const struct verdict_input *in, const struct ke
 	trend_evidence(g, out);
 	size_evidence(in, out);
 	purge_evidence(k, g, out);
-	fragmentation_knob(out, family);
-}
-
-static const char *retained_fix(enum alloc_family family)
-{
-	switch (family) {
-	case FAMILY_GLIBC:
-		return "call malloc_trim(0) after big frees, or lower the trim threshold: "
-		       "MALLOC_TRIM_THRESHOLD_=131072 (M_TRIM_THRESHOLD)";
-	case FAMILY_JEMALLOC:
-		return "purge sooner: MALLOC_CONF=dirty_decay_ms:1000, or background_thread:true "
-		       "(without it an idle process never purges)";
-	case FAMILY_TCMALLOC:
-		return "raise TCMALLOC_RELEASE_RATE (e.g. 10) or call "
-		       "MallocExtension::instance()->ReleaseFreeMemory()";
-	case FAMILY_TCMALLOC_GOOGLE:
-		return "raise the background release rate (MallocExtension::SetBackgroundReleaseRate) "
-		       "or call MallocExtension::ReleaseMemoryToSystem()";
-	case FAMILY_UNKNOWN:
-		break;
-	}
-	return "make the allocator return free pages sooner (its decay, trim or release-rate setting)";
+	put_text(out->knob, sizeof(out->knob), "%s; segregate long-lived objects from short-lived ones "
+		 "(separate pool or arena) so survivors do not pin pages", knob_fragmentation(family));
 }
 
 static void report_retained(const struct verdict_input *in, const struct kernel_totals *k,
@@ -721,7 +603,7 @@ static void report_retained(const struct verdict_input *in, const struct kernel_
 	purge_evidence(k, g, out);
 	size_evidence(in, out);
 	trend_evidence(g, out);
-	put_text(out->knob, sizeof(out->knob), "%s", retained_fix(family));
+	put_text(out->knob, sizeof(out->knob), "%s", knob_retained(family));
 }
 
 /* ---- healthy and unknown ---- */
@@ -846,7 +728,7 @@ void verdict_decide(const struct verdict_input *in, struct verdict *out)
 	}
 	sum_kernel(tl, &k);
 	out->refault_fraction = ratio((double)k.refault_bytes, (double)k.purge_bytes);
-	enum alloc_family family = family_of(in->allocator ? in->allocator : tl->allocator);
+	enum alloc_family family = alloc_family_of(in->allocator ? in->allocator : tl->allocator);
 	if (is_thrash(in, &k, out->refault_fraction))
 		report_thrash(in, &k, family, out);
 	else if (!in->have_heap)
