@@ -925,12 +925,6 @@ static int write_timeline(struct session *s, struct outfile *of, int (*writer)(c
 	return commit(of, err);
 }
 
-static bool ends_with(const char *s, const char *suffix)
-{
-	size_t n = strlen(s), k = strlen(suffix);
-	return n >= k && !strcmp(s + n - k, suffix);
-}
-
 static int write_outputs(struct session *s)
 {
 	char *comments[MAX_COMMENTS] = { 0 };
@@ -954,10 +948,9 @@ static int write_outputs(struct session *s)
 	if (s->pages_out.tmp)
 		err |= commit(&s->pages_out, pageprof_write(&s->pp, &s->hp.st, &s->procs, &page_spec, s->pages_out.fd));
 	if (s->timeline_out.tmp)
-		err |= write_timeline(s, &s->timeline_out,
-				      ends_with(s->opt.timeline, ".json") ? timeline_write_json : timeline_write_csv);
+		err |= write_timeline(s, &s->timeline_out, timeline_writer_for(s->opt.timeline));
 	if (s->plot_out.tmp)
-		err |= write_timeline(s, &s->plot_out, timeline_write_svg);
+		err |= write_timeline(s, &s->plot_out, timeline_writer_for(s->opt.plot));
 	for (size_t i = 0; i < nc; i++)
 		free(comments[i]);
 	return err ? -EIO : 0;

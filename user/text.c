@@ -1,5 +1,15 @@
 #include "text.h"
 
+#include <errno.h>
+
+int stream_finish(FILE *out)
+{
+	errno = 0;
+	if (fflush(out) != 0)
+		return -(errno ? errno : EIO);
+	return ferror(out) ? -EIO : 0;
+}
+
 size_t utf8_decode(const char *str, uint32_t *cp, size_t *bad)
 {
 	const unsigned char *s = (const unsigned char *)str;

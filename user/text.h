@@ -19,6 +19,9 @@ static inline void put_text(char *buf, size_t size, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Flushes out: 0, or the -errno of any write to it that failed. */
+int stream_finish(FILE *out);
+
 /* U+FFFD, for bytes that are not UTF-8. */
 #define UTF8_REPLACEMENT "\xef\xbf\xbd"
 

@@ -1,6 +1,6 @@
 /* The per-interval timeline: memory (live heap, RSS), the kernel side
  * (faults, purges, refaults, syscall latencies) and a probed function's
- * latency, written as CSV, JSON or a self-contained SVG plot. */
+ * latency; written as CSV or JSON (timeline_out.c) or drawn (chart.h). */
 #ifndef MW_TIMELINE_H
 #define MW_TIMELINE_H
 
@@ -70,14 +70,11 @@ const char *tl_syscall_name(enum tl_syscall sc);
 
 /* Writers: 0 or -errno. CSV: a header line, then one row per interval.
  * JSON: {"pid":..., "comm":..., "allocator":..., "probe":..., "intervals":[{...}]}.
- * SVG: a self-contained plot (no scripts, no external resources) of three
- * panels on one time axis: live heap vs RSS anon (and file); purges and
- * refaults per second; the probe's p50 and p99 latency (when there is one);
- * with titles, axes, units and a legend per panel. */
+ * The SVG plot: chart.h. */
+typedef int timeline_writer(const struct timeline *tl, FILE *out);
 int timeline_write_csv(const struct timeline *tl, FILE *out);
 int timeline_write_json(const struct timeline *tl, FILE *out);
-int timeline_write_svg(const struct timeline *tl, FILE *out);
-/* By extension: .csv, .json, .svg; -EINVAL for anything else. */
-int timeline_write_file(const struct timeline *tl, const char *path);
+/* By path's extension (any case): .csv, .json, .svg; NULL for any other. */
+timeline_writer *timeline_writer_for(const char *path);
 
 #endif

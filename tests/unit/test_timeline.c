@@ -15,7 +15,27 @@
 
 #include <cmocka.h>
 
+#include "chart.h"
 #include "timeline.h"
+
+/* What memwatch does with --timeline and --plot: the writer the path's
+ * extension names, into the file. */
+static int timeline_write_file(const struct timeline *tl, const char *path)
+{
+	timeline_writer *write;
+	FILE *out;
+	int err;
+
+	if (!tl || !path || !(write = timeline_writer_for(path)))
+		return -EINVAL;
+	out = fopen(path, "we");
+	if (!out)
+		return -errno;
+	err = write(tl, out);
+	if (fclose(out) != 0 && !err)
+		err = -errno;
+	return err;
+}
 
 #define MiB (1024.0 * 1024)
 
