@@ -1,6 +1,7 @@
 #include "elf_file.h"
 #include "array.h"
 #include "hashmap.h"
+#include "text.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -71,20 +72,6 @@ static int load_segments(struct elf_file *f)
 		};
 	}
 	return 0;
-}
-
-static char *hex_string(const unsigned char *bytes, size_t len)
-{
-	static const char digits[] = "0123456789abcdef";
-	char *s = malloc(len * 2 + 1);
-	if (!s)
-		return NULL;
-	for (size_t i = 0; i < len; i++) {
-		s[2 * i] = digits[bytes[i] >> 4];
-		s[2 * i + 1] = digits[bytes[i] & 15];
-	}
-	s[len * 2] = '\0';
-	return s;
 }
 
 /* The hex build-id from one block of notes, or NULL. */

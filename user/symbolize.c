@@ -6,9 +6,11 @@
  * from our own find_debuginfo callback, which searches the target's root
  * first. Demangling: __cxa_demangle from libstdc++ (link -lstdc++). */
 #include "symbolize.h"
-#include "array.h"
 #include "debugfile.h"
+#include "die_index.h"
 #include "hashmap.h"
+#include "sym_index.h"
+#include "text.h"
 
 #include <dwarf.h>
 #include <elfutils/libdw.h>
@@ -17,19 +19,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <gelf.h>
-#include <linux/openat2.h>
 #include <stdalign.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
 
 #define ARENA_BLOCK (64 * 1024)
-#define DEBUG_ROOT "/usr/lib/debug"
 
 /* ---- arena: results and interned strings live until symbolizer_free ---- */
 
@@ -81,20 +80,6 @@ static void arena_free(struct arena *a)
 
 /* ---- types ---- */
 
-struct sym_index;
-
-/* Address ranges of DIEs (units or functions), sorted by low. */
-struct die_range {
-	Dwarf_Addr low, high;
-	Dwarf_Addr max_high;	/* highest .high among this and all earlier ranges */
-	Dwarf_Die die;
-};
-
-struct die_ranges {
-	struct die_range *v;
-	size_t n, cap;
-};
-
 struct file_identity {
 	unsigned char *build_id;	/* NULL: identified by the stat fields */
 	size_t build_id_len;
@@ -121,8 +106,7 @@ struct sym_file {
 	bool dwarf_loaded;
 	bool has_lines;
 	struct hmap results;	/* vaddr -> const struct sym_result * */
-	struct die_ranges units;	/* every compile unit's ranges */
-	struct hmap unit_functions;	/* CU DIE address -> struct die_ranges * */
+	struct die_index dies;		/* built when DWARF is loaded */
 	struct sym_index *symbols;	/* built on first use */
 };
 
@@ -134,18 +118,7 @@ struct symbolizer {
 	struct sym_stats stats;
 };
 
-/* One frame while it is being collected: strings still owned by libdw. */
-struct frame {
-	const char *linkage;	/* mangled / symbol name */
-	const char *name;	/* DW_AT_name */
-	const char *file;
-	const char *comp_dir;	/* of the unit naming file, for relative names */
-	unsigned line;
-};
-
 static const struct sym_result empty_result;
-
-static void free_lookup_indexes(struct sym_file *f);
 
 /* ---- string interning ---- */
 
@@ -221,17 +194,6 @@ static uint64_t identity_hash(const struct file_identity *id)
 	h = hash_u64(h ^ id->size);
 	h = hash_u64(h ^ (uint64_t)id->mtime_sec);
 	return hash_u64(h ^ (uint64_t)id->mtime_nsec);
-}
-
-static char *hex_string(const unsigned char *bytes, size_t len)
-{
-	char *hex = malloc(2 * len + 1);
-	if (!hex)
-		return NULL;
-	for (size_t i = 0; i < len; i++)
-		sprintf(hex + 2 * i, "%02x", bytes[i]);
-	hex[2 * len] = '\0';
-	return hex;
 }
 
 /* What registration learns from the caller's fd without opening anything. */
@@ -353,7 +315,8 @@ static void sym_file_free(struct sym_file *f)
 	if (f->dwfl)
 		dwfl_end(f->dwfl);	/* closes the dup'ed main fd and debug fds */
 	debug_root_free(&f->root);
-	free_lookup_indexes(f);
+	die_index_free(&f->dies);
+	sym_index_free(f->symbols);
 	hmap_free(&f->results);
 	free(f->id.build_id);
 	free(f->build_id_hex);
@@ -396,7 +359,6 @@ static struct sym_file *sym_file_create(struct symbolizer *s, int fd, struct pro
 	memset(p, 0, sizeof(*p));	/* f owns the probe's allocations now */
 	f->root.fd = -1;
 	hmap_init(&f->results, NULL, NULL);
-	hmap_init(&f->unit_functions, NULL, NULL);
 	f->build_id_hex = f->id.build_id ? hex_string(f->id.build_id, f->id.build_id_len) : strdup("");
 	if (!f->build_id_hex || (display_path && !(f->target_path = strdup(display_path))) ||
 	    debug_root_init(&f->root, root) || setup_dwfl(f, fd)) {
@@ -410,426 +372,10 @@ static struct sym_file *sym_file_create(struct symbolizer *s, int fd, struct pro
 
 /* ---- lookups ---- */
 
-static void die_names(Dwarf_Die *die, struct frame *fr)
-{
-	Dwarf_Attribute attr;
-	fr->linkage = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_linkage_name, &attr));
-	if (!fr->linkage)
-		fr->linkage = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_MIPS_linkage_name, &attr));
-	fr->name = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_name, &attr));
-}
-
-/* Where the inlined instance die was called from: its caller's file:line
- * into loc (whose comp_dir stays when the unit has none). */
-static void call_site(Dwarf_Die *die, struct frame *loc)
-{
-	Dwarf_Attribute attr;
-	Dwarf_Word value;
-	loc->file = NULL;
-	loc->line = 0;
-	if (dwarf_formudata(dwarf_attr(die, DW_AT_call_line, &attr), &value) == 0)
-		loc->line = value;
-	if (dwarf_formudata(dwarf_attr(die, DW_AT_call_file, &attr), &value) != 0)
-		return;
-	/* The file index is into the line table of the unit holding die (a
-	 * dwz partial unit may differ from the CU holding the address). */
-	Dwarf_Die cu;
-	Dwarf_Files *files;
-	size_t nfiles;
-	if (!dwarf_diecu(die, &cu, NULL, NULL) || dwarf_getsrcfiles(&cu, &files, &nfiles) != 0 ||
-	    value >= nfiles)
-		return;
-	loc->file = dwarf_filesrc(files, value, NULL, NULL);
-	const char *comp_dir = dwarf_formstring(dwarf_attr(&cu, DW_AT_comp_dir, &attr));
-	if (comp_dir)
-		loc->comp_dir = comp_dir;
-}
-
-/* The line table row for pc in the unit cudie. */
-static void source_line(Dwarf_Die *cudie, Dwarf_Addr pc, struct frame *fr)
-{
-	Dwarf_Line *l = dwarf_getsrc_die(cudie, pc);
-	int line = 0;
-	fr->file = l ? dwarf_linesrc(l, NULL, NULL) : NULL;
-	if (!fr->file)
-		return;
-	Dwarf_Attribute attr;
-	fr->comp_dir = dwarf_formstring(dwarf_attr(cudie, DW_AT_comp_dir, &attr));
-	fr->line = dwarf_lineno(l, &line) == 0 && line > 0 ? (unsigned)line : 0;
-}
-
-/* ---- address -> DIE indexes ----
- * libdwfl 0.188 finds a unit only through .debug_aranges, which clang and
- * rustc do not emit, and dwarf_getscopes + dwarf_getscopes_die walk a whole
- * unit per lookup (about 100 us per address in glibc's larger ones). So
- * every unit's ranges are sorted once when DWARF is loaded, the ranges of a
- * unit's functions on the first lookup in it, and a lookup descends only
- * into the one function containing the address. */
-
-#define MAX_DIE_NESTING 64
-
-static int die_ranges_add(struct die_ranges *dr, Dwarf_Die *die)
-{
-	Dwarf_Addr base, low, high;
-	ptrdiff_t off = 0;
-	while ((off = dwarf_ranges(die, off, &base, &low, &high)) > 0) {
-		if (high <= low)
-			continue;
-		if (ARRAY_GROW(dr->v, dr->n, dr->cap))
-			return -1;
-		dr->v[dr->n++] = (struct die_range){ .low = low, .high = high, .die = *die };
-	}
-	return 0;
-}
-
-static int die_range_cmp(const void *a, const void *b)
-{
-	const struct die_range *x = a, *y = b;
-	return x->low < y->low ? -1 : x->low > y->low;
-}
-
-static void die_ranges_finish(struct die_ranges *dr)
-{
-	if (dr->n)
-		qsort(dr->v, dr->n, sizeof(*dr->v), die_range_cmp);
-	Dwarf_Addr max_high = 0;
-	for (size_t i = 0; i < dr->n; i++) {
-		if (dr->v[i].high > max_high)
-			max_high = dr->v[i].high;
-		dr->v[i].max_high = max_high;
-	}
-}
-
-static const Dwarf_Die *die_ranges_find(const struct die_ranges *dr, Dwarf_Addr pc)
-{
-	size_t lo = 0, hi = dr->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (dr->v[mid].low <= pc)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	/* Ranges should not overlap; if they do, the max_high prefix bounds
-	 * the walk back. */
-	for (size_t i = lo; i-- > 0 && dr->v[i].max_high > pc;)
-		if (pc < dr->v[i].high)
-			return &dr->v[i].die;
-	return NULL;
-}
-
-/* Compile units with code (skeleton units: their line tables; the split
- * DWARF itself is never looked for, it would be opened by path). */
-static void index_units(struct sym_file *f)
-{
-	Dwarf_CU *cu = NULL;
-	Dwarf_Die cudie;
-	uint8_t unit_type;
-	while (dwarf_get_units(f->dw, cu, &cu, NULL, &unit_type, &cudie, NULL) == 0) {
-		if ((unit_type == DW_UT_compile || unit_type == DW_UT_skeleton) &&
-		    die_ranges_add(&f->units, &cudie))
-			break;
-	}
-	die_ranges_finish(&f->units);
-}
-
-/* Functions with code among the children of parent, looking through
- * namespaces, types and imported (dwz partial) units. */
-static int index_children(struct die_ranges *dr, Dwarf_Die *parent, int depth)
-{
-	Dwarf_Die child;
-	if (depth > MAX_DIE_NESTING || dwarf_child(parent, &child) != 0)
-		return 0;
-	do {
-		Dwarf_Attribute attr;
-		Dwarf_Die unit;
-		int ret = 0;
-		switch (dwarf_tag(&child)) {
-		case DW_TAG_subprogram:
-			ret = die_ranges_add(dr, &child);
-			break;
-		case DW_TAG_namespace:
-		case DW_TAG_module:
-		case DW_TAG_class_type:
-		case DW_TAG_structure_type:
-		case DW_TAG_union_type:
-			ret = index_children(dr, &child, depth + 1);
-			break;
-		case DW_TAG_imported_unit:
-			if (dwarf_formref_die(dwarf_attr(&child, DW_AT_import, &attr), &unit))
-				ret = index_children(dr, &unit, depth + 1);
-			break;
-		}
-		if (ret)
-			return ret;
-	} while (dwarf_siblingof(&child, &child) == 0);
-	return 0;
-}
-
-static struct die_ranges *unit_functions(struct sym_file *f, Dwarf_Die *cudie)
-{
-	uint64_t key = (uint64_t)(uintptr_t)cudie->addr;
-	uint64_t h = hash_u64(key);
-	void **slot = hmap_find(&f->unit_functions, h, key);
-	if (slot)
-		return *slot;
-	struct die_ranges *dr = calloc(1, sizeof(*dr));
-	if (!dr)
-		return NULL;
-	if (index_children(dr, cudie, 0) == 0)
-		die_ranges_finish(dr);
-	else
-		dr->n = 0;	/* out of memory: nothing rather than half */
-	if (hmap_put(&f->unit_functions, h, key, dr)) {
-		free(dr->v);
-		free(dr);
-		return NULL;
-	}
-	return dr;
-}
-
-/* The unit containing vaddr: from our index, else from .debug_aranges. */
-static bool unit_at(struct sym_file *f, uint64_t vaddr, Dwarf_Die *cudie, Dwarf_Addr *pc)
-{
-	const Dwarf_Die *unit = die_ranges_find(&f->units, vaddr - f->dwarf_bias);
-	if (unit) {
-		*cudie = *unit;
-		*pc = vaddr - f->dwarf_bias;
-		return true;
-	}
-	Dwarf_Addr bias;
-	Dwarf_Die *die = dwfl_module_addrdie(f->mod, vaddr, &bias);
-	if (!die)
-		return false;
-	*cudie = *die;
-	*pc = vaddr - bias;
-	return true;
-}
-
-static bool may_hold_code(int tag)
-{
-	switch (tag) {
-	case DW_TAG_subprogram:
-	case DW_TAG_inlined_subroutine:
-	case DW_TAG_lexical_block:
-	case DW_TAG_try_block:
-	case DW_TAG_catch_block:
-	case DW_TAG_with_stmt:
-	case DW_TAG_entry_point:
-		return true;
-	}
-	return false;
-}
-
-/* The DIEs from fn down to the innermost scope containing pc, outermost
- * first; returns how many were stored in chain (at most MAX_DIE_NESTING). */
-static unsigned descend(const Dwarf_Die *fn, Dwarf_Addr pc, Dwarf_Die *chain)
-{
-	unsigned n = 0;
-	chain[n++] = *fn;
-	while (n < MAX_DIE_NESTING) {
-		Dwarf_Die child;
-		bool found = false;
-		if (dwarf_child(&chain[n - 1], &child) == 0) {
-			do {
-				found = may_hold_code(dwarf_tag(&child)) && dwarf_haspc(&child, pc) > 0;
-			} while (!found && dwarf_siblingof(&child, &child) == 0);
-		}
-		if (!found)
-			break;
-		chain[n++] = child;
-	}
-	return n;
-}
-
-/* Inline-expanded frames from DWARF, innermost first; returns how many were
- * stored in frames (room for MAX_DIE_NESTING), 0 if DWARF knows nothing. */
-static unsigned dwarf_frames(struct sym_file *f, uint64_t vaddr, struct frame *frames)
-{
-	Dwarf_Die cudie;
-	Dwarf_Addr pc;
-	if (!f->dw || !unit_at(f, vaddr, &cudie, &pc))
-		return 0;
-	struct frame leaf = { 0 };
-	source_line(&cudie, pc, &leaf);
-	struct die_ranges *functions = unit_functions(f, &cudie);
-	const Dwarf_Die *fn = functions ? die_ranges_find(functions, pc) : NULL;
-	Dwarf_Die chain[MAX_DIE_NESTING];
-	unsigned nchain = fn ? descend(fn, pc, chain) : 0;
-
-	unsigned n = 0;
-	struct frame loc = leaf;
-	for (unsigned i = nchain; i-- > 0;) {
-		int tag = dwarf_tag(&chain[i]);
-		if (tag != DW_TAG_subprogram && tag != DW_TAG_inlined_subroutine)
-			continue;
-		struct frame *fr = &frames[n++];
-		*fr = loc;
-		die_names(&chain[i], fr);
-		if (tag == DW_TAG_subprogram)
-			break;
-		call_site(&chain[i], &loc);
-	}
-	/* Line info without a function DIE (assembly sources): one frame,
-	 * named from the symbol table by the caller. */
-	if (n == 0 && leaf.file)
-		frames[n++] = leaf;
-	return n;
-}
-
-/* ---- symbol table index ----
- * dwfl_module_addrinfo scans the whole symbol table on every call (about
- * 150 us per address in libstdc++), so the table is read once through
- * dwfl_module_getsym_info and sorted. Selection follows libdwfl's: a sized
- * symbol containing the address wins; else the closest sizeless label
- * below it in the same section, unless a sized symbol ends between them. */
-
-struct sym_entry {
-	uint64_t addr;
-	uint64_t end;		/* addr + size, or the section end for a sizeless label */
-	uint64_t max_sized_end;	/* highest end of the sized symbols up to this one */
-	const char *name;	/* in libelf's string table, valid while the Dwfl lives */
-	unsigned rank;		/* at one address, the higher rank names it */
-	unsigned order;
-	bool sized;
-};
-
-struct sym_index {
-	struct sym_entry *v;
-	size_t n;
-};
-
-static unsigned binding_rank(const GElf_Sym *sym)
-{
-	switch (GELF_ST_BIND(sym->st_info)) {
-	case STB_GLOBAL:
-		return 3;
-	case STB_WEAK:
-		return 2;
-	case STB_LOCAL:
-		return 1;
-	}
-	return 0;
-}
-
-/* A symbol for code: its entry, or false to skip it. */
-static bool code_symbol(const char *name, const GElf_Sym *sym, GElf_Addr addr, GElf_Word shndx,
-			Elf *elf, Dwarf_Addr bias, struct sym_entry *e)
-{
-	int type = GELF_ST_TYPE(sym->st_info);
-	/* shndx is -1 for a symbol outside allocated sections; past
-	 * SHN_LORESERVE it is an extended index, which elf_getscn takes. */
-	if (!name || !*name || shndx == SHN_UNDEF || shndx == SHN_ABS || shndx == SHN_COMMON ||
-	    shndx == (GElf_Word)-1 || (type != STT_FUNC && type != STT_GNU_IFUNC && type != STT_NOTYPE))
-		return false;
-	GElf_Shdr shdr;
-	Elf_Scn *scn = elf_getscn(elf, shndx);
-	if (!scn || !gelf_getshdr(scn, &shdr) || !(shdr.sh_flags & SHF_EXECINSTR))
-		return false;
-	uint64_t section_end = shdr.sh_addr + shdr.sh_size + bias;
-	*e = (struct sym_entry){
-		.addr = addr,
-		.end = sym->st_size ? addr + sym->st_size : section_end,
-		.name = name,
-		.rank = (sym->st_size ? 4 : 0) + binding_rank(sym),
-		.sized = sym->st_size != 0,
-	};
-	return e->addr < e->end;
-}
-
-static int sym_entry_cmp(const void *a, const void *b)
-{
-	const struct sym_entry *x = a, *y = b;
-	if (x->addr != y->addr)
-		return x->addr < y->addr ? -1 : 1;
-	if (x->rank != y->rank)
-		return x->rank > y->rank ? -1 : 1;
-	return x->order < y->order ? -1 : x->order > y->order;
-}
-
-/* Sorts, keeps the best-ranked symbol per address, fills max_sized_end. */
-static void finish_sym_index(struct sym_index *idx)
-{
-	if (idx->n)
-		qsort(idx->v, idx->n, sizeof(*idx->v), sym_entry_cmp);
-	size_t kept = 0;
-	uint64_t max_end = 0;
-	for (size_t i = 0; i < idx->n; i++) {
-		struct sym_entry *e = &idx->v[i];
-		if (kept && idx->v[kept - 1].addr == e->addr)
-			continue;
-		if (e->sized && e->end > max_end)
-			max_end = e->end;
-		e->max_sized_end = max_end;
-		idx->v[kept++] = *e;
-	}
-	idx->n = kept;
-}
-
-static struct sym_index *build_sym_index(Dwfl_Module *mod)
-{
-	struct sym_index *idx = calloc(1, sizeof(*idx));
-	int nsyms = dwfl_module_getsymtab(mod);
-	if (!idx || nsyms <= 0 || !(idx->v = calloc(nsyms, sizeof(*idx->v))))
-		return idx;
-	for (int i = 1; i < nsyms; i++) {
-		GElf_Sym sym;
-		GElf_Addr addr;
-		GElf_Word shndx;
-		Elf *elf;
-		Dwarf_Addr bias;
-		const char *name = dwfl_module_getsym_info(mod, i, &sym, &addr, &shndx, &elf, &bias);
-		struct sym_entry *e = &idx->v[idx->n];
-		if (code_symbol(name, &sym, addr, shndx, elf, bias, e)) {
-			e->order = i;
-			idx->n++;
-		}
-	}
-	finish_sym_index(idx);
-	return idx;
-}
-
-static const char *sym_index_lookup(const struct sym_index *idx, uint64_t vaddr)
-{
-	size_t lo = 0, hi = idx->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (idx->v[mid].addr <= vaddr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (lo == 0)
-		return NULL;
-	const struct sym_entry *closest = &idx->v[lo - 1];
-	for (size_t i = lo; i-- > 0 && idx->v[i].max_sized_end > vaddr;)
-		if (idx->v[i].sized && vaddr < idx->v[i].end)
-			return idx->v[i].name;
-	if (!closest->sized && vaddr < closest->end && closest->max_sized_end <= closest->addr)
-		return closest->name;
-	return NULL;
-}
-
-static void free_lookup_indexes(struct sym_file *f)
-{
-	struct hmap_slot *slot;
-	for (size_t i = 0; hmap_next(&f->unit_functions, &i, &slot);) {
-		struct die_ranges *dr = slot->val;
-		free(dr->v);
-		free(dr);
-	}
-	hmap_free(&f->unit_functions);
-	free(f->units.v);
-	if (f->symbols)
-		free(f->symbols->v);
-	free(f->symbols);
-	f->symbols = NULL;
-}
-
 static const char *symtab_name(struct sym_file *f, uint64_t vaddr)
 {
 	if (!f->symbols)
-		f->symbols = build_sym_index(f->mod);
+		f->symbols = sym_index_build(f->mod);
 	return f->symbols ? sym_index_lookup(f->symbols, vaddr) : NULL;
 }
 
@@ -848,7 +394,7 @@ static const char *intern_path(struct symbolizer *s, const char *comp_dir, const
 	return intern(s, n > 0 && (size_t)n < sizeof(path) ? path : file);
 }
 
-static const struct sym_result *store_result(struct symbolizer *s, const struct frame *frames, unsigned n)
+static const struct sym_result *store_result(struct symbolizer *s, const struct die_frame *frames, unsigned n)
 {
 	struct sym_result *r = arena_alloc(&s->arena, sizeof(*r) + n * sizeof(struct sym_line),
 					   alignof(struct sym_result));
@@ -856,7 +402,7 @@ static const struct sym_result *store_result(struct symbolizer *s, const struct 
 		return &empty_result;
 	struct sym_line *lines = (struct sym_line *)(r + 1);
 	for (unsigned i = 0; i < n; i++) {
-		const struct frame *fr = &frames[i];
+		const struct die_frame *fr = &frames[i];
 		const char *raw = intern(s, fr->linkage ?: fr->name);
 		const char *function = raw;
 		if (fr->linkage && raw) {
@@ -904,8 +450,7 @@ static void load_dwarf(struct sym_file *f)
 	if (f->dw && f->alt_missing)
 		dwarf_setalt(f->dw, (Dwarf *)-1);
 	f->has_lines = f->dw && elf_has_section(dwarf_getelf(f->dw), ".debug_line", ".zdebug_line");
-	if (f->dw)
-		index_units(f);
+	die_index_init(&f->dies, f->mod, f->dw, f->dwarf_bias);
 	/* Every debug file search has happened by now. */
 	debug_root_close(&f->root);
 }
@@ -913,10 +458,10 @@ static void load_dwarf(struct sym_file *f)
 static const struct sym_result *symbolize(struct sym_file *f, uint64_t vaddr)
 {
 	load_dwarf(f);
-	struct frame frames[MAX_DIE_NESTING];
-	unsigned n = dwarf_frames(f, vaddr, frames);
+	struct die_frame frames[DIE_MAX_NESTING];
+	unsigned n = die_index_frames(&f->dies, vaddr, frames);
 	if (n == 0) {
-		frames[0] = (struct frame){ .linkage = symtab_name(f, vaddr) };
+		frames[0] = (struct die_frame){ .linkage = symtab_name(f, vaddr) };
 		n = frames[0].linkage ? 1 : 0;
 	} else if (!frames[n - 1].linkage && !frames[n - 1].name) {
 		frames[n - 1].linkage = symtab_name(f, vaddr);

@@ -1,6 +1,23 @@
 #include "text.h"
 
 #include <errno.h>
+#include <stdlib.h>
+
+char *hex_string(const void *bytes, size_t len)
+{
+	static const char digits[] = "0123456789abcdef";
+	const unsigned char *b = bytes;
+	char *s = malloc(len * 2 + 1);
+
+	if (!s)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		s[2 * i] = digits[b[i] >> 4];
+		s[2 * i + 1] = digits[b[i] & 15];
+	}
+	s[len * 2] = '\0';
+	return s;
+}
 
 int stream_finish(FILE *out)
 {

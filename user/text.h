@@ -19,6 +19,9 @@ static inline void put_text(char *buf, size_t size, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* len bytes as lowercase hex, malloc'ed; NULL when out of memory. */
+char *hex_string(const void *bytes, size_t len);
+
 /* Flushes out: 0, or the -errno of any write to it that failed. */
 int stream_finish(FILE *out);
 
