@@ -40,7 +40,7 @@ struct unwind_result {
 	/* NULL: the outermost frame was reached (its CFI ends the chain).
 	 * Else why the chain stops, as a synthetic frame name, e.g.
 	 * "[truncated: stack snapshot too small]". Interned for the life of
-	 * the program: the same reason is always the same pointer. */
+	 * the unwinder: the same reason is always the same pointer. */
 	const char *truncated;
 };
 
