@@ -140,11 +140,6 @@ static const struct allocator_spec specs[] = {
 	{ "glibc", NULL, "_int_malloc", glibc_lookalikes, no_prefix, SPEC_ENTRIES(glibc_entries), false, NULL },
 };
 
-const char *allocators_known(void)
-{
-	return "glibc, jemalloc, tcmalloc, tcmalloc-google";
-}
-
 const char *allocators_looked_for(void)
 {
 	return "glibc (libc.so.6, or malloc in a static executable), jemalloc (mallctl; also je_ and _rjem_ "

@@ -51,7 +51,6 @@ bool allocator_find(struct elf_file *elf, const char *path, const char *only, st
 int allocator_names_valid(const char *names);
 /* "glibc (libc.so.6), jemalloc (...)": what discovery looks for. */
 const char *allocators_looked_for(void);
-const char *allocators_known(void);
 /* pprof drop_frames regex covering every allocator's entry points. */
 const char *allocators_drop_frames(void);
 

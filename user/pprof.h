@@ -12,8 +12,6 @@
 #include <stdint.h>
 
 struct pprof;
-/* protobuf-c >= 1.3 names the generated struct without a leading underscore */
-struct Perftools__Profiles__Profile;
 
 struct pprof_mapping {
 	uint64_t start, limit, offset;
@@ -82,9 +80,5 @@ int pprof_encode(struct pprof *p, uint8_t **buf, size_t *len);
 int pprof_encode_gz(struct pprof *p, uint8_t **buf, size_t *len);
 /* Gzip-compressed to an open fd. Returns 0 or -errno. */
 int pprof_write_gz(struct pprof *p, int fd);
-
-/* Reads a gzipped or raw profile; free the result with
- * perftools__profiles__profile__free_unpacked(prof, NULL). NULL on error. */
-struct Perftools__Profiles__Profile *pprof_read_file(const char *path);
 
 #endif

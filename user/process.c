@@ -250,11 +250,6 @@ struct process *procs_get(struct procs *ps, pid_t pid)
 	return p;
 }
 
-bool process_alive(const struct process *p)
-{
-	return !p->gone;
-}
-
 static bool resolve_in(const struct process *p, uint64_t addr, struct frame_at *out)
 {
 	const struct mapping *m = maps_find(&p->maps, addr);

@@ -67,7 +67,6 @@ struct frame_at {
 /* Resolves addr in p's snapshot, refreshing it once if addr is unknown. */
 bool process_resolve(struct procs *ps, struct process *p, uint64_t addr, struct frame_at *out);
 struct sym_file *objfile_symbols(struct procs *ps, struct objfile *obj);
-bool process_alive(const struct process *p);
 bool objfile_is_exe(const struct objfile *o, const struct process *p);
 /* The dynamic loader p maps (ld-*), as /proc/PID/map_files/START-END in buf
  * (which probes and reads work through whatever namespace p is in); NULL for

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "pprof.h"
+#include "pprof_read.h"
 #include "profile.pb-c.h"
 
 #define RATE 524288
