@@ -273,14 +273,14 @@ static void add_nesting(struct allocator *a, const struct alloc_entry *e)
 
 /* How entry e reaches other entries: by a jump (a forwarder, or a function
  * that may tail-call) or by a call (then it nests them). */
-static void analyze(struct elf_file *elf, struct allocator *a, struct alloc_entry *e, uint8_t *code)
+static void analyze(struct elf_file *elf, struct disasm *d, struct allocator *a, struct alloc_entry *e, uint8_t *code)
 {
 	uint64_t targets[MAX_EXITS];
 	ssize_t len = elf_file_read(elf, e->vaddr, code, e->size && e->size < MAX_CODE ? e->size : MAX_CODE);
 
 	if (len <= 0)
 		return;
-	size_t n = find_tail_calls(code, len, e->vaddr, targets, MAX_EXITS);
+	size_t n = find_tail_calls(d, code, len, e->vaddr, targets, MAX_EXITS);
 	for (size_t i = 0; i < n && i < MAX_EXITS; i++) {
 		const struct alloc_entry *to = entry_at(elf, a, targets[i]);
 		if (!to || to->vaddr == e->vaddr)
@@ -291,7 +291,7 @@ static void analyze(struct elf_file *elf, struct allocator *a, struct alloc_entr
 			e->tail_calls = to->name;
 		break;
 	}
-	n = find_calls(code, len, e->vaddr, targets, MAX_EXITS);
+	n = find_calls(d, code, len, e->vaddr, targets, MAX_EXITS);
 	for (size_t i = 0; i < n && i < MAX_EXITS; i++) {
 		const struct alloc_entry *to = entry_at(elf, a, targets[i]);
 		if (to && to->vaddr != e->vaddr)
@@ -302,9 +302,13 @@ static void analyze(struct elf_file *elf, struct allocator *a, struct alloc_entr
 static int resolve(struct elf_file *elf, const struct allocator_spec *spec, const char *prefix, struct allocator *a)
 {
 	uint8_t *code = malloc(MAX_CODE);
+	struct disasm *d = disasm_new();
 
-	if (!code)
+	if (!code || !d) {
+		free(code);
+		disasm_free(d);
 		return -ENOMEM;
+	}
 	memset(a, 0, sizeof(*a));
 	a->name = spec->name;
 	snprintf(a->prefix, sizeof(a->prefix), "%s", prefix);
@@ -314,7 +318,8 @@ static int resolve(struct elf_file *elf, const struct allocator_spec *spec, cons
 		if (!in_list(cxx_entries[i].name, spec->cxx_skip))
 			add_entry(elf, a, "", &cxx_entries[i]);
 	for (size_t i = 0; i < a->nentries; i++)
-		analyze(elf, a, &a->entries[i], code);
+		analyze(elf, d, a, &a->entries[i], code);
+	disasm_free(d);
 	free(code);
 	return 0;
 }

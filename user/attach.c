@@ -268,10 +268,23 @@ struct site {
 
 /* Places the probes of one entry point, adding them to reqs; 1 if placed, 0
  * if skipped, -errno. sites/nsites deduplicate aliases. */
-static int probe_entry(struct attacher *a, struct objfile *o, const struct alloc_entry *e, struct site *sites,
-		       size_t *nsites, struct probe_req *reqs, size_t *nreqs)
+/* What placing the probes of one file needs. */
+struct placing {
+	struct disasm *d;
+	uint8_t *code;		/* MAX_CODE bytes of function body */
+	struct site sites[MAX_SITES];
+	size_t nsites;
+	struct probe_req reqs[2 * MAX_SITES];
+	size_t nreqs;
+};
+
+static int probe_entry(struct attacher *a, struct objfile *o, const struct alloc_entry *e, struct placing *pc)
 {
-	static uint8_t code[MAX_CODE];
+	struct site *sites = pc->sites;
+	size_t *nsites = &pc->nsites;
+	struct probe_req *reqs = pc->reqs;
+	size_t *nreqs = &pc->nreqs;
+	uint8_t *code = pc->code;
 	struct placement pl;
 	uint64_t offset, cookie = e->fn;
 	ssize_t len;
@@ -286,7 +299,7 @@ static int probe_entry(struct attacher *a, struct objfile *o, const struct alloc
 	len = elf_file_read(o->elf, e->vaddr, code, e->size && e->size < MAX_CODE ? e->size : MAX_CODE);
 	if (len <= 0)
 		return len < 0 ? (int)len : -ENOENT;
-	int err = place_probe(code, len, e->vaddr, layout_args[e->layout], &pl);
+	int err = place_probe(pc->d, code, len, e->vaddr, layout_args[e->layout], &pl);
 	if (err)
 		return err;
 	if (elf_file_vaddr_to_offset(o->elf, e->vaddr + pl.offset, &offset))
@@ -326,37 +339,53 @@ static void note_allocator(struct attacher *a, const char *name)
 		snprintf(a->allocators + len, sizeof(a->allocators) - len, "%s%s", len ? "," : "", name);
 }
 
+/* The probes of every entry of alloc in the file m maps, into pc. 1 when
+ * some are placed, 0 if none, -errno. */
+static int place_file(struct attacher *a, const struct objfile *o, const struct allocator *alloc,
+		      struct placing *pc)
+{
+	int placed = 0;
+
+	for (size_t i = 0; i < alloc->nentries; i++) {
+		int r = probe_entry(a, (struct objfile *)o, &alloc->entries[i], pc);
+		if (r < 0) {
+			if (a->log)
+				fprintf(a->log, "  %-24s cannot probe: %s\n", alloc->entries[i].name, strerror(-r));
+			return r;
+		}
+		placed += r;
+	}
+	return placed > 0;
+}
+
 static int probe_file(struct attacher *a, struct process *p, const struct mapping *m, const struct allocator *alloc)
 {
 	struct objfile *o = m->data;
-	struct site sites[MAX_SITES];
-	struct probe_req reqs[2 * MAX_SITES];
-	size_t nsites = 0, nreqs = 0;
+	struct placing *pc = calloc(1, sizeof(*pc));
 	char path[96];
-	int attached = 0;
+	int err = -ENOMEM;
 
 	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)p->pid, m->start, m->end);
 	if (a->log)
 		fprintf(a->log, "memwatch: pid %d: %s%s%s%s allocator in %s (build-id %s)\n", (int)p->pid, alloc->name,
 			alloc->prefix[0] ? " (prefix " : "", alloc->prefix, alloc->prefix[0] ? ")" : "", o->path,
 			elf_file_build_id(o->elf) ? elf_file_build_id(o->elf) : "none");
-	for (size_t i = 0; i < alloc->nentries; i++) {
-		int r = probe_entry(a, o, &alloc->entries[i], sites, &nsites, reqs, &nreqs);
-		if (r < 0) {
-			if (a->log)
-				fprintf(a->log, "  %-24s cannot probe: %s\n", alloc->entries[i].name, strerror(-r));
-			return r;
-		}
-		attached += r;
-	}
-	if (!attached)
-		return -ENOENT;
+	if (pc && (pc->code = malloc(MAX_CODE)) && (pc->d = disasm_new()))
+		err = place_file(a, o, alloc, pc);
+	if (err == 0)
+		err = -ENOENT;
 	/* Nesting ranges first: the probes may fire the moment they exist. */
-	int err = add_nesting(a, p, o, alloc);
+	if (err > 0)
+		err = add_nesting(a, p, o, alloc);
 	if (!err)
-		err = attach_reqs(a, &a->heap, reqs, nreqs, p->pid, path);
+		err = attach_reqs(a, &a->heap, pc->reqs, pc->nreqs, p->pid, path);
 	if (!err)
 		note_allocator(a, alloc->name);
+	if (pc) {
+		disasm_free(pc->d);
+		free(pc->code);
+	}
+	free(pc);
 	return err;
 }
 

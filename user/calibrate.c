@@ -68,7 +68,10 @@ static int probe_offset(struct elf_file *elf, const char *name, unsigned args, u
 	if (!elf_file_find_func(elf, name, &sym))
 		return -ENOENT;
 	ssize_t len = elf_file_read(elf, sym.vaddr, code, sym.size < sizeof(code) ? sym.size : sizeof(code));
-	if (len <= 0 || place_probe(code, len, sym.vaddr, args, &pl))
+	struct disasm *d = disasm_new();
+	int placed = len > 0 && d ? place_probe(d, code, len, sym.vaddr, args, &pl) : -ENOENT;
+	disasm_free(d);
+	if (placed)
 		return -ENOENT;
 	return elf_file_vaddr_to_offset(elf, sym.vaddr + pl.offset, offset);
 }

@@ -62,10 +62,10 @@ static void live_by_class(const struct heapprof *hp, double classes[TL_SIZE_CLAS
 
 void diagnosis_sample(struct diagnosis *d, double t)
 {
-	static struct mw_page_stats stats;
+	struct mw_page_stats stats;
 	double classes[TL_SIZE_CLASSES];
 	int64_t live_by_size[TL_SIZE_CLASSES];
-	static uint64_t latency[MW_HIST_BUCKETS];
+	uint64_t latency[MW_HIST_BUCKETS];
 	struct process *p = procs_find(d->ps, d->pid);
 	struct reading r = { .t = t, .live_heap = -1, .arenas = -1 };
 
@@ -124,7 +124,7 @@ void diagnosis_print_interval(const struct diagnosis *d, FILE *out)
 
 static void refault_delays(const struct diagnosis *d, struct verdict_input *in)
 {
-	static struct mw_page_stats stats;
+	struct mw_page_stats stats;
 
 	if (!d->pg || pages_stats(d->pg, d->pid, &stats))
 		return;
@@ -134,7 +134,7 @@ static void refault_delays(const struct diagnosis *d, struct verdict_input *in)
 
 void diagnosis_conclude(struct diagnosis *d)
 {
-	static struct site_growth growth[MAX_GROWTH];
+	struct site_growth growth[MAX_GROWTH];
 	struct verdict_input in = {
 		.tl = &d->mon.tl,
 		.allocator = d->allocator,

@@ -190,13 +190,13 @@ void heapprof_scan_end(struct heapprof *hp)
 int live_map_scan(int live_fd, void (*visit)(void *ctx, const struct mw_live_key *key, uint64_t sample_id),
 		  void *ctx)
 {
-	static struct mw_live_key keys[SCAN_BATCH];
-	static uint64_t ids[SCAN_BATCH];
+	struct mw_live_key *keys = calloc(SCAN_BATCH, sizeof(*keys));
+	uint64_t *ids = calloc(SCAN_BATCH, sizeof(*ids));
 	uint64_t batch = 0;
 	bool first = true;
-	int err = 0;
+	int err = keys && ids ? 0 : -ENOMEM;
 
-	for (;;) {
+	while (!err) {
 		__u32 n = SCAN_BATCH;
 		LIBBPF_OPTS(bpf_map_batch_opts, opts);
 		err = bpf_map_lookup_batch(live_fd, first ? NULL : &batch, &batch, keys, ids, &n, &opts);
@@ -205,9 +205,9 @@ int live_map_scan(int live_fd, void (*visit)(void *ctx, const struct mw_live_key
 		first = false;
 		for (__u32 i = 0; i < n; i++)
 			visit(ctx, &keys[i], ids[i]);
-		if (err)
-			break;
 	}
+	free(keys);
+	free(ids);
 	return err == -ENOENT ? 0 : err;
 }
 

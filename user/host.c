@@ -299,7 +299,7 @@ static void scan_proc(struct host *h)
  * since last time. */
 static void refresh_activity(struct host *h)
 {
-	static struct mw_page_stats st;
+	struct mw_page_stats st;
 	uint64_t now = clock_ns(CLOCK_MONOTONIC);
 	struct hmap_slot *s;
 

@@ -438,9 +438,8 @@ static void heap_metrics(struct metrics *m, const struct proc_reading *r, size_t
 
 static void latency_metrics(struct metrics *m, const struct proc_reading *r, size_t n)
 {
-	static uint64_t total[MW_SC_COUNT][MW_HIST_BUCKETS];
+	uint64_t total[MW_SC_COUNT][MW_HIST_BUCKETS] = { { 0 } };
 
-	memset(total, 0, sizeof(total));
 	for (size_t i = 0; i < n; i++)
 		for (int sc = 0; r[i].st && sc < MW_SC_COUNT; sc++)
 			for (int b = 0; b < MW_HIST_BUCKETS; b++)

@@ -116,8 +116,10 @@ int latency_attach(struct latency_probe *lp, struct procs *ps, struct process *p
 	if (!o->elf || !elf_file_find_func(o->elf, lp->function, &sym))
 		return -ENOENT;
 	ssize_t len = elf_file_read(o->elf, sym.vaddr, code, sym.size && sym.size < sizeof(code) ? sym.size : sizeof(code));
-	if (len <= 0 || place_probe(code, len, sym.vaddr, 0, &pl) ||
-	    elf_file_vaddr_to_offset(o->elf, sym.vaddr + pl.offset, &offset))
+	struct disasm *d = disasm_new();
+	int placed = len > 0 && d ? place_probe(d, code, len, sym.vaddr, 0, &pl) : -ENOENT;
+	disasm_free(d);
+	if (placed || elf_file_vaddr_to_offset(o->elf, sym.vaddr + pl.offset, &offset))
 		return -ENOENT;
 	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)p->pid, m->start, m->end);
 	int err = attach_entry_exit(&lp->links, lp->multi, lp->skel->progs.lat_enter, lp->skel->progs.lat_exit, p->pid,

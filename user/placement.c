@@ -12,19 +12,30 @@
 
 #define MAX_SCAN 16
 
-static csh cs_handle;
-static bool cs_ready;
+struct disasm {
+	csh h;
+};
 
-static int capstone(csh *h)
+struct disasm *disasm_new(void)
 {
-	if (!cs_ready) {
-		if (cs_open(CS_ARCH_X86, CS_MODE_64, &cs_handle) != CS_ERR_OK)
-			return -ENOSYS;
-		cs_option(cs_handle, CS_OPT_DETAIL, CS_OPT_ON);
-		cs_ready = true;
+	struct disasm *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		return NULL;
+	if (cs_open(CS_ARCH_X86, CS_MODE_64, &d->h) != CS_ERR_OK) {
+		free(d);
+		return NULL;
 	}
-	*h = cs_handle;
-	return 0;
+	cs_option(d->h, CS_OPT_DETAIL, CS_OPT_ON);
+	return d;
+}
+
+void disasm_free(struct disasm *d)
+{
+	if (!d)
+		return;
+	cs_close(&d->h);
+	free(d);
 }
 
 /* ---- what the kernel emulates (arch/x86/kernel/uprobes.c) ---- */
@@ -197,31 +208,27 @@ static bool blocks_scan(csh h, const cs_insn *insn, uint64_t off, unsigned arg_m
 
 /* ---- whole-body sweeps ---- */
 
-static bool direct_branch_target(const cs_insn *insn, uint64_t *target)
+static bool direct_branch_target(csh h, const cs_insn *insn, uint64_t *target)
 {
 	const cs_x86 *x = &insn->detail->x86;
-	bool branch = cs_insn_group(cs_handle, insn, CS_GRP_JUMP) || cs_insn_group(cs_handle, insn, CS_GRP_CALL);
+	bool branch = cs_insn_group(h, insn, CS_GRP_JUMP) || cs_insn_group(h, insn, CS_GRP_CALL);
 	if (!branch || x->op_count != 1 || x->operands[0].type != X86_OP_IMM)
 		return false;
 	*target = (uint64_t)x->operands[0].imm;
 	return true;
 }
 
-typedef void (*visit_fn)(const cs_insn *insn, void *arg);
+typedef void (*visit_fn)(csh h, const cs_insn *insn, void *arg);
 
 /* Linear sweep over code, stepping one byte past what does not decode. */
-static int sweep(const uint8_t *code, size_t len, uint64_t vaddr, visit_fn visit, void *arg)
+static int sweep(csh h, const uint8_t *code, size_t len, uint64_t vaddr, visit_fn visit, void *arg)
 {
-	csh h;
-	int err = capstone(&h);
-	if (err)
-		return err;
 	cs_insn *insn = cs_malloc(h);
 	if (!insn)
 		return -ENOMEM;
 	while (len > 0) {
 		if (cs_disasm_iter(h, &code, &len, &vaddr, insn)) {
-			visit(insn, arg);
+			visit(h, insn, arg);
 			continue;
 		}
 		code++;
@@ -237,11 +244,11 @@ struct first_target {
 	uint64_t lowest;	/* lowest branch target past start, or the function's end */
 };
 
-static void note_internal_target(const cs_insn *insn, void *arg)
+static void note_internal_target(csh h, const cs_insn *insn, void *arg)
 {
 	struct first_target *ft = arg;
 	uint64_t target;
-	if (direct_branch_target(insn, &target) && target > ft->start && target < ft->lowest)
+	if (direct_branch_target(h, insn, &target) && target > ft->start && target < ft->lowest)
 		ft->lowest = target;
 }
 
@@ -253,11 +260,11 @@ struct exits {
 	size_t count, cap;
 };
 
-static void note_exit(const cs_insn *insn, void *arg)
+static void note_exit(csh h, const cs_insn *insn, void *arg)
 {
 	struct exits *tc = arg;
 	uint64_t target;
-	if (insn->id != tc->insn_id || !direct_branch_target(insn, &target))
+	if (insn->id != tc->insn_id || !direct_branch_target(h, insn, &target))
 		return;
 	if (target >= tc->start && target < tc->end)
 		return;
@@ -269,11 +276,11 @@ static void note_exit(const cs_insn *insn, void *arg)
 	tc->seen[tc->count++] = target;
 }
 
-static size_t find_exits(unsigned insn_id, const uint8_t *code, size_t len, uint64_t vaddr, uint64_t *targets,
-			 size_t max)
+static size_t find_exits(struct disasm *d, unsigned insn_id, const uint8_t *code, size_t len, uint64_t vaddr,
+			 uint64_t *targets, size_t max)
 {
 	struct exits tc = { .insn_id = insn_id, .start = vaddr, .end = vaddr + len };
-	if (!code || sweep(code, len, vaddr, note_exit, &tc))
+	if (!d || !code || sweep(d->h, code, len, vaddr, note_exit, &tc))
 		return 0;
 	for (size_t i = 0; i < tc.count && i < max; i++)
 		targets[i] = tc.seen[i];
@@ -281,14 +288,15 @@ static size_t find_exits(unsigned insn_id, const uint8_t *code, size_t len, uint
 	return tc.count;
 }
 
-size_t find_tail_calls(const uint8_t *code, size_t len, uint64_t vaddr, uint64_t *targets, size_t max)
+size_t find_tail_calls(struct disasm *d, const uint8_t *code, size_t len, uint64_t vaddr, uint64_t *targets,
+		       size_t max)
 {
-	return find_exits(X86_INS_JMP, code, len, vaddr, targets, max);
+	return find_exits(d, X86_INS_JMP, code, len, vaddr, targets, max);
 }
 
-size_t find_calls(const uint8_t *code, size_t len, uint64_t vaddr, uint64_t *targets, size_t max)
+size_t find_calls(struct disasm *d, const uint8_t *code, size_t len, uint64_t vaddr, uint64_t *targets, size_t max)
 {
-	return find_exits(X86_INS_CALL, code, len, vaddr, targets, max);
+	return find_exits(d, X86_INS_CALL, code, len, vaddr, targets, max);
 }
 
 /* ---- the entry scan ---- */
@@ -338,15 +346,16 @@ static void scan_entry(csh h, cs_insn *insn, const uint8_t *code, size_t len, ui
 	put_text(out->why, sizeof(out->why), "no emulated instruction in the first %d", MAX_SCAN);
 }
 
-int place_probe(const uint8_t *code, size_t len, uint64_t vaddr, unsigned arg_mask, struct placement *out)
+int place_probe(struct disasm *d, const uint8_t *code, size_t len, uint64_t vaddr, unsigned arg_mask,
+		struct placement *out)
 {
-	if (!code || !len || !out)
+	if (!d || !code || !len || !out)
 		return -EINVAL;
 	memset(out, 0, sizeof(*out));
 	struct first_target ft = { .start = vaddr, .lowest = vaddr + len };
-	int err = sweep(code, len, vaddr, note_internal_target, &ft);
-	csh h;
-	if (err || (err = capstone(&h)))
+	csh h = d->h;
+	int err = sweep(h, code, len, vaddr, note_internal_target, &ft);
+	if (err)
 		return err;
 	cs_insn *insn = cs_malloc(h);
 	if (!insn)

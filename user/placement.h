@@ -14,14 +14,16 @@
  * the return address slot, nor an argument register the probe reads, and
  * that do not transfer control; and only where no branch inside the
  * function lands between the first byte and the probe, so it fires exactly
- * once per call. Uses one capstone handle, opened on first use: not
- * thread-safe. */
+ * once per call. The decoder (capstone) comes from disasm_new: one per
+ * thread. */
 #ifndef MW_PLACEMENT_H
 #define MW_PLACEMENT_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+struct disasm;
 
 #define PLACE_ARG(n) (1u << (n))	/* SysV argument n (0 = rdi ... 5 = r9) */
 
@@ -32,17 +34,22 @@ struct placement {
 	char why[96];		/* when !emulated: why the first byte was kept */
 };
 
+/* An x86-64 decoder; NULL if capstone cannot be opened. */
+struct disasm *disasm_new(void);
+void disasm_free(struct disasm *d);
+
 /* code/len: the function body (len = symbol size, or what is available),
  * vaddr: its address. Fills out and returns 0 (offset 0, !emulated when no
- * better place exists); -EINVAL on bad arguments, -ENOSYS if capstone cannot
- * be opened. */
-int place_probe(const uint8_t *code, size_t len, uint64_t vaddr, unsigned arg_mask, struct placement *out);
+ * better place exists); -EINVAL on bad arguments (d NULL included). */
+int place_probe(struct disasm *d, const uint8_t *code, size_t len, uint64_t vaddr, unsigned arg_mask,
+		struct placement *out);
 
 /* Targets of unconditional direct jumps (jmp rel8/rel32) that leave
  * [vaddr, vaddr+len): tail calls. Returns the number of distinct targets,
  * fills up to max in the order first seen. */
-size_t find_tail_calls(const uint8_t *code, size_t len, uint64_t vaddr, uint64_t *targets, size_t max);
+size_t find_tail_calls(struct disasm *d, const uint8_t *code, size_t len, uint64_t vaddr, uint64_t *targets,
+		       size_t max);
 /* The same for direct calls (call rel32) to functions outside it. */
-size_t find_calls(const uint8_t *code, size_t len, uint64_t vaddr, uint64_t *targets, size_t max);
+size_t find_calls(struct disasm *d, const uint8_t *code, size_t len, uint64_t vaddr, uint64_t *targets, size_t max);
 
 #endif

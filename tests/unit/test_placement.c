@@ -15,6 +15,21 @@
 #include "elf_file.h"
 #include "placement.h"
 
+/* One decoder for every test (group setup). */
+static struct disasm *dis;
+
+static int open_decoder(void **state)
+{
+	dis = disasm_new();
+	return dis ? 0 : -1;
+}
+
+static int close_decoder(void **state)
+{
+	disasm_free(dis);
+	return 0;
+}
+
 #define BASE 0x1000
 #define RDI PLACE_ARG(0)
 #define RSI PLACE_ARG(1)
@@ -27,7 +42,7 @@
 static struct placement place(const uint8_t *code, size_t len, unsigned mask)
 {
 	struct placement p;
-	assert_int_equal(place_probe(code, len, BASE, mask, &p), 0);
+	assert_int_equal(place_probe(dis, code, len, BASE, mask, &p), 0);
 	return p;
 }
 
@@ -255,9 +270,10 @@ static void bad_arguments(void **state)
 {
 	static const uint8_t code[] = { 0xc3 };
 	struct placement p;
-	assert_int_equal(place_probe(NULL, 1, BASE, 0, &p), -EINVAL);
-	assert_int_equal(place_probe(code, 0, BASE, 0, &p), -EINVAL);
-	assert_int_equal(place_probe(code, 1, BASE, 0, NULL), -EINVAL);
+	assert_int_equal(place_probe(dis, NULL, 1, BASE, 0, &p), -EINVAL);
+	assert_int_equal(place_probe(dis, code, 0, BASE, 0, &p), -EINVAL);
+	assert_int_equal(place_probe(dis, code, 1, BASE, 0, NULL), -EINVAL);
+	assert_int_equal(place_probe(NULL, code, 1, BASE, 0, &p), -EINVAL);
 }
 
 static void tail_calls_synthetic(void **state)
@@ -272,10 +288,10 @@ static void tail_calls_synthetic(void **state)
 		0x0f, 0x85, 0xe4, 0x2f, 0x00, 0x00,	/* 16: jne 0x4000: conditional, not counted */
 	};
 	uint64_t targets[4];
-	assert_int_equal(find_tail_calls(code, sizeof(code), BASE, targets, 4), 2);
+	assert_int_equal(find_tail_calls(dis, code, sizeof(code), BASE, targets, 4), 2);
 	assert_int_equal(targets[0], 0x2000);
 	assert_int_equal(targets[1], 0x3000);
-	assert_int_equal(find_tail_calls(code, sizeof(code), BASE, targets, 1), 2);
+	assert_int_equal(find_tail_calls(dis, code, sizeof(code), BASE, targets, 1), 2);
 	assert_int_equal(targets[0], 0x2000);
 }
 
@@ -322,7 +338,7 @@ static bool place_function(struct elf_file *f, const struct entry_point *ep, str
 	if (!elf_file_find_func(f, ep->name, &sym))
 		return false;
 	uint8_t *code = read_function(f, &sym, &len);
-	assert_int_equal(place_probe(code, len, sym.vaddr, ep->args, p), 0);
+	assert_int_equal(place_probe(dis, code, len, sym.vaddr, ep->args, p), 0);
 	free(code);
 	print_message("  %-15s %#8llx +%-3llu %-9s %-28s %s\n", ep->name, (unsigned long long)sym.vaddr,
 		      (unsigned long long)p->offset, p->emulated ? "emulated" : "stepped", p->insn,
@@ -375,7 +391,7 @@ static void reallocarray_tail_calls_realloc(void **state)
 	assert_true(elf_file_find_func(f, "reallocarray", &sym));
 	uint8_t *code = read_function(f, &sym, &len);
 	uint64_t targets[4];
-	size_t n = find_tail_calls(code, len, sym.vaddr, targets, 4);
+	size_t n = find_tail_calls(dis, code, len, sym.vaddr, targets, 4);
 	assert_int_equal(n, 1);
 	assert_string_equal(elf_file_plt_target(f, targets[0]), "realloc");
 	assert_null(elf_file_plt_target(f, targets[0] + 1));
@@ -410,5 +426,5 @@ int main(void)
 		cmocka_unit_test(real_jemalloc_tcmalloc),
 		cmocka_unit_test(reallocarray_tail_calls_realloc),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, open_decoder, close_decoder);
 }
