@@ -412,17 +412,41 @@ static bool visited(const struct attacher *a, pid_t pid, const struct objfile *o
 
 /* The allocator o holds, analyzed once per file (--allocator is fixed for
  * the whole run). */
-static const struct allocator *allocator_of(struct attacher *a, struct objfile *o)
+static const struct allocator *objfile_allocator(struct objfile *o, const char *only)
 {
 	if (!o->alloc_checked) {
 		o->alloc_checked = true;
 		o->alloc = malloc(sizeof(*o->alloc));
-		if (o->alloc && !allocator_find(o->elf, o->path, a->only, o->alloc)) {
+		if (o->alloc && !allocator_find(o->elf, o->path, only, o->alloc)) {
 			free(o->alloc);
 			o->alloc = NULL;
 		}
 	}
 	return o->alloc;
+}
+
+static const struct allocator *allocator_of(struct attacher *a, struct objfile *o)
+{
+	return objfile_allocator(o, a->only);
+}
+
+const char *allocator_in_use(struct process *p, const char *only)
+{
+	const char *found = NULL;
+
+	for (size_t i = 0; i < p->maps.n; i++) {
+		const struct mapping *m = &p->maps.v[i];
+		struct objfile *o = m->data;
+		const struct allocator *alloc = m->executable && o && o->elf ? objfile_allocator(o, only) : NULL;
+		if (!alloc)
+			continue;
+		/* Linked or preloaded, jemalloc and tcmalloc take malloc over
+		 * from the glibc every process maps too. */
+		if (strcmp(alloc->name, "glibc"))
+			return alloc->name;
+		found = alloc->name;
+	}
+	return found;
 }
 
 int attach_allocators(struct attacher *a, struct procs *ps, struct process *p)

@@ -54,6 +54,10 @@ void attacher_init(struct attacher *a, const struct probe_progs *progs, const ch
 int attach_allocators(struct attacher *a, struct procs *ps, struct process *p);
 /* p called exec: redo nesting ranges for its new maps, probe new allocators. */
 int attach_after_exec(struct attacher *a, struct procs *ps, struct process *p);
+/* The allocator p's malloc resolves to, by what discovery finds in the
+ * files p maps (a jemalloc or tcmalloc before the glibc mapped anyway;
+ * only: --allocator's list, or NULL); NULL if it finds none it knows. */
+const char *allocator_in_use(struct process *p, const char *only);
 /* Hooks the dynamic loader mapped in p (or, when p has not exec'd yet, the
  * interpreter file at path) so that memwatch hears of dlopen. */
 int attach_loader(struct attacher *a, pid_t pid, const char *path);

@@ -6,23 +6,14 @@
 #include <string.h>
 
 #include "heapprof.h"
-#include "hist.h"
-#include "latency.h"
-#include "memstat.h"
-#include "pages.h"
-#include "process.h"
 
 #define MAX_GROWTH 16
 
-void diagnosis_init(struct diagnosis *d, pid_t pid, struct heapprof *hp, struct pages *pg,
-		    struct latency_probe *lat, struct procs *ps)
+void diagnosis_init(struct diagnosis *d, pid_t pid, struct heapprof *hp, struct procs *ps)
 {
 	memset(d, 0, sizeof(*d));
 	monitor_init(&d->mon);
-	d->pid = pid;
 	d->hp = hp;
-	d->pg = pg;
-	d->lat = lat;
 	d->ps = ps;
 	d->mon.tl.pid = pid;
 	d->mon.tl.have_heap = hp != NULL;
@@ -33,20 +24,13 @@ void diagnosis_free(struct diagnosis *d)
 	monitor_free(&d->mon);
 }
 
-/* The allocator memwatch probes, or for --pages-only the one the maps show. */
-static const char *allocator_in(const struct process *p)
+void diagnosis_describe(struct diagnosis *d, const char *comm, const char *allocator, const char *probe,
+			const char *probe_function)
 {
-	const char *found = "glibc";
-
-	for (size_t i = 0; p && i < p->maps.n; i++) {
-		const char *base = strrchr(p->maps.v[i].path, '/');
-		base = base ? base + 1 : p->maps.v[i].path;
-		if (!strncmp(base, "libjemalloc", 11))
-			return "jemalloc";
-		if (!strncmp(base, "libtcmalloc", 11))
-			found = "tcmalloc";
-	}
-	return found;
+	d->mon.tl.comm = comm;
+	d->mon.tl.allocator = d->allocator = allocator;
+	d->mon.tl.probe = probe;
+	d->probe_function = probe_function;
 }
 
 /* Folds heapprof's power-of-two buckets into the timeline's size classes. */
@@ -60,41 +44,26 @@ static void live_by_class(const struct heapprof *hp, double classes[TL_SIZE_CLAS
 		classes[tl_size_class(1ull << b)] += buckets[b];
 }
 
-void diagnosis_sample(struct diagnosis *d, double t)
+void diagnosis_sample(struct diagnosis *d, struct reading *r)
 {
-	struct mw_page_stats stats;
 	double classes[TL_SIZE_CLASSES];
 	int64_t live_by_size[TL_SIZE_CLASSES];
-	uint64_t latency[MW_HIST_BUCKETS];
-	struct process *p = procs_find(d->ps, d->pid);
-	struct reading r = { .t = t, .live_heap = -1, .arenas = -1 };
 
-	if (!d->allocator)
-		d->allocator = allocator_in(p);
-	memstat_read(d->pid, &r.mem);
-	if (d->pg && !pages_stats(d->pg, d->pid, &stats))
-		r.pages = &stats;
-	else if (d->pg)
-		r.pages = memset(&stats, 0, sizeof(stats));
+	r->live_heap = -1;
+	r->live_by_size = NULL;
 	if (d->hp) {
-		r.live_heap = llround(d->hp->tot.inuse_bytes);
+		r->live_heap = llround(d->hp->tot.inuse_bytes);
 		live_by_class(d->hp, classes);
 		for (int c = 0; c < TL_SIZE_CLASSES; c++)
 			live_by_size[c] = llround(classes[c]);
-		r.live_by_size = live_by_size;
+		r->live_by_size = live_by_size;
 		if (!d->baseline_marked) {
 			heapprof_mark_baseline(d->hp);
 			d->baseline_marked = true;
 		}
 	}
-	if (d->lat && d->lat->attached && !latency_read(d->lat, latency))
-		r.latency = latency;
-	if (p && !strcmp(d->allocator, "glibc") && !process_refresh(d->ps, p))
-		r.arenas = glibc_arenas(&p->maps);
-	d->mon.tl.allocator = d->allocator;
-	d->mon.tl.comm = p ? p->comm : NULL;
-	d->mon.tl.probe = d->lat && d->lat->attached ? d->lat->where : NULL;
-	monitor_add(&d->mon, &r);
+	d->have_pages |= r->pages != NULL;
+	monitor_add(&d->mon, r);
 }
 
 static void print_rate(FILE *out, double bytes_per_s)
@@ -107,7 +76,7 @@ static void print_rate(FILE *out, double bytes_per_s)
 
 void diagnosis_print_interval(const struct diagnosis *d, FILE *out)
 {
-	if (!d->mon.tl.n || !d->pg)
+	if (!d->mon.tl.n || !d->have_pages)
 		return;
 	const struct tl_point *p = &d->mon.tl.v[d->mon.tl.n - 1];
 	double dt = p->dt > 0 ? p->dt : 1;
@@ -122,14 +91,13 @@ void diagnosis_print_interval(const struct diagnosis *d, FILE *out)
 	fputc('\n', out);
 }
 
+/* Purge-to-refault delays, from the last reading's counters. */
 static void refault_delays(const struct diagnosis *d, struct verdict_input *in)
 {
-	struct mw_page_stats stats;
-
-	if (!d->pg || pages_stats(d->pg, d->pid, &stats))
+	if (!d->have_pages)
 		return;
-	in->refaults_total = stats.refaults;
-	in->refaults_within_1s = stats.refaults_soon;
+	in->refaults_total = d->mon.last_pages.refaults;
+	in->refaults_within_1s = d->mon.last_pages.refaults_soon;
 }
 
 void diagnosis_conclude(struct diagnosis *d)
@@ -169,17 +137,17 @@ static char *correlation_line(const struct diagnosis *d)
 	char *line = NULL;
 	int len;
 
-	if (!d->lat || !d->lat->attached)
+	if (!d->probe_function)
 		return NULL;
 	if (!verdict_sustained(c->hot_intervals, c->intervals))
 		len = asprintf(&line, "latency: %s p50 %.1f us, p99 %.1f us (medians over %zu intervals); "
 				      "correlation with thrash: none (refaults reached %.0f MiB/s in %zu of them: "
-				      "no thrash)", d->lat->function, c->p50_us, c->p99_us, c->intervals,
+				      "no thrash)", d->probe_function, c->p50_us, c->p99_us, c->intervals,
 			       VERDICT_HOT_BYTES_PER_S / 1048576.0, c->hot_intervals);
 	else
 		len = asprintf(&line, "latency: %s p99 vs refault rate: r = %.2f (%s), p50: r = %.2f (%s); "
 				      "p99 vs fault rate: r = %.2f; over %zu intervals, %zu refaulting",
-			       d->lat->function, c->r_p99, strength(c->r_p99), c->r_p50, strength(c->r_p50),
+			       d->probe_function, c->r_p99, strength(c->r_p99), c->r_p50, strength(c->r_p50),
 			       c->r_p99_faults, c->intervals, c->hot_intervals);
 	return len < 0 ? NULL : line;
 }
@@ -234,13 +202,13 @@ size_t diagnosis_comments(const struct diagnosis *d, char **lines, size_t max)
 	return n;
 }
 
-void diagnosis_print(const struct diagnosis *d, FILE *out)
+void diagnosis_print(const struct diagnosis *d, const char *prefix, FILE *out)
 {
 	char *lines[VERDICT_MAX_EVIDENCE + 5];
 	size_t n = diagnosis_comments(d, lines, sizeof(lines) / sizeof(lines[0]));
 
 	for (size_t i = 0; i < n; i++) {
-		fprintf(out, "memwatch: %s\n", lines[i]);
+		fprintf(out, "memwatch: %s%s\n", prefix, lines[i]);
 		free(lines[i]);
 	}
 }

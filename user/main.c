@@ -31,6 +31,7 @@
 #include "heapprof.h"
 #include "host.h"
 #include "latency.h"
+#include "memstat.h"
 #include "outfile.h"
 #include "pageprof.h"
 #include "pages.h"
@@ -460,8 +461,7 @@ static int load_bpf(struct session *s, pid_t tgid)
 		}
 		s->have_lat = true;
 	}
-	diagnosis_init(&s->diag, tgid, s->opt.pages_only ? NULL : &s->hp, &s->pages, s->have_lat ? &s->lat : NULL,
-		       &s->procs);
+	diagnosis_init(&s->diag, tgid, s->opt.pages_only ? NULL : &s->hp, &s->procs);
 	return 0;
 }
 
@@ -753,6 +753,31 @@ static void run_budget(struct session *s, uint64_t now)
 	}
 }
 
+/* One interval's reading for the diagnosis: the kernel side's counters,
+ * /proc, the probed latency; the live heap comes from the heap profile. */
+static void sample_diagnosis(struct session *s, double t)
+{
+	struct mw_page_stats stats;
+	uint64_t latency[MW_HIST_BUCKETS];
+	struct process *p = procs_find(&s->procs, s->target);
+	struct reading r = { .t = t, .arenas = -1, .pages = &stats };
+	const char *allocator = s->diag.allocator;
+	bool lat = s->have_lat && s->lat.attached;
+
+	if (!allocator && p)
+		allocator = allocator_in_use(p, s->opt.allocator);
+	memstat_read(s->target, &r.mem);
+	if (pages_stats(&s->pages, s->target, &stats))
+		memset(&stats, 0, sizeof(stats));
+	if (lat && !latency_read(&s->lat, latency))
+		r.latency = latency;
+	if (p && allocator && !strcmp(allocator, "glibc") && !process_refresh(&s->procs, p))
+		r.arenas = glibc_arenas(&p->maps);
+	diagnosis_describe(&s->diag, p ? p->comm : NULL, allocator, lat ? s->lat.where : NULL,
+			   lat ? s->lat.function : NULL);
+	diagnosis_sample(&s->diag, &r);
+}
+
 /* Every interval (-i, or 1 s): the live blocks (which also keeps the
  * sample records bounded), the timeline's reading, the live summary. */
 static void tick(struct session *s, uint64_t now)
@@ -760,7 +785,7 @@ static void tick(struct session *s, uint64_t now)
 	if (!s->opt.pages_only)
 		heapprof_scan_live(&s->hp, heapbpf_live_fd(&s->bpf));
 	if (s->have_pages)
-		diagnosis_sample(&s->diag, (now - s->start_ns) / 1e9);
+		sample_diagnosis(s, (now - s->start_ns) / 1e9);
 	if (s->opt.interval) {
 		print_summary(s, "after");
 		diagnosis_print_interval(&s->diag, stderr);
@@ -961,9 +986,9 @@ static void conclude(struct session *s)
 {
 	if (!s->have_pages)
 		return;
-	diagnosis_sample(&s->diag, (clock_ns(CLOCK_MONOTONIC) - s->start_ns) / 1e9);
+	sample_diagnosis(s, (clock_ns(CLOCK_MONOTONIC) - s->start_ns) / 1e9);
 	diagnosis_conclude(&s->diag);
-	diagnosis_print(&s->diag, stderr);
+	diagnosis_print(&s->diag, "", stderr);
 }
 
 static int finish(struct session *s)
