@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include "hashmap.h"
+#include "heapbpf.h"
 #include "memwatch.h"
 #include "placement.h"
 
@@ -18,17 +19,6 @@ struct bpf_link;
 struct process;
 struct procs;
 struct objfile;
-
-/* The BPF programs put at probe sites (memwatch's, or empty ones). */
-struct probe_progs {
-	struct bpf_program *enter[MW_LAYOUT_COUNT];	/* entry, by argument layout */
-	struct bpf_program *exit;	/* allocation return */
-	struct bpf_program *loader;	/* ld.so _dl_debug_state; may be NULL */
-	int nests_fd;			/* BPF map of nesting ranges; -1: none */
-	bool multi;			/* uprobe_multi links, not perf events */
-	bool session;			/* allocation entries are uprobe sessions */
-	bool no_frees;			/* --alloc-only: release entries get no probe */
-};
 
 struct link_set {
 	struct bpf_link **links;	/* classic perf-event uprobes */

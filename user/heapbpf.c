@@ -15,13 +15,24 @@
 #define BPF_TRACE_UPROBE_MULTI_ 48
 #define BPF_TRACE_UPROBE_SESSION_ 57
 
+static const char *const attach_modes[] = {
+	[ATTACH_AUTO] = "auto", [ATTACH_SESSION] = "session", [ATTACH_MULTI] = "multi", [ATTACH_CLASSIC] = "classic",
+};
+
 const char *attach_mode_name(enum attach_mode mode)
 {
-	static const char *const names[] = {
-		[ATTACH_AUTO] = "auto", [ATTACH_SESSION] = "session",
-		[ATTACH_MULTI] = "multi", [ATTACH_CLASSIC] = "classic",
-	};
-	return names[mode];
+	return (unsigned)mode <= ATTACH_CLASSIC ? attach_modes[mode] : "?";
+}
+
+int attach_mode_parse(const char *name, enum attach_mode *out)
+{
+	for (enum attach_mode m = ATTACH_AUTO; m <= ATTACH_CLASSIC; m++) {
+		if (!strcmp(name, attach_modes[m])) {
+			*out = m;
+			return 0;
+		}
+	}
+	return -1;
 }
 
 static bool is_session_prog(const struct bpf_program *prog)
@@ -263,6 +274,32 @@ int heapbpf_live_fd(const struct heapbpf *b)
 int heapbpf_events_fd(const struct heapbpf *b)
 {
 	return b->skel ? bpf_map__fd(b->skel->maps.events) : -1;
+}
+
+#define SCAN_BATCH 4096
+
+int live_map_scan(int live_fd, void (*visit)(void *ctx, const struct mw_live_key *key, uint64_t sample_id),
+		  void *ctx)
+{
+	struct mw_live_key *keys = calloc(SCAN_BATCH, sizeof(*keys));
+	uint64_t *ids = calloc(SCAN_BATCH, sizeof(*ids));
+	uint64_t batch = 0;
+	bool first = true;
+	int err = keys && ids ? 0 : -ENOMEM;
+
+	while (!err) {
+		__u32 n = SCAN_BATCH;
+		LIBBPF_OPTS(bpf_map_batch_opts, opts);
+		err = bpf_map_lookup_batch(live_fd, first ? NULL : &batch, &batch, keys, ids, &n, &opts);
+		if (err)
+			err = -errno;
+		first = false;
+		for (__u32 i = 0; i < n; i++)
+			visit(ctx, &keys[i], ids[i]);
+	}
+	free(keys);
+	free(ids);
+	return err == -ENOENT ? 0 : err;
 }
 
 void heapbpf_stop_on_loader(struct heapbpf *b, bool stop)

@@ -7,23 +7,26 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "attach.h"
+#include "attach_mode.h"
 #include "memwatch.h"
 
+struct bpf_program;
 struct heap_bpf;
 struct heap_session_bpf;
 struct floor_bpf;
 
-/* How probes attach: uprobe sessions for allocations (6.13+: no return probe
- * on unsampled calls), uprobe_multi links (6.6+), or one perf event per
- * probe. auto takes the first the kernel offers. */
-enum attach_mode {
-	ATTACH_AUTO,
-	ATTACH_SESSION,
-	ATTACH_MULTI,
-	ATTACH_CLASSIC,
-};
 struct bpf_link;
+
+/* The BPF programs put at probe sites (memwatch's, or empty ones). */
+struct probe_progs {
+	struct bpf_program *enter[MW_LAYOUT_COUNT];	/* entry, by argument layout */
+	struct bpf_program *exit;	/* allocation return */
+	struct bpf_program *loader;	/* ld.so _dl_debug_state; may be NULL */
+	int nests_fd;			/* BPF map of nesting ranges; -1: none */
+	bool multi;			/* uprobe_multi links, not perf events */
+	bool session;			/* allocation entries are uprobe sessions */
+	bool no_frees;			/* --alloc-only: release entries get no probe */
+};
 
 struct heapbpf_config {
 	pid_t tgid;		/* 0: any process the probes are attached to */
@@ -51,9 +54,12 @@ void heapbpf_progs(const struct heapbpf *b, struct probe_progs *out);
 void counters_read(int fd, uint64_t out[MW_CNT_NR]);
 void heapbpf_counters(const struct heapbpf *b, uint64_t out[MW_CNT_NR]);
 int heapbpf_live_fd(const struct heapbpf *b);
+/* Calls visit for every live sampled block (the live map), in batches.
+ * 0 or -errno. */
+int live_map_scan(int live_fd, void (*visit)(void *ctx, const struct mw_live_key *key, uint64_t sample_id),
+		  void *ctx);
 int heapbpf_events_fd(const struct heapbpf *b);	/* the event ring; -1 without */
 void heapbpf_stop_on_loader(struct heapbpf *b, bool stop);
 void heapbpf_destroy(struct heapbpf *b);
-const char *attach_mode_name(enum attach_mode mode);
 
 #endif

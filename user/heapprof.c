@@ -1,6 +1,5 @@
 #include "heapprof.h"
 
-#include <bpf/bpf.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -168,8 +167,6 @@ static void forget_freed(struct heapprof *hp)
 	}
 }
 
-#define SCAN_BATCH 4096
-
 void heapprof_scan_begin(struct heapprof *hp)
 {
 	hp->scan_gen++;
@@ -185,43 +182,6 @@ void heapprof_scan_count(struct heapprof *hp, uint64_t sample_id)
 void heapprof_scan_end(struct heapprof *hp)
 {
 	forget_freed(hp);
-}
-
-int live_map_scan(int live_fd, void (*visit)(void *ctx, const struct mw_live_key *key, uint64_t sample_id),
-		  void *ctx)
-{
-	struct mw_live_key *keys = calloc(SCAN_BATCH, sizeof(*keys));
-	uint64_t *ids = calloc(SCAN_BATCH, sizeof(*ids));
-	uint64_t batch = 0;
-	bool first = true;
-	int err = keys && ids ? 0 : -ENOMEM;
-
-	while (!err) {
-		__u32 n = SCAN_BATCH;
-		LIBBPF_OPTS(bpf_map_batch_opts, opts);
-		err = bpf_map_lookup_batch(live_fd, first ? NULL : &batch, &batch, keys, ids, &n, &opts);
-		if (err)
-			err = -errno;
-		first = false;
-		for (__u32 i = 0; i < n; i++)
-			visit(ctx, &keys[i], ids[i]);
-	}
-	free(keys);
-	free(ids);
-	return err == -ENOENT ? 0 : err;
-}
-
-static void visit_one(void *ctx, const struct mw_live_key *key, uint64_t sample_id)
-{
-	count_live(ctx, sample_id);
-}
-
-int heapprof_scan_live(struct heapprof *hp, int live_fd)
-{
-	heapprof_scan_begin(hp);
-	int err = live_map_scan(live_fd, visit_one, hp);
-	heapprof_scan_end(hp);
-	return err;
 }
 
 static bool is_allocator_frame(struct heapprof *hp, const char *fn)

@@ -13,9 +13,14 @@
 #include "memwatch.h"
 #include "profile.h"
 #include "stacks.h"
-#include "verdict.h"
 
 struct procs;
+
+/* A heap site's in-use bytes at the start and the end of the run. */
+struct site_growth {
+	const char *name;
+	double first_bytes, last_bytes;
+};
 
 struct heap_site {
 	uint32_t stack;
@@ -62,17 +67,12 @@ void heapprof_free(struct heapprof *hp);
 /* Records a sample whose stack was already interned. */
 int heapprof_add(struct heapprof *hp, uint64_t sample_id, uint32_t stack, pid_t pid, uint64_t size);
 void heapprof_cancel(struct heapprof *hp, uint64_t sample_id);
-/* Recomputes in-use values from the BPF live map; forgets samples whose block
- * has been absent from two scans in a row. 0 or -errno. */
-int heapprof_scan_live(struct heapprof *hp, int live_fd);
-/* The same for several profiles from one pass over the map: begin each,
- * count each live sample into its process's profile, end each. */
+/* In-use values from a scan of the live sampled blocks (the BPF live
+ * map): begin, count each live block's sample, end. The end forgets
+ * samples whose block has been absent from two scans in a row. */
 void heapprof_scan_begin(struct heapprof *hp);
 void heapprof_scan_count(struct heapprof *hp, uint64_t sample_id);
 void heapprof_scan_end(struct heapprof *hp);
-/* Calls visit for every entry of the BPF live map, in batches. 0 or -errno. */
-int live_map_scan(int live_fd, void (*visit)(void *ctx, const struct mw_live_key *key, uint64_t sample_id),
-		  void *ctx);
 int heapprof_write(struct heapprof *hp, struct procs *ps, const struct profile_meta *meta, int fd);
 
 /* Every site's values at one moment, for delta profiles. */

@@ -753,6 +753,19 @@ static void run_budget(struct session *s, uint64_t now)
 	}
 }
 
+static void count_live(void *hp, const struct mw_live_key *key, uint64_t sample_id)
+{
+	heapprof_scan_count(hp, sample_id);
+}
+
+/* Fresh in-use values from the live map. */
+static void scan_live(struct session *s)
+{
+	heapprof_scan_begin(&s->hp);
+	live_map_scan(heapbpf_live_fd(&s->bpf), count_live, &s->hp);
+	heapprof_scan_end(&s->hp);
+}
+
 /* One interval's reading for the diagnosis: the kernel side's counters,
  * /proc, the probed latency; the live heap comes from the heap profile. */
 static void sample_diagnosis(struct session *s, double t)
@@ -783,7 +796,7 @@ static void sample_diagnosis(struct session *s, double t)
 static void tick(struct session *s, uint64_t now)
 {
 	if (!s->opt.pages_only)
-		heapprof_scan_live(&s->hp, heapbpf_live_fd(&s->bpf));
+		scan_live(s);
 	if (s->have_pages)
 		sample_diagnosis(s, (now - s->start_ns) / 1e9);
 	if (s->opt.interval) {
@@ -1011,7 +1024,7 @@ static int finish(struct session *s)
 		return 0;
 	}
 	if (!s->opt.pages_only)
-		heapprof_scan_live(&s->hp, heapbpf_live_fd(&s->bpf));
+		scan_live(s);
 	print_summary(s, "done after");
 	if (s->opt.max_overhead) {
 		char *line = NULL;

@@ -1,7 +1,6 @@
 #include "options.h"
 
 #include "allocators.h"
-#include "heapbpf.h"
 #include "version.h"
 
 #include <errno.h>
@@ -212,35 +211,6 @@ static bool has_suffix(const char *s, const char *suffix)
 {
 	size_t n = strlen(s), k = strlen(suffix);
 	return n > k && !strcmp(s + n - k, suffix);
-}
-
-static int parse_attach_mode(const char *s, int *out)
-{
-	for (int m = ATTACH_AUTO; m <= ATTACH_CLASSIC; m++) {
-		if (!strcmp(s, attach_mode_name(m))) {
-			*out = m;
-			return 0;
-		}
-	}
-	return -1;
-}
-
-static const char *const stack_modes[] = { [STACK_AUTO] = "auto", [STACK_DWARF] = "dwarf", [STACK_FP] = "fp" };
-
-const char *stack_mode_name(enum stack_mode mode)
-{
-	return stack_modes[mode];
-}
-
-static int parse_stack_mode(const char *s, enum stack_mode *out)
-{
-	for (size_t i = 0; i < sizeof(stack_modes) / sizeof(stack_modes[0]); i++) {
-		if (!strcmp(s, stack_modes[i])) {
-			*out = (enum stack_mode)i;
-			return 0;
-		}
-	}
-	return -1;
 }
 
 static int oom(void)
@@ -477,7 +447,7 @@ int options_parse(int argc, char **argv, struct options *o)
 			o->empty_probes = true;
 			break;
 		case OPT_STACK_MODE:
-			if (parse_stack_mode(optarg, &o->stack_mode))
+			if (stack_mode_parse(optarg, &o->stack_mode))
 				return bad("--stack-mode (auto, dwarf or fp)", optarg);
 			break;
 		case OPT_PAGES_ONLY:
@@ -516,7 +486,7 @@ int options_parse(int argc, char **argv, struct options *o)
 			o->alloc_only = true;
 			break;
 		case OPT_ATTACH_MODE:
-			if (parse_attach_mode(optarg, &o->attach_mode))
+			if (attach_mode_parse(optarg, &o->attach_mode))
 				return bad("--attach-mode (auto, session, multi or classic)", optarg);
 			break;
 		case OPT_ALLOCATOR:

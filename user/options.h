@@ -6,11 +6,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-enum stack_mode {
-	STACK_AUTO,		/* CFI unwinding, frame-pointer rule where a module has no CFI */
-	STACK_DWARF,		/* CFI unwinding only */
-	STACK_FP,		/* kernel frame-pointer walk, cut where it cannot be trusted */
-};
+#include "attach_mode.h"
+#include "stack_mode.h"
 
 struct options {
 	pid_t pid;		/* -p; 0 with a command */
@@ -26,7 +23,7 @@ struct options {
 	uint32_t ring_bytes;
 	bool empty_probes;	/* benchmark floor: empty programs, no profile */
 	const char *allocator;	/* --allocator: only these (comma-separated) */
-	int attach_mode;	/* enum attach_mode (heapbpf.h) */
+	enum attach_mode attach_mode;
 	bool alloc_only;	/* allocation rates only: no free probes */
 	double max_overhead;	/* --max-overhead, as a fraction; 0: none */
 	bool pages_only;	/* the kernel side only: no uprobes in the target */
@@ -57,6 +54,5 @@ int options_parse(int argc, char **argv, struct options *o);
 void options_free(struct options *o);
 /* "512k", "1M", "4096": 0 or -1. */
 int parse_size(const char *s, uint64_t *out);
-const char *stack_mode_name(enum stack_mode mode);
 
 #endif

@@ -9,6 +9,24 @@
 #include "process.h"
 #include "stacks.h"
 
+static const char *const stack_modes[] = { [STACK_AUTO] = "auto", [STACK_DWARF] = "dwarf", [STACK_FP] = "fp" };
+
+const char *stack_mode_name(enum stack_mode mode)
+{
+	return (unsigned)mode < sizeof(stack_modes) / sizeof(stack_modes[0]) ? stack_modes[mode] : "?";
+}
+
+int stack_mode_parse(const char *name, enum stack_mode *out)
+{
+	for (size_t i = 0; i < sizeof(stack_modes) / sizeof(stack_modes[0]); i++) {
+		if (!strcmp(name, stack_modes[i])) {
+			*out = (enum stack_mode)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
 static uint64_t thread_cpu_ns(void)
 {
 	struct timespec ts;

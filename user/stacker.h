@@ -8,7 +8,7 @@
 
 #include "fpcheck.h"
 #include "memwatch.h"
-#include "options.h"
+#include "stack_mode.h"
 #include "unwind.h"
 
 struct procs;

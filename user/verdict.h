@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "heapprof.h"
 #include "timeline.h"
 
 enum verdict_kind {
@@ -19,12 +20,6 @@ enum verdict_kind {
 	VERDICT_RETAINED,
 	VERDICT_THRASH,
 	VERDICT_UNKNOWN,	/* too little data (e.g. a run of under 3 intervals) */
-};
-
-/* A heap site's in-use bytes at the start and the end of the run. */
-struct site_growth {
-	const char *name;
-	double first_bytes, last_bytes;
 };
 
 /* Live sampled blocks by size: bucket i holds sizes in [2^i, 2^(i+1)). */
