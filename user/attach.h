@@ -1,6 +1,7 @@
-/* Allocator discovery and probe attachment: which files in a process hold an
- * allocator, where its entry points are, where to put each probe, and the
- * uprobes themselves. */
+/* The heap probes of a process: which files it maps hold an allocator
+ * (allocators.h), where each entry point's probe goes (placement.h), the
+ * ranges of allocator code whose calls to other entries are internal, the
+ * dynamic loader hook; attached as uprobes (uprobe.h). */
 #ifndef MW_ATTACH_H
 #define MW_ATTACH_H
 
@@ -13,19 +14,13 @@
 #include "heapbpf.h"
 #include "memwatch.h"
 #include "placement.h"
+#include "uprobe.h"
 
 struct bpf_program;
 struct bpf_link;
 struct process;
 struct procs;
 struct objfile;
-
-struct link_set {
-	struct bpf_link **links;	/* classic perf-event uprobes */
-	size_t nlinks, cap_links;
-	int *fds;			/* uprobe_multi links */
-	size_t nfds, cap_fds;
-};
 
 struct attacher {
 	struct probe_progs progs;
@@ -56,12 +51,6 @@ void attacher_detach(struct attacher *a);
  * file offset, into set. */
 int attach_probe_at(struct attacher *a, struct link_set *set, enum mw_layout layout, pid_t pid, const char *path,
 		    uint64_t offset);
-void attach_close(struct link_set *set);
-/* An entry program (and a return program, if exit) at a file offset:
- * uprobe_multi links when multi (programs loaded for them), else perf-event
- * uprobes. */
-int attach_entry_exit(struct link_set *set, bool multi, struct bpf_program *enter, struct bpf_program *exit, pid_t pid,
-		      const char *path, uint64_t offset);
 /* Detaches the allocator probes of pid only (the loader hook stays);
  * attach_allocators attaches them again. */
 void attacher_suspend(struct attacher *a, pid_t pid);

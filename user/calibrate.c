@@ -88,7 +88,7 @@ static int measure(struct attacher *a, enum mw_layout layout, uint64_t offset, d
 		double probed = time_calls(alloc);
 		*cost = probed > base ? (probed - base) / CALLS : 0;
 	}
-	attach_close(&links);
+	link_set_close(&links);
 	return err;
 }
 

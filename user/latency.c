@@ -155,7 +155,7 @@ int latency_read(const struct latency_probe *lp, uint64_t out[MW_HIST_BUCKETS])
 
 void latency_destroy(struct latency_probe *lp)
 {
-	attach_close(&lp->links);
+	link_set_close(&lp->links);
 	latency_bpf__destroy(lp->skel);
 	free(lp->file);
 	free(lp->function);

@@ -1012,7 +1012,7 @@ static int finish(struct session *s)
 	uint64_t detach_start = clock_ns(CLOCK_MONOTONIC);
 	attacher_detach(&s->att);
 	if (s->have_lat)
-		attach_close(&s->lat.links);
+		link_set_close(&s->lat.links);
 	if (s->opt.verbose)
 		fprintf(stderr, "memwatch: detached in %.1f ms\n", (clock_ns(CLOCK_MONOTONIC) - detach_start) / 1e6);
 	s->detached = true;
