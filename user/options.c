@@ -164,7 +164,7 @@ int parse_size(const char *s, uint64_t *out)
 	unsigned long long v = strtoull(s, &end, 10);
 	unsigned shift = 0;
 
-	if (errno || end == s || *s == '-')
+	if (errno || end == s || *s < '0' || *s > '9')
 		return -1;
 	switch (*end) {
 	case 'k': case 'K': shift = 10; end++; break;
@@ -362,7 +362,8 @@ int options_parse(int argc, char **argv, struct options *o)
 	o->ring_bytes = 0;	/* by mode, below */
 	o->stack_bytes = STACK_BYTES_DEFAULT;
 	o->page_sample_bytes = 8 << 20;
-	while ((c = getopt_long(argc, argv, "+p:o:d:s:i:vhV", longopts, NULL)) != -1) {
+	opterr = 0;	/* getopt's own messages would take a second line */
+	while ((c = getopt_long(argc, argv, "+:p:o:d:s:i:vhV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (push(&pid_args, &npid_args, optarg))
@@ -499,8 +500,14 @@ int options_parse(int argc, char **argv, struct options *o)
 			    o->stack_bytes % 4096)
 				return bad("--stack-bytes (4k..64k, a multiple of 4k)", optarg);
 			break;
+		case ':':
+			fprintf(stderr, "memwatch: %s needs a value (see memwatch --help)\n", argv[optind - 1]);
+			return -1;
 		default:
-			fprintf(stderr, "memwatch: see memwatch --help\n");
+			if (optopt)
+				fprintf(stderr, "memwatch: unknown option -%c (see memwatch --help)\n", optopt);
+			else
+				fprintf(stderr, "memwatch: unknown option %s (see memwatch --help)\n", argv[optind - 1]);
 			return -1;
 		}
 	}
