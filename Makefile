@@ -13,14 +13,15 @@ PREFIX    ?= /usr/local
 
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
-CPPFLAGS  += -Iinclude -Iuser -I$(OUTPUT) -D_GNU_SOURCE
+USER_DIRS := $(sort $(dir $(wildcard user/*/*.c user/*/*.h)))
+CPPFLAGS  += -Iinclude -Iuser $(patsubst %/,-I%,$(USER_DIRS)) -I$(OUTPUT) -D_GNU_SOURCE
 LDLIBS    += $(LIBBPF_A) -lelf -ldw -lz -lprotobuf-c -lcapstone -lmicrohttpd -lstdc++ -lpthread -lm
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.bpf.o,$(BPF_SRCS))
 SKELS     := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.skel.h,$(BPF_SRCS))
 PROTO_C   := $(OUTPUT)/profile.pb-c.c
-USER_SRCS := $(filter-out user/main.c,$(wildcard user/*.c))
+USER_SRCS := $(wildcard user/*/*.c)
 USER_OBJS := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(USER_SRCS)) $(OUTPUT)/profile.pb-c.o
 LIBMW     := $(OUTPUT)/libmemwatch.a
 
@@ -56,7 +57,8 @@ $(OUTPUT)/profile.pb-c.c $(OUTPUT)/profile.pb-c.h: proto/profile.proto | $(OUTPU
 $(OUTPUT)/profile.pb-c.o: $(OUTPUT)/profile.pb-c.c
 	$(CC) $(CPPFLAGS) -O2 -g -c $< -o $@
 
-$(OUTPUT)/user/%.o: user/%.c $(wildcard user/*.h) include/memwatch.h $(SKELS) $(OUTPUT)/profile.pb-c.h $(OUTPUT)/version.h | $(OUTPUT)/user
+$(OUTPUT)/user/%.o: user/%.c $(wildcard user/*.h user/*/*.h) include/memwatch.h $(SKELS) $(OUTPUT)/profile.pb-c.h $(OUTPUT)/version.h | $(OUTPUT)/user
+	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 $(LIBMW): $(USER_OBJS)
