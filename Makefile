@@ -13,8 +13,7 @@ PREFIX    ?= /usr/local
 
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
-USER_DIRS := $(sort $(dir $(wildcard user/*/*.c user/*/*.h)))
-CPPFLAGS  += -Iinclude -Iuser $(patsubst %/,-I%,$(USER_DIRS)) -I$(OUTPUT) -D_GNU_SOURCE
+CPPFLAGS  += -Iinclude -Iuser -I$(OUTPUT) -D_GNU_SOURCE
 LDLIBS    += $(LIBBPF_A) -lelf -ldw -lz -lprotobuf-c -lcapstone -lmicrohttpd -lstdc++ -lpthread -lm
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "process.h"
-#include "stacks.h"
+#include "proc/process.h"
+#include "stacks/stacks.h"
 
 /* Functions that only have to exist, at addresses of their own. */
 __attribute__((noinline, used)) static int own_site_a(int x)

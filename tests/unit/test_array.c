@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "array.h"
+#include "util/array.h"
 
 static void test_push_keeps_contents(void **state)
 {

@@ -12,7 +12,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "budget.h"
+#include "session/budget.h"
 
 #define STEP_NS 10000000ull	/* one clock tick (USER_HZ 100) */
 

@@ -14,8 +14,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "allocators.h"
-#include "heapprof.h"
+#include "probes/allocators.h"
+#include "profile/heapprof.h"
 #include "own_stacks.h"
 #include "pprof_read.h"
 

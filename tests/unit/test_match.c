@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "match.h"
+#include "host/match.h"
 
 static void test_comm_pid_cgroup(void **state)
 {

@@ -12,8 +12,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "hist.h"
-#include "monitor.h"
+#include "util/hist.h"
+#include "diagnose/monitor.h"
 
 /* The bucket that holds ns (4 per power of two from 8 ns up). */
 static unsigned bucket_of(uint64_t ns)

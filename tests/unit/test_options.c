@@ -13,7 +13,7 @@
 #include <getopt.h>
 #include <cmocka.h>
 
-#include "options.h"
+#include "cli/options.h"
 
 #define MAX_ARGS 64
 

@@ -13,7 +13,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "pageprof.h"
+#include "profile/pageprof.h"
 #include "own_stacks.h"
 #include "pprof_read.h"
 

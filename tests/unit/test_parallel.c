@@ -8,7 +8,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "parallel.h"
+#include "util/parallel.h"
 
 #define N 200
 

@@ -12,8 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "elf_file.h"
-#include "placement.h"
+#include "elf/elf_file.h"
+#include "probes/placement.h"
 
 /* One decoder for every test (group setup). */
 static struct disasm *dis;

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "pprof.h"
+#include "profile/pprof.h"
 #include "pprof_read.h"
 #include "profile.pb-c.h"
 

@@ -11,7 +11,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "procstat.h"
+#include "proc/procstat.h"
 
 /* A kernel thread's line, from a real system, with its name changed to
  * one a process may pick. */

@@ -15,8 +15,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "elf_file.h"
-#include "profile.h"
+#include "elf/elf_file.h"
+#include "profile/profile.h"
 #include "own_stacks.h"
 #include "pprof_read.h"
 

@@ -16,9 +16,9 @@
 #include <cmocka.h>
 
 #include "memwatch.h"
-#include "profile.h"
-#include "stacker.h"
-#include "symbolize.h"
+#include "profile/profile.h"
+#include "stacks/stacker.h"
+#include "elf/symbolize.h"
 
 #include "own_stacks.h"
 #include "fixtures/unwind_capture.h"

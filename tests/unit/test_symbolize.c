@@ -27,7 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "symbolize.h"
+#include "elf/symbolize.h"
 
 #include "fixture_build.h"
 

@@ -15,8 +15,8 @@
 
 #include <cmocka.h>
 
-#include "chart.h"
-#include "timeline.h"
+#include "diagnose/chart.h"
+#include "diagnose/timeline.h"
 
 /* What memwatch does with --timeline and --plot: the writer the path's
  * extension names, into the file. */

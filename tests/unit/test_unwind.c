@@ -29,10 +29,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "elf_file.h"
-#include "process.h"
-#include "symbolize.h"
-#include "unwind.h"
+#include "elf/elf_file.h"
+#include "proc/process.h"
+#include "elf/symbolize.h"
+#include "stacks/unwind.h"
 
 #include "fixture_build.h"
 

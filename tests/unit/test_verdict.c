@@ -11,7 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "verdict.h"
+#include "diagnose/verdict.h"
 
 #define MIB (1024 * 1024LL)
 #define KIB 1024LL

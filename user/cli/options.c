@@ -1,6 +1,6 @@
-#include "options.h"
+#include "cli/options.h"
 
-#include "allocators.h"
+#include "probes/allocators.h"
 #include "version.h"
 
 #include <errno.h>

@@ -6,8 +6,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "attach_mode.h"
-#include "stack_mode.h"
+#include "kernel/attach_mode.h"
+#include "stacks/stack_mode.h"
 
 struct options {
 	pid_t pid;		/* -p; 0 with a command */

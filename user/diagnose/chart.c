@@ -1,6 +1,6 @@
 /* The timeline drawn: a self-contained SVG of three panels on one time
  * axis. */
-#include "chart.h"
+#include "diagnose/chart.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "text.h"
+#include "util/text.h"
 
 /* s as XML character data, at most max_chars characters (then an ellipsis).
  * XML 1.0 forbids most control characters: they become spaces. */

@@ -8,7 +8,7 @@
 
 #include <stdio.h>
 
-#include "timeline.h"
+#include "diagnose/timeline.h"
 
 /* 0 or -errno. */
 int timeline_write_svg(const struct timeline *tl, FILE *out);

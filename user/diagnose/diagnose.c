@@ -1,11 +1,11 @@
-#include "diagnose.h"
+#include "diagnose/diagnose.h"
 
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "heapprof.h"
+#include "profile/heapprof.h"
 
 #define MAX_GROWTH 16
 

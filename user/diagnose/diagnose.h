@@ -10,8 +10,8 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-#include "monitor.h"
-#include "verdict.h"
+#include "diagnose/monitor.h"
+#include "diagnose/verdict.h"
 
 struct heapprof;
 struct procs;

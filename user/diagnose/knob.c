@@ -1,9 +1,9 @@
-#include "knob.h"
+#include "diagnose/knob.h"
 
 #include <string.h>
 #include <strings.h>
 
-#include "text.h"
+#include "util/text.h"
 
 #define MIB (1024.0 * 1024.0)
 

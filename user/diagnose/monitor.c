@@ -1,12 +1,12 @@
-#include "monitor.h"
+#include "diagnose/monitor.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "hist.h"
-#include "verdict.h"
+#include "diagnose/verdict.h"
+#include "util/hist.h"
 
 void monitor_init(struct monitor *m)
 {

@@ -8,9 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "memstat.h"
+#include "diagnose/timeline.h"
 #include "memwatch.h"
-#include "timeline.h"
+#include "proc/memstat.h"
 
 struct reading {
 	double t;				/* seconds since the start */

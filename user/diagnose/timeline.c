@@ -1,9 +1,9 @@
-#include "timeline.h"
+#include "diagnose/timeline.h"
 
 #include <errno.h>
 #include <stdlib.h>
 
-#include "array.h"
+#include "util/array.h"
 
 void timeline_init(struct timeline *tl)
 {

@@ -1,5 +1,5 @@
 /* The timeline as CSV and JSON, one column or key per measurement. */
-#include "timeline.h"
+#include "diagnose/timeline.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -8,8 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "chart.h"
-#include "text.h"
+#include "diagnose/chart.h"
+#include "util/text.h"
 
 /* s as a JSON string, or null; invalid UTF-8 becomes U+FFFD. */
 static void write_json_string(FILE *out, const char *str)

@@ -3,7 +3,7 @@
  * itself climbs), then, when RSS sits far above the live heap, fragmentation
  * (small survivors pin their pages) or retained pages (free pages the
  * allocator has not given back). Pure: reads the input, writes *out. */
-#include "verdict.h"
+#include "diagnose/verdict.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -12,8 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "knob.h"
-#include "text.h"
+#include "diagnose/knob.h"
+#include "util/text.h"
 
 #define KIB 1024.0
 #define MIB (1024.0 * 1024.0)

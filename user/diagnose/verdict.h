@@ -10,8 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "heapprof.h"
-#include "timeline.h"
+#include "diagnose/timeline.h"
+#include "profile/heapprof.h"
 
 enum verdict_kind {
 	VERDICT_HEALTHY,

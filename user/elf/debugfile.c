@@ -1,5 +1,5 @@
 /* Separate debug files; see debugfile.h. */
-#include "debugfile.h"
+#include "elf/debugfile.h"
 
 #include <elfutils/libdw.h>
 #include <elfutils/libdwelf.h>
@@ -13,7 +13,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "rootpath.h"
+#include "elf/rootpath.h"
 
 #define DEBUG_ROOT "/usr/lib/debug"
 

@@ -4,13 +4,13 @@
  * every unit's ranges are sorted once when DWARF is loaded, the ranges of a
  * unit's functions on the first lookup in it, and a lookup descends only
  * into the one function containing the address. */
-#include "die_index.h"
+#include "elf/die_index.h"
 
 #include <dwarf.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "array.h"
+#include "util/array.h"
 
 static void die_names(Dwarf_Die *die, struct die_frame *fr)
 {

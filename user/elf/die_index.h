@@ -7,7 +7,7 @@
 #include <elfutils/libdwfl.h>
 #include <stdint.h>
 
-#include "hashmap.h"
+#include "util/hashmap.h"
 
 #define DIE_MAX_NESTING 64
 

@@ -1,7 +1,7 @@
-#include "elf_file.h"
-#include "array.h"
-#include "hashmap.h"
-#include "text.h"
+#include "elf/elf_file.h"
+#include "util/array.h"
+#include "util/hashmap.h"
+#include "util/text.h"
 
 #include <errno.h>
 #include <fcntl.h>

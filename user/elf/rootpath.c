@@ -1,4 +1,4 @@
-#include "rootpath.h"
+#include "elf/rootpath.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -3,7 +3,7 @@
  * dwfl_module_getsym_info and sorted. Selection follows libdwfl's: a sized
  * symbol containing the address wins; else the closest sizeless label
  * below it in the same section, unless a sized symbol ends between them. */
-#include "sym_index.h"
+#include "elf/sym_index.h"
 
 #include <gelf.h>
 #include <stdbool.h>

@@ -5,12 +5,12 @@
  * open by itself: the main file comes as an fd, and separate debug files come
  * from our own find_debuginfo callback, which searches the target's root
  * first. Demangling: __cxa_demangle from libstdc++ (link -lstdc++). */
-#include "symbolize.h"
-#include "debugfile.h"
-#include "die_index.h"
-#include "hashmap.h"
-#include "sym_index.h"
-#include "text.h"
+#include "elf/symbolize.h"
+#include "elf/debugfile.h"
+#include "elf/die_index.h"
+#include "elf/sym_index.h"
+#include "util/hashmap.h"
+#include "util/text.h"
 
 #include <dwarf.h>
 #include <elfutils/libdw.h>

@@ -1,4 +1,4 @@
-#include "host.h"
+#include "host/host.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -16,16 +16,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "allocators.h"
-#include "array.h"
-#include "bpfconfig.h"
-#include "bpflog.h"
-#include "events.h"
-#include "hostweb.h"
-#include "http.h"
-#include "outdir.h"
-#include "procstat.h"
-#include "report.h"
+#include "host/http.h"
+#include "host/outdir.h"
+#include "host/web.h"
+#include "kernel/bpflog.h"
+#include "kernel/events.h"
+#include "probes/allocators.h"
+#include "proc/procstat.h"
+#include "session/bpfconfig.h"
+#include "util/array.h"
+#include "util/report.h"
 
 #define SCAN_NS 2000000000ull		/* /proc is scanned this often */
 #define TICK_MS 200			/* the loop wakes at least this often */

@@ -11,17 +11,17 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "attach.h"
-#include "hashmap.h"
-#include "heapbpf.h"
-#include "heapprof.h"
-#include "match.h"
+#include "cli/options.h"
+#include "host/match.h"
+#include "kernel/heapbpf.h"
+#include "kernel/pages.h"
 #include "memwatch.h"
-#include "options.h"
-#include "pageprof.h"
-#include "pages.h"
-#include "process.h"
-#include "stacker.h"
+#include "probes/attach.h"
+#include "proc/process.h"
+#include "profile/heapprof.h"
+#include "profile/pageprof.h"
+#include "stacks/stacker.h"
+#include "util/hashmap.h"
 
 struct ring_buffer;
 struct http_server;

@@ -1,4 +1,4 @@
-#include "match.h"
+#include "host/match.h"
 
 #include <ctype.h>
 #include <errno.h>

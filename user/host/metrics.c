@@ -1,4 +1,4 @@
-#include "metrics.h"
+#include "host/metrics.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "array.h"
-#include "hist.h"
-#include "text.h"
+#include "util/array.h"
+#include "util/hist.h"
+#include "util/text.h"
 
 enum { TYPE_NONE, TYPE_COUNTER, TYPE_GAUGE, TYPE_HISTOGRAM };
 

@@ -1,4 +1,4 @@
-#include "outdir.h"
+#include "host/outdir.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -1,4 +1,4 @@
-#include "bpflog.h"
+#include "kernel/bpflog.h"
 
 #include <bpf/libbpf.h>
 #include <stdarg.h>

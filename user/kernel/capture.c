@@ -1,4 +1,4 @@
-#include "capture.h"
+#include "kernel/capture.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 
 #include "memwatch.h"
-#include "sampling.h"
+#include "util/sampling.h"
 
 struct cpu_state {		/* bpf/capture.h */
 	int64_t countdown;

@@ -1,4 +1,4 @@
-#include "events.h"
+#include "kernel/events.h"
 
 #include <stdbool.h>
 

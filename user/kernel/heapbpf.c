@@ -1,4 +1,4 @@
-#include "heapbpf.h"
+#include "kernel/heapbpf.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -6,11 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "capture.h"
 #include "floor.skel.h"
 #include "heap.skel.h"
 #include "heap_session.skel.h"
-#include "sampling.h"
+#include "kernel/capture.h"
+#include "util/sampling.h"
 
 #define BPF_TRACE_UPROBE_MULTI_ 48
 #define BPF_TRACE_UPROBE_SESSION_ 57

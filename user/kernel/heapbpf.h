@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "attach_mode.h"
+#include "kernel/attach_mode.h"
 #include "memwatch.h"
 
 struct bpf_program;

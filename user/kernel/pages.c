@@ -1,4 +1,4 @@
-#include "pages.h"
+#include "kernel/pages.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -9,11 +9,11 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
-#include "capture.h"
+#include "kernel/capture.h"
+#include "kernel/heapbpf.h"
 #include "pages.skel.h"
-#include "heapbpf.h"
-#include "parallel.h"
-#include "sampling.h"
+#include "util/parallel.h"
+#include "util/sampling.h"
 
 #define TRACEFS "/sys/kernel/tracing"
 

@@ -1,12 +1,12 @@
-#include "allocators.h"
+#include "probes/allocators.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "elf_file.h"
-#include "placement.h"
+#include "elf/elf_file.h"
+#include "probes/placement.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_CODE 65536

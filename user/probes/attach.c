@@ -1,4 +1,4 @@
-#include "attach.h"
+#include "probes/attach.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -9,10 +9,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "allocators.h"
-#include "elf_file.h"
+#include "elf/elf_file.h"
 #include "memwatch.h"
-#include "process.h"
+#include "probes/allocators.h"
+#include "proc/process.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_CODE 65536

@@ -10,11 +10,11 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-#include "hashmap.h"
-#include "heapbpf.h"
+#include "kernel/heapbpf.h"
 #include "memwatch.h"
-#include "placement.h"
-#include "uprobe.h"
+#include "probes/placement.h"
+#include "probes/uprobe.h"
+#include "util/hashmap.h"
 
 struct bpf_program;
 struct bpf_link;

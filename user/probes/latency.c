@@ -1,4 +1,4 @@
-#include "latency.h"
+#include "probes/latency.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -12,11 +12,11 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "elf_file.h"
+#include "elf/elf_file.h"
+#include "elf/rootpath.h"
 #include "latency.skel.h"
-#include "placement.h"
-#include "process.h"
-#include "rootpath.h"
+#include "probes/placement.h"
+#include "proc/process.h"
 
 #define BPF_TRACE_UPROBE_MULTI_ 48
 

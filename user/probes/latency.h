@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-#include "attach.h"
 #include "memwatch.h"
+#include "probes/attach.h"
 
 struct latency_bpf;
 struct procs;

@@ -1,4 +1,4 @@
-#include "placement.h"
+#include "probes/placement.h"
 
 #include <capstone/capstone.h>
 #include <errno.h>
@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "array.h"
-#include "text.h"
+#include "util/array.h"
+#include "util/text.h"
 
 #define MAX_SCAN 16
 

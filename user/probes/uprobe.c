@@ -1,7 +1,7 @@
 /* uprobes on a file of a process: perf-event links one by one, or
  * uprobe_multi links (entry, return or session) for many offsets at once,
  * built with the raw syscall (libbpf 1.1 has no API for them). */
-#include "uprobe.h"
+#include "probes/uprobe.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -12,8 +12,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "array.h"
-#include "parallel.h"
+#include "util/array.h"
+#include "util/parallel.h"
 
 static int keep_link(struct link_set *set, struct bpf_link *link)
 {

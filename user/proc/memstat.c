@@ -1,4 +1,4 @@
-#include "memstat.h"
+#include "proc/memstat.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "procmaps.h"
+#include "proc/procmaps.h"
 
 #define ARENA_SIZE (64ull << 20)
 

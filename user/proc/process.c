@@ -1,4 +1,4 @@
-#include "process.h"
+#include "proc/process.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,10 +11,10 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "elf_file.h"
-#include "procstat.h"
-#include "rootpath.h"
-#include "symbolize.h"
+#include "elf/elf_file.h"
+#include "elf/rootpath.h"
+#include "elf/symbolize.h"
+#include "proc/procstat.h"
 
 void procs_init(struct procs *ps)
 {

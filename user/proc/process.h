@@ -8,8 +8,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "hashmap.h"
-#include "procmaps.h"
+#include "proc/procmaps.h"
+#include "util/hashmap.h"
 
 struct elf_file;
 struct sym_file;

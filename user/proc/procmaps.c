@@ -1,4 +1,4 @@
-#include "procmaps.h"
+#include "proc/procmaps.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "array.h"
+#include "util/array.h"
 
 #define DELETED_SUFFIX " (deleted)"
 

@@ -1,15 +1,15 @@
-#include "heapprof.h"
+#include "profile/heapprof.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "array.h"
-#include "profile.h"
-#include "process.h"
-#include "sampling.h"
-#include "symbolize.h"
+#include "elf/symbolize.h"
+#include "proc/process.h"
+#include "profile/profile.h"
+#include "util/array.h"
+#include "util/sampling.h"
 
 struct site_key {
 	uint32_t stack;

@@ -9,10 +9,10 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-#include "hashmap.h"
 #include "memwatch.h"
-#include "profile.h"
-#include "stacks.h"
+#include "profile/profile.h"
+#include "stacks/stacks.h"
+#include "util/hashmap.h"
 
 struct procs;
 

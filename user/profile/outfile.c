@@ -1,4 +1,4 @@
-#include "outfile.h"
+#include "profile/outfile.h"
 
 #include <errno.h>
 #include <stdlib.h>

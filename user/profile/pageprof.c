@@ -1,14 +1,14 @@
 /* The page profile: the stacks that fault memory in and the stacks that
  * purge it, from the kernel side's sampled events. */
-#include "pageprof.h"
+#include "profile/pageprof.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "array.h"
-#include "sampling.h"
+#include "util/array.h"
+#include "util/sampling.h"
 
 const char *page_event_name(enum mw_page_kind kind)
 {

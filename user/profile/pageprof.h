@@ -6,9 +6,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "hashmap.h"
 #include "memwatch.h"
-#include "profile.h"
+#include "profile/profile.h"
+#include "util/hashmap.h"
 
 struct page_site {
 	uint32_t stack;

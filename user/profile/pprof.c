@@ -1,4 +1,4 @@
-#include "pprof.h"
+#include "profile/pprof.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -8,9 +8,9 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "array.h"
-#include "hashmap.h"
 #include "profile.pb-c.h"
+#include "util/array.h"
+#include "util/hashmap.h"
 
 typedef Perftools__Profiles__Profile pb_profile;
 typedef Perftools__Profiles__ValueType pb_value_type;

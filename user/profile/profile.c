@@ -1,13 +1,13 @@
-#include "profile.h"
+#include "profile/profile.h"
 
 #include <errno.h>
 #include <stdlib.h>
 
-#include "array.h"
-#include "elf_file.h"
-#include "pprof.h"
-#include "process.h"
-#include "symbolize.h"
+#include "elf/elf_file.h"
+#include "elf/symbolize.h"
+#include "proc/process.h"
+#include "profile/pprof.h"
+#include "util/array.h"
 
 const struct sym_result *loc_symbols(struct procs *ps, const struct loc *l)
 {

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "stacks.h"
+#include "stacks/stacks.h"
 
 struct procs;
 struct sym_result;

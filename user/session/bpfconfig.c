@@ -1,4 +1,4 @@
-#include "bpfconfig.h"
+#include "session/bpfconfig.h"
 
 #include "memwatch.h"
 

@@ -4,9 +4,9 @@
 
 #include <sys/types.h>
 
-#include "heapbpf.h"
-#include "options.h"
-#include "pages.h"
+#include "cli/options.h"
+#include "kernel/heapbpf.h"
+#include "kernel/pages.h"
 
 /* tgid: the target, or 0 for every process (--all). */
 void bpfconfig_heap(const struct options *o, pid_t tgid, struct heapbpf_config *out);

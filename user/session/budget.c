@@ -1,8 +1,8 @@
-#include "budget.h"
+#include "session/budget.h"
 
 #include <string.h>
 
-#include "procstat.h"
+#include "proc/procstat.h"
 
 #define PERIOD_NS 2000000000ull	/* each attach and detach costs the target too */
 #define FIRST_WINDOW_NS 100000000ull	/* measured with the probes on */

@@ -1,4 +1,4 @@
-#include "calibrate.h"
+#include "session/calibrate.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -7,9 +7,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "attach.h"
-#include "elf_file.h"
-#include "placement.h"
+#include "elf/elf_file.h"
+#include "probes/attach.h"
+#include "probes/placement.h"
 
 #define CALLS 20000
 

@@ -4,7 +4,7 @@
 #ifndef MW_CALIBRATE_H
 #define MW_CALIBRATE_H
 
-#include "heapbpf.h"
+#include "kernel/heapbpf.h"
 
 struct probe_cost {
 	double alloc_s;		/* per allocation call (entry, and return if any) */

@@ -1,11 +1,11 @@
-#include "fpcheck.h"
+#include "stacks/fpcheck.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "elf_file.h"
-#include "process.h"
+#include "elf/elf_file.h"
+#include "proc/process.h"
 
 /* libstdc++'s demangler (memwatch links libstdc++ for the symbolizer too). */
 char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);

@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-#include "hashmap.h"
+#include "util/hashmap.h"
 
 struct procs;
 struct process;

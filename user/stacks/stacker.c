@@ -1,4 +1,4 @@
-#include "stacker.h"
+#include "stacks/stacker.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -6,8 +6,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "process.h"
-#include "stacks.h"
+#include "proc/process.h"
+#include "stacks/stacks.h"
 
 static const char *const stack_modes[] = { [STACK_AUTO] = "auto", [STACK_DWARF] = "dwarf", [STACK_FP] = "fp" };
 

@@ -6,10 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "fpcheck.h"
 #include "memwatch.h"
-#include "stack_mode.h"
-#include "unwind.h"
+#include "stacks/fpcheck.h"
+#include "stacks/stack_mode.h"
+#include "stacks/unwind.h"
 
 struct procs;
 struct process;

@@ -1,10 +1,10 @@
-#include "stacks.h"
+#include "stacks/stacks.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "array.h"
-#include "process.h"
+#include "proc/process.h"
+#include "util/array.h"
 
 static bool loc_eq(uint64_t a, uint64_t b, void *ctx)
 {

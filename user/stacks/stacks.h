@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "hashmap.h"
+#include "util/hashmap.h"
 
 struct objfile;
 struct process;

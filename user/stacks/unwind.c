@@ -21,7 +21,7 @@
  * not model (a read outside the snapshot other than the return address past
  * its end, a pc in no module, a register libdwfl would leave unset). So the
  * pcs and truncation reasons are libdwfl's on every stack. */
-#include "unwind_impl.h"
+#include "stacks/unwind_impl.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* Each process's Dwfl for the unwinder: its executable file mappings
  * reported at their load biases, rebuilt when they change; their separate
  * debug files (for .debug_frame) from debugfile.h. */
-#include "unwind_impl.h"
+#include "stacks/unwind_impl.h"
 
 #include <dwarf.h>
 #include <elfutils/libdwelf.h>
@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "elf_file.h"
+#include "elf/elf_file.h"
 
 /* ---- separate debug files, for .debug_frame ---- */
 

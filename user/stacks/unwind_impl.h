@@ -10,10 +10,10 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "debugfile.h"
-#include "hashmap.h"
-#include "process.h"
-#include "unwind.h"
+#include "elf/debugfile.h"
+#include "proc/process.h"
+#include "stacks/unwind.h"
+#include "util/hashmap.h"
 
 #define REG_BP 6
 #define REG_SP 7

@@ -1,7 +1,7 @@
 /* The unwinder's fast path: a cache of per-pc rules decoded from the CFI
  * libdwfl reads (see unwind.c), applied to the snapshot directly; and the
  * strict mode's CFI checks. */
-#include "unwind_impl.h"
+#include "stacks/unwind_impl.h"
 
 #include <dwarf.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-#include "array.h"
+#include "util/array.h"
 
 #include <errno.h>
 #include <stdint.h>

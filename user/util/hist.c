@@ -1,4 +1,4 @@
-#include "hist.h"
+#include "util/hist.h"
 
 #include <math.h>
 

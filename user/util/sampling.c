@@ -1,4 +1,4 @@
-#include "sampling.h"
+#include "util/sampling.h"
 
 #include <math.h>
 #include <stdlib.h>

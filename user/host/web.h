@@ -2,8 +2,8 @@
  * /debug/pprof/{heap,allocs,pages} as Go serves them (gzipped pprof,
  * ?seconds=N for a delta over the next N seconds), for one process (?pid=N)
  * or all profiled ones; and the profiles --output-dir writes. */
-#ifndef MW_HOSTWEB_H
-#define MW_HOSTWEB_H
+#ifndef MW_HOST_WEB_H
+#define MW_HOST_WEB_H
 
 #include <stdint.h>
 

@@ -1,4 +1,4 @@
-#include "hostweb.h"
+#include "host/web.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -12,14 +12,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "allocators.h"
-#include "host.h"
-#include "http.h"
-#include "memstat.h"
-#include "metrics.h"
-#include "outdir.h"
+#include "host/host.h"
+#include "host/http.h"
+#include "host/metrics.h"
+#include "host/outdir.h"
+#include "probes/allocators.h"
+#include "proc/memstat.h"
+#include "util/report.h"
 #include "version.h"
-#include "report.h"
 
 #define MAX_DELTA_SECONDS 3600
 #define MAX_PARTS_LABELS 3
