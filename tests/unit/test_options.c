@@ -155,8 +155,9 @@ static void test_host_options(void **state)
 	assert_int_equal(p->o.max_profiled, 5);
 	assert_int_equal(p->o.ring_bytes, 4 << 20);	/* --all's own default */
 	options_free(&p->o);
-	parse(p, "--all", NULL);
+	parse(p, "--all", "--timeline", "t.csv", "--plot", "t.svg", NULL);
 	assert_int_equal(p->ret, 0);
+	assert_string_equal(p->o.timeline, "t.csv");	/* one per profiled process */
 	assert_int_equal(p->o.output_keep, 1000);
 	assert_int_equal(p->o.output_max_bytes, 1 << 30);
 	assert_int_equal(p->o.max_processes, 4096);
@@ -208,7 +209,7 @@ static void test_refusals(void **state)
 	assert_refused(p, "--max-overhead", "--max-overhead", "0", "-p", "1");
 	assert_refused(p, "--comm (", "--all", "--comm", "(");
 	assert_refused(p, "-o profiles one process", "--all", "-o", "x.pb.gz");
-	assert_refused(p, "--timeline profiles one process", "--all", "--timeline", "t.csv");
+	assert_refused(p, "--latency-probe profiles one process", "--all", "--latency-probe", "f");
 	assert_refused(p, "--pages-only probes no heap", "--all", "--pages-only", "--comm", "x");
 	assert_refused(p, "go with --all", "--listen", "9464", "-p", "1");
 	assert_refused(p, "--pages-only probes no allocator", "--pages-only", "--alloc-only", "-p", "1");

@@ -108,9 +108,10 @@ static const char usage_text[] =
 	"                           (as the target names it; FUNCTION alone: its\n"
 	"                           executable) and correlate it with thrash\n"
 	"      --timeline FILE      per-interval timeline, CSV or JSON by extension\n"
-	"                           (interval: -i, or 1 s)\n"
+	"                           (interval: -i, or 1 s); with --all one per\n"
+	"                           profiled process, FILE with -PID\n"
 	"      --plot FILE.svg      the timeline drawn: live heap vs RSS, purges and\n"
-	"                           refaults, latency percentiles\n"
+	"                           refaults, latency percentiles (--all: per process)\n"
 	"\n"
 	"Allocators (found by themselves: glibc, jemalloc with or without je_ or\n"
 	"_rjem_ prefix, gperftools tcmalloc, Google tcmalloc; shared or static):\n"
@@ -289,8 +290,8 @@ static int parse_pids(struct options *o, const char **args, size_t n)
 static int check_host_options(const struct options *o)
 {
 	const char *clash = o->cmd ? "-- CMD" : o->output ? "-o" : o->latency_probe ? "--latency-probe"
-		: o->timeline ? "--timeline" : o->plot ? "--plot" : o->pages_output ? "--pages-output"
-		: o->max_overhead ? "--max-overhead" : o->empty_probes ? "--empty-probes" : NULL;
+		: o->pages_output ? "--pages-output" : o->max_overhead ? "--max-overhead"
+		: o->empty_probes ? "--empty-probes" : NULL;
 
 	if (clash) {
 		fprintf(stderr, "memwatch: %s profiles one process: it cannot go with --all\n", clash);

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "util/array.h"
 
@@ -19,6 +20,11 @@ void timeline_free(struct timeline *tl)
 
 int timeline_add(struct timeline *tl, const struct tl_point *p)
 {
+	if (tl->max && tl->n >= tl->max) {
+		size_t drop = tl->n - tl->max / 2;
+		memmove(tl->v, tl->v + drop, (tl->n - drop) * sizeof(*tl->v));
+		tl->n -= drop;
+	}
 	if (ARRAY_GROW(tl->v, tl->n, tl->cap))
 		return -ENOMEM;
 	tl->v[tl->n++] = *p;

@@ -55,6 +55,7 @@ struct tl_point {
 struct timeline {
 	struct tl_point *v;
 	size_t n, cap;
+	size_t max;			/* keep the last max/2 to max points; 0: every one */
 	pid_t pid;
 	const char *comm;
 	const char *allocator;		/* e.g. "jemalloc", or NULL */
@@ -64,7 +65,8 @@ struct timeline {
 
 void timeline_init(struct timeline *tl);
 void timeline_free(struct timeline *tl);
-/* Appends a copy of p; 0 or -ENOMEM. */
+/* Appends a copy of p (at max points, the older half goes first); 0 or
+ * -ENOMEM. */
 int timeline_add(struct timeline *tl, const struct tl_point *p);
 const char *tl_syscall_name(enum tl_syscall sc);
 

@@ -1,39 +1,45 @@
+/* memwatch --all over the driver core; see host.h. */
 #include "host/host.h"
 
-#include <bpf/bpf.h>
-#include <bpf/libbpf.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/signalfd.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "diagnose/timeline.h"
 #include "host/http.h"
+#include "host/match.h"
 #include "host/outdir.h"
+#include "host/profiles.h"
+#include "host/table.h"
 #include "host/web.h"
 #include "kernel/bpflog.h"
-#include "kernel/events.h"
-#include "probes/allocators.h"
 #include "proc/procstat.h"
-#include "session/bpfconfig.h"
+#include "session/session.h"
 #include "util/array.h"
 #include "util/report.h"
 
 #define SCAN_NS 2000000000ull		/* /proc is scanned this often */
-#define TICK_MS 200			/* the loop wakes at least this often */
 #define IDLE_NS 60000000000ull		/* evictable: no activity for a minute */
 #define OUTPUT_INTERVAL_S 60
+#define MIN_VERDICT_INTERVALS 3		/* fewer: verdict unknown, not printed at exit */
 
-
-/* ---- /proc ------------------------------------------------------------ */
+struct host {
+	const struct options *opt;
+	struct session s;
+	struct host_table table;
+	struct hmap skip;		/* (pid, start time) evicted: not re-added */
+	struct matcher match;
+	struct http_server *http;
+	struct outdir *outdir;
+	struct web web;
+	uint64_t next_scan_ns;
+	bool ending;			/* memwatch stops: every verdict is printed */
+};
 
 static char *read_exe_path(pid_t pid)
 {
@@ -63,58 +69,96 @@ static uint64_t skip_key(pid_t pid, uint64_t start_time)
 	return hash_u64((uint64_t)pid << 40 ^ start_time);
 }
 
-/* ---- targets: the processes with heap probes --------------------------- */
+/* ---- what a profiled process leaves ------------------------------------- */
 
-static int web_deliver_exit(struct host *h, struct hproc *hp);
-
-/* Probes the allocators p maps now, and hooks its loader for later ones. */
-static void attach_target(struct host *h, struct hproc *hp)
+static int write_profile_fd(struct host *h, struct hproc *hp, enum profile_kind kind, int fd)
 {
-	struct target *t = hp->tgt;
-	struct process *p = procs_find(&h->procs, hp->pid);
-	char buf[96];
-
-	if (!p || process_refresh(&h->procs, p))
-		return;
-	int n = attach_allocators(&t->att, &h->procs, p);
-	if (n < 0) {
-		h->counts.attach_errors++;
-		if (h->opt->verbose)
-			report_error("pid %d (%s): cannot attach: %s", (int)hp->pid, hp->comm, strerror(-n));
-		return;
-	}
-	if (n > 0) {
-		t->has_allocator = true;
-		if (h->opt->verbose)
-			fprintf(stderr, "memwatch: profiling pid %d (%s): %u probe sites in %s\n", (int)hp->pid,
-				hp->comm, t->att.nprobes, t->att.allocators);
-	}
-	const char *ld = t->loader_hooked ? NULL : process_loader_path(p, buf, sizeof(buf));
-	if (ld && !attach_loader(&t->att, hp->pid, ld))
-		t->loader_hooked = true;
+	return host_profile_write(&h->s, &h->table, hp, kind, NULL, fd);
 }
 
-static void write_outputs(struct host *h, struct hproc *hp);
+static int write_heap_fd(void *ctx, int fd)
+{
+	void **args = ctx;
+
+	return write_profile_fd(args[0], args[1], PROFILE_HEAP, fd);
+}
+
+static int write_pages_fd(void *ctx, int fd)
+{
+	void **args = ctx;
+
+	return write_profile_fd(args[0], args[1], PROFILE_PAGES, fd);
+}
+
+/* --output-dir: a heap and a page profile of hp. */
+static void write_outputs(struct host *h, struct hproc *hp)
+{
+	void *args[] = { h, hp };
+	int64_t now = (int64_t)clock_ns(CLOCK_REALTIME);
+	int err;
+
+	if (!h->outdir || !hp->tgt)
+		return;
+	if (!h->opt->pages_only && (err = outdir_write(h->outdir, hp->comm, hp->pid, now, "heap", write_heap_fd, args)))
+		report_error("--output-dir: pid %d heap profile: %s", (int)hp->pid, strerror(-err));
+	if ((err = outdir_write(h->outdir, hp->comm, hp->pid, now, "pages", write_pages_fd, args)))
+		report_error("--output-dir: pid %d page profile: %s", (int)hp->pid, strerror(-err));
+}
+
+/* "t.json" -> "t-PID.json": each profiled process's own --timeline and --plot. */
+static char *path_for(const char *path, pid_t pid)
+{
+	const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
+	char *out = NULL;
+
+	if (!dot || (slash && dot < slash))
+		dot = path + strlen(path);
+	if (asprintf(&out, "%.*s-%d%s", (int)(dot - path), path, (int)pid, dot) < 0)
+		return NULL;
+	return out;
+}
+
+static void write_timeline(const struct hproc *hp, const char *pattern)
+{
+	char *path = pattern ? path_for(pattern, hp->pid) : NULL;
+	FILE *f = path ? fopen(path, "we") : NULL;
+	int err = f ? timeline_writer_for(pattern)(&hp->tgt->diag.mon.tl, f) : -errno;
+
+	if (f && fclose(f) && !err)
+		err = -errno;
+	if (pattern && err)
+		report_error("cannot write %s: %s", path ? path : pattern, strerror(-err));
+	free(path);
+}
+
+/* The verdict of a process that leaves (or of every one, when memwatch
+ * stops), and its timeline files. */
+static void conclude(struct host *h, struct hproc *hp)
+{
+	char prefix[64];
+
+	if (!h->ending && target_intervals(hp->tgt) < MIN_VERDICT_INTERVALS)
+		return;
+	snprintf(prefix, sizeof(prefix), "pid %d (%s): ", (int)hp->pid, hp->comm);
+	target_conclude(hp->tgt, prefix, stderr);
+	if (target_intervals(hp->tgt)) {
+		write_timeline(hp, h->opt->timeline);
+		write_timeline(hp, h->opt->plot);
+	}
+}
+
+/* ---- targets: the processes with heap probes ---------------------------- */
 
 static void unprofile(struct host *h, struct hproc *hp)
 {
-	struct target *t = hp->tgt;
-
-	if (!t)
+	if (!hp->tgt)
 		return;
-	web_deliver_exit(h, hp);
-	if (h->outdir)
-		write_outputs(h, hp);
-	attacher_suspend(&t->att, hp->pid);
-	attacher_detach(&t->att);
-	pages_set_profiled(&h->pages, hp->pid, false);
-	heapprof_free(&t->heap);
-	pageprof_free(&t->pages);
-	stacker_forget(&h->sk, hp->pid);
-	procs_forget(&h->procs, hp->pid);
-	free(t);
+	web_process_gone(&h->web, hp);
+	write_outputs(h, hp);
+	conclude(h, hp);
+	session_drop_target(&h->s, hp->tgt);
 	hp->tgt = NULL;
-	h->nprofiled--;
+	h->table.nprofiled--;
 }
 
 static struct hproc *least_active(struct host *h, bool profiled)
@@ -122,7 +166,7 @@ static struct hproc *least_active(struct host *h, bool profiled)
 	struct hproc *oldest = NULL;
 	struct hmap_slot *s;
 
-	for (size_t i = 0; hmap_next(&h->by_pid, &i, &s);) {
+	for (size_t i = 0; hmap_next(&h->table.by_pid, &i, &s);) {
 		struct hproc *hp = s->val;
 		if (profiled && !hp->tgt)
 			continue;
@@ -132,13 +176,34 @@ static struct hproc *least_active(struct host *h, bool profiled)
 	return oldest;
 }
 
-static void refresh_activity(struct host *h);
+/* Whether the kernel side or the heap probes saw each process do anything
+ * since last time. */
+static void refresh_activity(struct host *h)
+{
+	struct mw_page_stats st;
+	uint64_t now = clock_ns(CLOCK_MONOTONIC);
+	struct hmap_slot *s;
+
+	for (size_t i = 0; hmap_next(&h->table.by_pid, &i, &s);) {
+		struct hproc *hp = s->val;
+		uint64_t calls = 0, samples = hp->tgt ? hp->tgt->heap.tot.samples : 0;
+		if (pages_stats(&h->s.pages, hp->pid, &st))
+			memset(&st, 0, sizeof(st));
+		for (int sc = 0; sc < MW_SC_COUNT; sc++)
+			calls += st.calls[sc];
+		if (st.faults != hp->last_faults || calls != hp->last_calls || samples != hp->last_samples)
+			hp->last_active_ns = now;
+		hp->last_faults = st.faults;
+		hp->last_calls = calls;
+		hp->last_samples = samples;
+	}
+}
 
 /* Room for one more profiled process: the least recently active one goes
  * if it has been idle for a while. */
 static bool room_to_profile(struct host *h)
 {
-	if (h->nprofiled < h->opt->max_profiled)
+	if (h->table.nprofiled < h->opt->max_profiled)
 		return true;
 	refresh_activity(h);
 	struct hproc *victim = least_active(h, true);
@@ -146,44 +211,40 @@ static bool room_to_profile(struct host *h)
 		return false;
 	hmap_put(&h->skip, skip_key(victim->pid, victim->start_time), victim->pid, NULL);
 	unprofile(h, victim);
-	h->counts.evicted_profiled++;
+	h->table.counts.evicted_profiled++;
 	return true;
 }
 
 static void profile(struct host *h, struct hproc *hp)
 {
-	struct probe_progs progs;
-
-	if (hp->tgt || !h->have_heap || !room_to_profile(h))
+	if (hp->tgt || !h->s.have_heap || !room_to_profile(h))
 		return;
-	struct target *t = calloc(1, sizeof(*t));
-	if (!t)
+	hp->tgt = session_add_target(&h->s, hp->pid);
+	if (!hp->tgt)
 		return;
-	if (!procs_get(&h->procs, hp->pid)) {
-		free(t);
-		return;
-	}
-	heapprof_init(&t->heap, h->opt->sample_bytes, allocators_drop_frames());
-	pageprof_init(&t->pages, h->opt->page_sample_bytes);
-	heapbpf_progs(&h->bpf, &progs);
-	progs.no_frees = h->opt->alloc_only;
-	attacher_init(&t->att, &progs, h->opt->allocator, h->opt->verbose ? stderr : NULL);
-	t->start_real_ns = (int64_t)clock_ns(CLOCK_REALTIME);
-	t->next_write_ns = 0;
-	hp->tgt = t;
-	h->nprofiled++;
-	pages_set_profiled(&h->pages, hp->pid, true);
-	attach_target(h, hp);
+	hp->next_write_ns = 0;
+	h->table.nprofiled++;
+	target_attach(&h->s, hp->tgt);
 }
 
-/* ---- the process table ------------------------------------------------ */
-
-struct hproc *host_find(struct host *h, pid_t pid)
+/* The allocators a target probed (or why it could not). */
+static void on_attached(void *ctx, struct target *t, int n)
 {
-	void **slot = hmap_find(&h->by_pid, hash_u64(pid), pid);
+	struct host *h = ctx;
+	struct hproc *hp = host_table_find(&h->table, t->pid);
+	const char *comm = hp ? hp->comm : "?";
 
-	return slot ? *slot : NULL;
+	if (n < 0) {
+		h->table.counts.attach_errors++;
+		if (h->opt->verbose)
+			report_error("pid %d (%s): cannot attach: %s%s", (int)t->pid, comm, strerror(-n), bpflog_detail());
+	} else if (n > 0 && h->opt->verbose) {
+		fprintf(stderr, "memwatch: profiling pid %d (%s): %u probe sites in %s\n", (int)t->pid, comm,
+			t->att.nprobes, t->att.allocators);
+	}
 }
+
+/* ---- the process table -------------------------------------------------- */
 
 static void identify(struct host *h, struct hproc *hp)
 {
@@ -198,8 +259,8 @@ static void identify(struct host *h, struct hproc *hp)
 static void forget(struct host *h, struct hproc *hp)
 {
 	unprofile(h, hp);
-	pages_forget(&h->pages, hp->pid);
-	hmap_remove(&h->by_pid, hash_u64(hp->pid), hp->pid, NULL);
+	pages_forget(&h->s.pages, hp->pid);
+	hmap_remove(&h->table.by_pid, hash_u64(hp->pid), hp->pid, NULL);
 	free(hp->cgroup);
 	free(hp->exe);
 	free(hp);
@@ -208,17 +269,17 @@ static void forget(struct host *h, struct hproc *hp)
 /* Room for one more process: the least recently active idle one goes. */
 static bool room_to_track(struct host *h)
 {
-	if (h->by_pid.len < h->opt->max_processes)
+	if (h->table.by_pid.len < h->opt->max_processes)
 		return true;
 	refresh_activity(h);
 	struct hproc *victim = least_active(h, false);
 	if (!victim || clock_ns(CLOCK_MONOTONIC) - victim->last_active_ns < IDLE_NS) {
-		h->counts.dropped_processes++;
+		h->table.counts.dropped_processes++;
 		return false;
 	}
 	hmap_put(&h->skip, skip_key(victim->pid, victim->start_time), victim->pid, NULL);
 	forget(h, victim);
-	h->counts.evicted_processes++;
+	h->table.counts.evicted_processes++;
 	return true;
 }
 
@@ -234,7 +295,7 @@ static struct hproc *track(struct host *h, pid_t pid, const char *comm, uint64_t
 	snprintf(hp->comm, sizeof(hp->comm), "%s", comm);
 	hp->last_active_ns = clock_ns(CLOCK_MONOTONIC);
 	hp->seen = true;
-	if (hmap_put(&h->by_pid, hash_u64(pid), pid, hp)) {
+	if (hmap_put(&h->table.by_pid, hash_u64(pid), pid, hp)) {
 		free(hp);
 		return NULL;
 	}
@@ -251,7 +312,7 @@ static struct hproc *notice(struct host *h, pid_t pid)
 
 	if (procstat_read(pid, &st) || (st.flags & PROC_PF_KTHREAD))
 		return NULL;
-	struct hproc *hp = host_find(h, pid);
+	struct hproc *hp = host_table_find(&h->table, pid);
 	if (hp && hp->start_time != st.start_time) {
 		forget(h, hp);	/* the pid was reused */
 		hp = NULL;
@@ -271,7 +332,7 @@ static void scan_proc(struct host *h)
 
 	if (!d)
 		return;
-	for (size_t i = 0; hmap_next(&h->by_pid, &i, &s);)
+	for (size_t i = 0; hmap_next(&h->table.by_pid, &i, &s);)
 		((struct hproc *)s->val)->seen = false;
 	while ((de = readdir(d))) {
 		if (!isdigit((unsigned char)de->d_name[0]))
@@ -279,241 +340,60 @@ static void scan_proc(struct host *h)
 		notice(h, (pid_t)strtol(de->d_name, NULL, 10));
 	}
 	closedir(d);
-	for (size_t i = 0; hmap_next(&h->by_pid, &i, &s);) {
+	for (size_t i = 0; hmap_next(&h->table.by_pid, &i, &s);) {
 		struct hproc *hp = s->val;
 		if (hp->seen)
 			continue;
 		forget(h, hp);
-		h->counts.exits++;
+		h->table.counts.exits++;
 		i--;	/* the removal moved a later entry here */
 	}
 	/* A profiled process may have mapped its allocator since. */
-	for (size_t i = 0; hmap_next(&h->by_pid, &i, &s);) {
+	for (size_t i = 0; hmap_next(&h->table.by_pid, &i, &s);) {
 		struct hproc *hp = s->val;
 		if (hp->tgt && !hp->tgt->has_allocator)
-			attach_target(h, hp);
+			target_attach(&h->s, hp->tgt);
 	}
 }
 
-/* Whether the kernel side or the heap probes saw the process do anything
- * since last time. */
-static void refresh_activity(struct host *h)
-{
-	struct mw_page_stats st;
-	uint64_t now = clock_ns(CLOCK_MONOTONIC);
-	struct hmap_slot *s;
-
-	for (size_t i = 0; hmap_next(&h->by_pid, &i, &s);) {
-		struct hproc *hp = s->val;
-		uint64_t calls = 0, samples = hp->tgt ? hp->tgt->heap.tot.samples : 0;
-		if (pages_stats(&h->pages, hp->pid, &st))
-			memset(&st, 0, sizeof(st));
-		for (int sc = 0; sc < MW_SC_COUNT; sc++)
-			calls += st.calls[sc];
-		if (st.faults != hp->last_faults || calls != hp->last_calls || samples != hp->last_samples)
-			hp->last_active_ns = now;
-		hp->last_faults = st.faults;
-		hp->last_calls = calls;
-		hp->last_samples = samples;
-	}
-}
-
-/* ---- events ----------------------------------------------------------- */
+/* ---- events ------------------------------------------------------------- */
 
 static void on_exec(void *ctx, pid_t pid)
 {
 	struct host *h = ctx;
 	struct hproc *hp = notice(h, pid);
+	struct proc_stat st;
 
-	h->counts.execs++;
+	h->table.counts.execs++;
 	if (!hp)
 		return;
-	struct proc_stat st;
 	if (!procstat_read(pid, &st)) {
 		memcpy(hp->comm, st.comm, sizeof(hp->comm));
 		hp->start_time = st.start_time;
 	}
 	identify(h, hp);
-	if (hp->tgt && !hp->matched) {
+	if (hp->tgt && !hp->matched)
 		unprofile(h, hp);
-	} else if (hp->tgt) {
-		struct process *p = procs_find(&h->procs, pid);
-		hp->tgt->loader_hooked = false;
-		if (p && !process_exec(&h->procs, p))
-			attach_after_exec(&hp->tgt->att, &h->procs, p);
-		attach_target(h, hp);
-	} else if (hp->matched) {
+	else if (hp->tgt)
+		target_exec(&h->s, hp->tgt);
+	else if (hp->matched)
 		profile(h, hp);
-	}
 }
 
 static void on_exit_event(void *ctx, pid_t pid)
 {
 	struct host *h = ctx;
-	struct hproc *hp = host_find(h, pid);
+	struct hproc *hp = host_table_find(&h->table, pid);
 
 	if (!hp)
 		return;
 	forget(h, hp);
-	h->counts.exits++;
+	h->table.counts.exits++;
 }
 
-static struct target *target_of(struct host *h, pid_t pid, struct process **p)
-{
-	struct hproc *hp = host_find(h, pid);
+/* ---- the loop ----------------------------------------------------------- */
 
-	if (!hp || !hp->tgt)
-		return NULL;
-	*p = procs_find(&h->procs, pid);
-	return *p ? hp->tgt : NULL;
-}
-
-static void on_sample(void *ctx, const struct mw_sample_event *e, size_t len)
-{
-	struct host *h = ctx;
-	struct process *p;
-	struct target *t = target_of(h, e->h.tgid, &p);
-
-	if (!t)
-		return;
-	uint32_t stack = stacker_intern(&h->sk, &t->heap.st, &h->procs, p, &e->cap, e->data, len - sizeof(*e));
-	if (stack == UINT32_MAX)
-		t->heap.tot.stack_oom++;
-	else
-		heapprof_add(&t->heap, e->s.sample_id, stack, e->h.tgid, e->s.size);
-}
-
-static void on_page(void *ctx, const struct mw_page_event *e, size_t len)
-{
-	struct host *h = ctx;
-	struct process *p;
-	struct target *t = target_of(h, e->h.tgid, &p);
-
-	if (!t || e->p.kind >= MW_PAGE_COUNT)
-		return;
-	uint32_t stack = stacker_intern(&h->sk, &t->heap.st, &h->procs, p, &e->cap, e->data, len - sizeof(*e));
-	if (stack != UINT32_MAX)
-		pageprof_add(&t->pages, stack, e->h.tgid, (enum mw_page_kind)e->p.kind, e->p.bytes);
-}
-
-static void on_loader(void *ctx, pid_t pid)
-{
-	struct host *h = ctx;
-	struct hproc *hp = host_find(h, pid);
-
-	if (hp && hp->tgt)
-		attach_target(h, hp);
-}
-
-static void on_cancel(void *ctx, pid_t tgid, uint64_t sample_id)
-{
-	struct process *p;
-	struct target *t = target_of(ctx, tgid, &p);
-
-	if (t)
-		heapprof_cancel(&t->heap, sample_id);
-}
-
-/* The heap side's ring; its exec events are the kernel side's too, which
- * has them for every process: they come from there. */
-static const struct event_handlers heap_handlers = {
-	.sample = on_sample, .cancel = on_cancel, .loader = on_loader,
-};
-static const struct event_handlers pages_handlers = {
-	.page = on_page, .exec = on_exec, .exit = on_exit_event,
-};
-
-static int on_heap_event(void *ctx, void *data, size_t len)
-{
-	return events_dispatch(&heap_handlers, ctx, data, len);
-}
-
-static int on_pages_event(void *ctx, void *data, size_t len)
-{
-	return events_dispatch(&pages_handlers, ctx, data, len);
-}
-
-/* ---- the live scan ---------------------------------------------------- */
-
-struct orphans {
-	struct mw_live_key *keys;
-	size_t n, cap;
-};
-
-struct scan_ctx {
-	struct host *h;
-	struct orphans orphans;
-};
-
-static void visit_live(void *ctx, const struct mw_live_key *key, uint64_t sample_id)
-{
-	struct scan_ctx *sc = ctx;
-	struct hproc *hp = host_find(sc->h, key->tgid);
-	struct orphans *o = &sc->orphans;
-
-	if (hp && hp->tgt) {
-		heapprof_scan_count(&hp->tgt->heap, sample_id);
-		return;
-	}
-	/* A block of a process memwatch no longer profiles: it goes. */
-	if (ARRAY_GROW(o->keys, o->n, o->cap))
-		return;
-	o->keys[o->n++] = *key;
-}
-
-void host_scan_live(struct host *h)
-{
-	struct scan_ctx sc = { .h = h };
-	struct hmap_slot *s;
-
-	if (!h->have_heap)
-		return;
-	for (size_t i = 0; hmap_next(&h->by_pid, &i, &s);)
-		if (((struct hproc *)s->val)->tgt)
-			heapprof_scan_begin(&((struct hproc *)s->val)->tgt->heap);
-	live_map_scan(heapbpf_live_fd(&h->bpf), visit_live, &sc);
-	for (size_t i = 0; hmap_next(&h->by_pid, &i, &s);)
-		if (((struct hproc *)s->val)->tgt)
-			heapprof_scan_end(&((struct hproc *)s->val)->tgt->heap);
-	if (sc.orphans.n) {
-		__u32 count = sc.orphans.n;
-		LIBBPF_OPTS(bpf_map_batch_opts, opts);
-		bpf_map_delete_batch(heapbpf_live_fd(&h->bpf), sc.orphans.keys, &count, &opts);
-		h->counts.live_orphans += sc.orphans.n;
-	}
-	free(sc.orphans.keys);
-}
-
-/* ---- --output-dir ----------------------------------------------------- */
-
-struct write_ctx {
-	struct host *h;
-	struct hproc *hp;
-	bool pages;
-};
-
-static int write_profile_fd(void *ctx, int fd)
-{
-	struct write_ctx *w = ctx;
-
-	return hostweb_write_profile(w->h, w->hp, w->pages ? PROFILE_PAGES : PROFILE_HEAP, NULL, fd);
-}
-
-static void write_outputs(struct host *h, struct hproc *hp)
-{
-	struct write_ctx heap = { h, hp, false }, pages = { h, hp, true };
-	int64_t now = (int64_t)clock_ns(CLOCK_REALTIME);
-	int err;
-
-	if (!h->outdir || !hp->tgt)
-		return;
-	if (!h->opt->pages_only &&
-	    (err = outdir_write(h->outdir, hp->comm, hp->pid, now, "heap", write_profile_fd, &heap)))
-		report_error("--output-dir: pid %d heap profile: %s", (int)hp->pid, strerror(-err));
-	if ((err = outdir_write(h->outdir, hp->comm, hp->pid, now, "pages", write_profile_fd, &pages)))
-		report_error("--output-dir: pid %d page profile: %s", (int)hp->pid, strerror(-err));
-}
-
+/* --output-dir: every profiled process's profiles once per interval. */
 static void write_due(struct host *h)
 {
 	int64_t now = (int64_t)clock_ns(CLOCK_REALTIME);
@@ -523,61 +403,71 @@ static void write_due(struct host *h)
 
 	if (!h->outdir)
 		return;
-	for (size_t i = 0; hmap_next(&h->by_pid, &i, &s);) {
+	for (size_t i = 0; hmap_next(&h->table.by_pid, &i, &s);) {
 		struct hproc *hp = s->val;
-		struct target *t = hp->tgt;
-		if (!t)
+		if (!hp->tgt)
 			continue;
-		if (!t->next_write_ns)
-			t->next_write_ns = t->start_real_ns + (int64_t)(interval * 1e9);
-		if (now < t->next_write_ns)
+		if (!hp->next_write_ns)
+			hp->next_write_ns = hp->tgt->start_real_ns + (int64_t)(interval * 1e9);
+		if (now < hp->next_write_ns)
 			continue;
 		if (!scanned) {
-			host_scan_live(h);
+			session_scan_live(&h->s);
 			scanned = true;
 		}
 		write_outputs(h, hp);
-		t->next_write_ns += (int64_t)(interval * 1e9);
-		if (t->next_write_ns <= now)
-			t->next_write_ns = now + (int64_t)(interval * 1e9);
+		hp->next_write_ns += (int64_t)(interval * 1e9);
+		if (hp->next_write_ns <= now)
+			hp->next_write_ns = now + (int64_t)(interval * 1e9);
 	}
 }
 
-/* ---- loading ---------------------------------------------------------- */
-
-static int add_ring(struct host *h, int fd, ring_buffer_sample_fn fn)
+static void on_turn(void *ctx, uint64_t now)
 {
-	if (!h->rb) {
-		h->rb = ring_buffer__new(fd, fn, h, NULL);
-		return h->rb ? 0 : -errno;
+	struct host *h = ctx;
+
+	if (h->http)
+		http_run(h->http);
+	session_consume(&h->s);
+	if (now >= h->next_scan_ns) {
+		scan_proc(h);
+		h->next_scan_ns = now + SCAN_NS;
 	}
-	return ring_buffer__add(h->rb, fd, fn, h) ? -errno : 0;
+	web_deliver_due(&h->web);
+	write_due(h);
 }
 
-static int load(struct host *h)
+static int on_timeout(void *ctx, uint64_t now)
 {
-	const struct options *o = h->opt;
-	struct pages_config pc;
-	int err;
+	struct host *h = ctx;
+	int t = web_next_deadline_ms(&h->web);
 
-	bpfconfig_pages(o, 0, &pc);
-	if (!o->pages_only && !matcher_empty(&h->match)) {
-		struct heapbpf_config hc;
-		bpfconfig_heap(o, 0, &hc);
-		if ((err = heapbpf_load(&h->bpf, &hc))) {
-			report_error("cannot load BPF programs: %s%s", strerror(-err), bpflog_detail());
-			return err;
-		}
-		h->have_heap = true;
-		if ((err = add_ring(h, heapbpf_events_fd(&h->bpf), on_heap_event)))
-			return err;
+	if (h->http) {
+		int ht = http_timeout_ms(h->http);
+		if (ht >= 0 && (t < 0 || ht < t))
+			t = ht;
 	}
-	if ((err = pages_load(&h->pages, &pc))) {
-		report_error("cannot load the kernel-side programs: %s%s", strerror(-err), bpflog_detail());
-		return err;
-	}
-	return add_ring(h, pages_events_fd(&h->pages), on_pages_event);
+	return t;
 }
+
+static void on_ready(void *ctx, int fd)
+{
+	struct host *h = ctx;
+
+	if (h->http && fd == http_fd(h->http))
+		http_run(h->http);
+}
+
+static const struct session_hooks hooks = {
+	.turn = on_turn,
+	.timeout_ms = on_timeout,
+	.ready = on_ready,
+	.attached = on_attached,
+	.exec = on_exec,
+	.exit = on_exit_event,
+};
+
+/* ---- start and end ------------------------------------------------------ */
 
 static int open_outputs(struct host *h)
 {
@@ -586,92 +476,35 @@ static int open_outputs(struct host *h)
 	if (h->opt->output_dir &&
 	    (err = outdir_open(&h->outdir, h->opt->output_dir, h->opt->output_keep, h->opt->output_max_bytes))) {
 		report_error("--output-dir %s: %s", h->opt->output_dir,
-		     err == -EINVAL ? "give --output-keep or --output-max-bytes a bound" : strerror(-err));
+			     err == -EINVAL ? "give --output-keep or --output-max-bytes a bound" : strerror(-err));
 		return err;
 	}
-	if (h->opt->listen && (err = http_start(&h->http, h->opt->listen, hostweb_handle, h))) {
+	web_init(&h->web, &h->s, &h->table, h->outdir);
+	if (h->opt->listen && (err = http_start(&h->http, h->opt->listen, web_handle, &h->web))) {
 		report_error("--listen %s: %s", h->opt->listen, err == -EINVAL ? "not [ADDR:]PORT" : strerror(-err));
 		return err;
 	}
 	return 0;
 }
 
-/* ---- the loop --------------------------------------------------------- */
-
-static int setup_loop(struct host *h)
+static int start(struct host *h)
 {
-	struct epoll_event ev = { .events = EPOLLIN };
-	sigset_t mask;
+	int err = matcher_init(&h->match, h->opt->comms, h->opt->ncomms, h->opt->pids, h->opt->npids,
+			       h->opt->cgroups, h->opt->ncgroups);
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGHUP);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	h->sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-	h->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (h->sigfd < 0 || h->epfd < 0)
-		return -errno;
-	ev.data.fd = h->sigfd;
-	epoll_ctl(h->epfd, EPOLL_CTL_ADD, h->sigfd, &ev);
-	ev.data.fd = ring_buffer__epoll_fd(h->rb);
-	epoll_ctl(h->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
-	if (h->http) {
-		ev.data.fd = http_fd(h->http);
-		epoll_ctl(h->epfd, EPOLL_CTL_ADD, ev.data.fd, &ev);
+	if (!err)
+		err = session_init(&h->s, h->opt);
+	if (err) {
+		report_error("cannot start: %s", strerror(-err));
+		return -1;
+	}
+	if (open_outputs(h) || session_load(&h->s, 0, !matcher_empty(&h->match)))
+		return -1;
+	if (session_setup_loop(&h->s, &hooks, h) || (h->http && session_watch(&h->s, http_fd(h->http)))) {
+		report_error("cannot set up the event loop: %s", strerror(errno));
+		return -1;
 	}
 	return 0;
-}
-
-static int timeout_ms(struct host *h)
-{
-	int t = TICK_MS;
-
-	if (h->http) {
-		int ht = http_timeout_ms(h->http);
-		if (ht >= 0 && ht < t)
-			t = ht;
-	}
-	int dt = hostweb_next_deadline_ms(h);
-	return dt >= 0 && dt < t ? dt : t;
-}
-
-static void maintain(struct host *h)
-{
-	uint64_t now = clock_ns(CLOCK_MONOTONIC);
-
-	ring_buffer__consume(h->rb);
-	if (now >= h->next_scan_ns) {
-		scan_proc(h);
-		h->next_scan_ns = now + SCAN_NS;
-	}
-	hostweb_deliver_due(h);
-	write_due(h);
-	if (h->opt->duration && now - h->start_ns >= (uint64_t)(h->opt->duration * 1e9))
-		h->stop = true;
-}
-
-static void run_loop(struct host *h)
-{
-	struct epoll_event evs[8];
-	struct signalfd_siginfo si;
-
-	while (!h->stop) {
-		int n = epoll_wait(h->epfd, evs, 8, timeout_ms(h));
-		for (int i = 0; i < n; i++) {
-			if (evs[i].data.fd == h->sigfd) {
-				while (read(h->sigfd, &si, sizeof(si)) == sizeof(si))
-					h->stop = true;
-			} else if (h->http && evs[i].data.fd == http_fd(h->http)) {
-				http_run(h->http);
-			} else {
-				ring_buffer__consume(h->rb);
-			}
-		}
-		if (h->http)
-			http_run(h->http);
-		maintain(h);
-	}
 }
 
 static void print_end(struct host *h)
@@ -681,9 +514,9 @@ static void print_end(struct host *h)
 
 	fprintf(stderr, "memwatch: done after %.1fs: %zu processes tracked, %zu profiled; evicted %" PRIu64
 			" processes and %" PRIu64 " profiled ones, dropped %" PRIu64 " (limits)\n",
-		(clock_ns(CLOCK_MONOTONIC) - h->start_ns) / 1e9, h->by_pid.len, h->nprofiled, h->counts.evicted_processes,
-		h->counts.evicted_profiled, h->counts.dropped_processes);
-	for (size_t i = 0; hmap_next(&h->by_pid, &i, &s) && n < 20;) {
+		(clock_ns(CLOCK_MONOTONIC) - h->s.start_ns) / 1e9, h->table.by_pid.len, h->table.nprofiled,
+		h->table.counts.evicted_processes, h->table.counts.evicted_profiled, h->table.counts.dropped_processes);
+	for (size_t i = 0; hmap_next(&h->table.by_pid, &i, &s) && n < 20;) {
 		struct hproc *hp = s->val;
 		if (!hp->tgt)
 			continue;
@@ -693,72 +526,64 @@ static void print_end(struct host *h)
 	}
 }
 
+/* Every profiled process's last reading: its verdict comes as it is
+ * forgotten. */
+static void last_readings(struct host *h)
+{
+	uint64_t now = clock_ns(CLOCK_MONOTONIC);
+	struct hmap_slot *s;
+
+	session_scan_live(&h->s);
+	for (size_t i = 0; hmap_next(&h->table.by_pid, &i, &s);)
+		if (((struct hproc *)s->val)->tgt)
+			target_sample(&h->s, ((struct hproc *)s->val)->tgt, now);
+	h->ending = true;
+}
+
 static void teardown(struct host *h)
 {
 	struct hmap_slot *s;
 
-	for (size_t i = 0; hmap_next(&h->by_pid, &i, &s);) {
+	for (size_t i = 0; hmap_next(&h->table.by_pid, &i, &s); i--)
 		forget(h, s->val);
-		i--;
-	}
-	hostweb_free(h);
+	web_free(&h->web);
 	if (h->http)
 		http_stop(h->http);
 	if (h->outdir)
 		outdir_close(h->outdir);
-	ring_buffer__free(h->rb);
-	if (h->have_heap)
-		heapbpf_destroy(&h->bpf);
-	pages_destroy(&h->pages);
-	hmap_free(&h->by_pid);
+	session_free(&h->s);
+	hmap_free(&h->table.by_pid);
 	hmap_free(&h->skip);
-	stacker_free(&h->sk);
-	procs_free(&h->procs);
 	matcher_free(&h->match);
-	if (h->sigfd >= 0)
-		close(h->sigfd);
-	if (h->epfd >= 0)
-		close(h->epfd);
 }
 
 int host_run(const struct options *opt)
 {
-	static struct host h;
-	int err;
+	struct host *h = calloc(1, sizeof(*h));
+	int status = 1;
 
-	memset(&h, 0, sizeof(h));
-	h.opt = opt;
-	h.sigfd = h.epfd = -1;
-	hmap_init(&h.by_pid, NULL, NULL);
-	hmap_init(&h.skip, NULL, NULL);
-	procs_init(&h.procs);
-	err = matcher_init(&h.match, opt->comms, opt->ncomms, opt->pids, opt->npids, opt->cgroups, opt->ncgroups);
-	if (!err)
-		err = stacker_init(&h.sk, opt->stack_mode, opt->stack_bytes);
-	if (err) {
-		report_error("cannot start: %s", strerror(-err));
-		teardown(&h);
+	if (!h) {
+		report_error("out of memory");
 		return 1;
 	}
-	h.start_ns = clock_ns(CLOCK_MONOTONIC);
-	h.start_real_ns = (int64_t)clock_ns(CLOCK_REALTIME);
-	if (open_outputs(&h) || load(&h) || setup_loop(&h)) {
-		teardown(&h);
-		return 1;
+	h->opt = opt;
+	hmap_init(&h->table.by_pid, NULL, NULL);
+	hmap_init(&h->skip, NULL, NULL);
+	session_block_signals();
+	if (!start(h)) {
+		scan_proc(h);
+		h->next_scan_ns = clock_ns(CLOCK_MONOTONIC) + SCAN_NS;
+		fprintf(stderr, "memwatch: watching %zu processes, %zu with heap probes\n", h->table.by_pid.len,
+			h->table.nprofiled);
+		if (h->http)
+			fprintf(stderr, "memwatch: serving /metrics and /debug/pprof/ on port %u\n",
+				(unsigned)http_port(h->http));
+		session_run(&h->s);
+		last_readings(h);
+		print_end(h);
+		status = 0;
 	}
-	scan_proc(&h);
-	h.next_scan_ns = clock_ns(CLOCK_MONOTONIC) + SCAN_NS;
-	fprintf(stderr, "memwatch: watching %zu processes, %zu with heap probes\n", h.by_pid.len, h.nprofiled);
-	if (h.http)
-		fprintf(stderr, "memwatch: serving /metrics and /debug/pprof/ on port %u\n", (unsigned)http_port(h.http));
-	run_loop(&h);
-	host_scan_live(&h);
-	print_end(&h);
-	teardown(&h);
-	return 0;
-}
-
-static int web_deliver_exit(struct host *h, struct hproc *hp)
-{
-	return hostweb_process_gone(h, hp);
+	teardown(h);
+	free(h);
+	return status;
 }

@@ -12,25 +12,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "host/host.h"
+#include "host/profiles.h"
+#include "host/table.h"
 #include "host/http.h"
 #include "host/metrics.h"
 #include "host/outdir.h"
-#include "probes/allocators.h"
+#include "session/session.h"
 #include "proc/memstat.h"
 #include "util/report.h"
 #include "version.h"
 
 #define MAX_DELTA_SECONDS 3600
-#define MAX_PARTS_LABELS 3
-
-/* One process's values when a delta request came. */
-struct delta_snap {
-	pid_t pid;
-	uint64_t start_time;
-	struct heap_snapshot heap;
-	struct page_snapshot pages;
-};
 
 struct delta_request {
 	struct delta_request *next;
@@ -38,169 +30,21 @@ struct delta_request {
 	enum profile_kind kind;
 	pid_t pid;			/* 0: every profiled process */
 	uint64_t deadline_ns;
-	int64_t start_real_ns;
-	struct delta_snap *snaps;
-	size_t nsnaps;
+	struct profile_bases bases;
 };
 
-/* ---- profiles --------------------------------------------------------- */
-
-static const struct delta_snap *snap_of(const struct delta_request *d, const struct hproc *hp)
-{
-	for (size_t i = 0; d && i < d->nsnaps; i++)
-		if (d->snaps[i].pid == hp->pid && d->snaps[i].start_time == hp->start_time)
-			return &d->snaps[i];
-	return NULL;
-}
-
-static long rows_of(struct hproc *hp, enum profile_kind kind, const struct delta_snap *snap,
-		    struct profile_row **rows)
-{
-	if (kind == PROFILE_PAGES)
-		return pageprof_rows(&hp->tgt->pages, snap ? &snap->pages : NULL, rows);
-	return heapprof_rows(&hp->tgt->heap, snap ? &snap->heap : NULL, rows);
-}
-
-static void part_labels(struct profile_part *part, const struct hproc *hp)
-{
-	part->labels[0][0] = "comm", part->labels[0][1] = hp->comm;
-	part->labels[1][0] = "exe", part->labels[1][1] = hp->exe;
-	part->labels[2][0] = "container_id", part->labels[2][1] = hp->container;
-}
-
-/* Parts for hp alone, or every profiled process. */
-static long collect_parts(struct host *h, struct hproc *only, enum profile_kind kind,
-			  const struct delta_request *d, struct profile_part **out)
-{
-	size_t cap = only ? 1 : h->nprofiled + 1, n = 0;
-	struct profile_part *parts = calloc(cap, sizeof(*parts));
-	struct hmap_slot *s;
-
-	if (!parts)
-		return -ENOMEM;
-	for (size_t i = 0; hmap_next(&h->by_pid, &i, &s);) {
-		struct hproc *hp = s->val;
-		if (!hp->tgt || (only && hp != only) || n == cap)
-			continue;
-		struct profile_row *rows;
-		long nrows = rows_of(hp, kind, snap_of(d, hp), &rows);
-		if (nrows < 0)
-			break;
-		parts[n] = (struct profile_part){ .st = &hp->tgt->heap.st, .rows = rows, .nrows = nrows };
-		part_labels(&parts[n], hp);
-		n++;
-	}
-	*out = parts;
-	return n;
-}
-
-static void free_parts(struct profile_part *parts, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free((void *)parts[i].rows);
-	free(parts);
-}
-
-static void profile_spec_of(struct host *h, enum profile_kind kind, int64_t start_ns, const char *const *comments,
-			    struct profile_spec *spec)
-{
-	struct heapprof dummy = { .rate = h->opt->sample_bytes, .drop_frames = allocators_drop_frames() };
-	struct profile_meta meta = {
-		.start_ns = start_ns, .end_ns = (int64_t)clock_ns(CLOCK_REALTIME), .comments = comments, .alloc_only = h->opt->alloc_only,
-	};
-
-	heapprof_spec(&dummy, &meta, spec);
-	if (kind == PROFILE_ALLOCS)
-		spec->default_type = "alloc_space";
-	if (kind == PROFILE_PAGES) {
-		struct pageprof pp = { .rate = h->opt->page_sample_bytes };
-		pageprof_spec(&pp, spec);
-		spec->drop_frames = NULL;
-	}
-}
-
-static int write_parts(struct host *h, struct hproc *hp, enum profile_kind kind, const struct delta_request *d,
-		       int fd)
-{
-	char who[96], *comments[3] = { 0 };
-	struct profile_spec spec;
-	struct profile_part *parts;
-	long n = collect_parts(h, hp, kind, d, &parts);
-
-	if (n < 0)
-		return (int)n;
-	if (hp)
-		snprintf(who, sizeof(who), "pid %d (%s)", (int)hp->pid, hp->comm);
-	else
-		snprintf(who, sizeof(who), "%ld profiled processes", n);
-	if (asprintf(&comments[0], "memwatch %s --all: %s%s", MW_VERSION, who,
-		     d ? ", delta over the request's seconds" : "") < 0)
-		comments[0] = NULL;
-	if (kind == PROFILE_PAGES)
-		asprintf(&comments[1], "page stacks: one per %" PRIu64 " bytes faulted or purged (Poisson)",
-			 h->opt->page_sample_bytes);
-	else
-		asprintf(&comments[1], "sampling: Poisson by bytes, mean interval %" PRIu64 " bytes; values are estimates",
-			 h->opt->sample_bytes);
-	int64_t start = d ? d->start_real_ns : hp ? hp->tgt->start_real_ns : h->start_real_ns;
-	profile_spec_of(h, kind, start, (const char *const *)comments, &spec);
-	int err = profile_write_parts(&h->procs, &spec, parts, n, fd);
-	free_parts(parts, n);
-	free(comments[0]);
-	free(comments[1]);
-	return err;
-}
-
-int hostweb_write_profile(struct host *h, struct hproc *hp, enum profile_kind kind, const void *base, int fd)
-{
-	return write_parts(h, hp, kind, base, fd);
-}
-
-/* A profile in memory, for an HTTP answer. */
-static int profile_bytes(struct host *h, struct hproc *hp, enum profile_kind kind, const struct delta_request *d,
-			 char **buf, size_t *len)
-{
-	int fd = memfd_create("memwatch-profile", MFD_CLOEXEC), err;
-	struct stat st;
-
-	if (fd < 0)
-		return -errno;
-	err = write_parts(h, hp, kind, d, fd);
-	if (!err && fstat(fd, &st))
-		err = -errno;
-	if (!err) {
-		*len = st.st_size;
-		*buf = malloc(*len + 1);
-		if (!*buf)
-			err = -ENOMEM;
-		else if (pread(fd, *buf, *len, 0) != (ssize_t)*len)
-			err = -EIO;
-		if (err) {
-			free(*buf);
-			*buf = NULL;
-		}
-	}
-	close(fd);
-	return err;
-}
-
-static const char *kind_name(enum profile_kind kind)
-{
-	return kind == PROFILE_PAGES ? "pages" : kind == PROFILE_ALLOCS ? "allocs" : "heap";
-}
-
-static void answer_profile(struct host *h, struct http_request *req, struct hproc *hp, enum profile_kind kind,
-			   const struct delta_request *d)
+static void answer_profile(struct web *w, struct http_request *req, struct hproc *hp, enum profile_kind kind,
+			   const struct profile_bases *bases)
 {
 	char *buf = NULL, disposition[64];
 	size_t len = 0;
-	int err = profile_bytes(h, hp, kind, d, &buf, &len);
+	int err = host_profile_bytes(w->s, w->table, hp, kind, bases, &buf, &len);
 
 	if (err) {
 		http_respond_text(req, 500, "memwatch: cannot write the profile: %s\n", strerror(-err));
 		return;
 	}
-	snprintf(disposition, sizeof(disposition), "attachment; filename=\"%s\"", kind_name(kind));
+	snprintf(disposition, sizeof(disposition), "attachment; filename=\"%s\"", profile_kind_name(kind));
 	http_header(req, "Content-Disposition", disposition);
 	http_respond(req, 200, "application/octet-stream", buf, len);
 	free(buf);
@@ -210,71 +54,46 @@ static void answer_profile(struct host *h, struct http_request *req, struct hpro
 
 static void free_delta(struct delta_request *d)
 {
-	for (size_t i = 0; i < d->nsnaps; i++) {
-		heap_snapshot_free(&d->snaps[i].heap);
-		page_snapshot_free(&d->snaps[i].pages);
-	}
-	free(d->snaps);
+	profile_bases_free(&d->bases);
 	free(d);
 }
 
-static int snapshot_one(struct hproc *hp, struct delta_snap *out)
-{
-	out->pid = hp->pid;
-	out->start_time = hp->start_time;
-	if (heapprof_snapshot(&hp->tgt->heap, &out->heap) || pageprof_snapshot(&hp->tgt->pages, &out->pages))
-		return -ENOMEM;
-	return 0;
-}
-
-static struct delta_request *start_delta(struct host *h, struct http_request *req, struct hproc *only,
+static struct delta_request *start_delta(struct web *w, struct http_request *req, struct hproc *only,
 					 enum profile_kind kind, unsigned seconds)
 {
 	struct delta_request *d = calloc(1, sizeof(*d));
-	struct hmap_slot *s;
 
 	if (!d)
 		return NULL;
-	d->snaps = calloc(only ? 1 : h->nprofiled + 1, sizeof(*d->snaps));
-	if (!d->snaps) {
+	session_scan_live(w->s);
+	if (profile_bases_take(w->table, only, &d->bases)) {
 		free(d);
 		return NULL;
-	}
-	host_scan_live(h);
-	for (size_t i = 0; hmap_next(&h->by_pid, &i, &s);) {
-		struct hproc *hp = s->val;
-		if (!hp->tgt || (only && hp != only) || d->nsnaps > h->nprofiled)
-			continue;
-		if (snapshot_one(hp, &d->snaps[d->nsnaps++])) {
-			free_delta(d);
-			return NULL;
-		}
 	}
 	d->req = req;
 	d->kind = kind;
 	d->pid = only ? only->pid : 0;
 	d->deadline_ns = clock_ns(CLOCK_MONOTONIC) + seconds * 1000000000ull;
-	d->start_real_ns = (int64_t)clock_ns(CLOCK_REALTIME);
-	d->next = h->deltas;
-	h->deltas = d;
+	d->next = w->deltas;
+	w->deltas = d;
 	return d;
 }
 
-static void deliver(struct host *h, struct delta_request *d)
+static void deliver(struct web *w, struct delta_request *d)
 {
-	struct hproc *hp = d->pid ? host_find(h, d->pid) : NULL;
+	struct hproc *hp = d->pid ? host_table_find(w->table, d->pid) : NULL;
 
 	if (d->pid && (!hp || !hp->tgt))
 		http_respond_text(d->req, 404, "memwatch: pid %d is gone\n", (int)d->pid);
 	else
-		answer_profile(h, d->req, hp, d->kind, d);
+		answer_profile(w, d->req, hp, d->kind, &d->bases);
 }
 
-int hostweb_next_deadline_ms(struct host *h)
+int web_next_deadline_ms(struct web *w)
 {
 	uint64_t now = clock_ns(CLOCK_MONOTONIC), next = UINT64_MAX;
 
-	for (struct delta_request *d = h->deltas; d; d = d->next)
+	for (struct delta_request *d = w->deltas; d; d = d->next)
 		if (d->deadline_ns < next)
 			next = d->deadline_ns;
 	if (next == UINT64_MAX)
@@ -282,47 +101,51 @@ int hostweb_next_deadline_ms(struct host *h)
 	return next <= now ? 0 : (int)((next - now) / 1000000) + 1;
 }
 
-void hostweb_deliver_due(struct host *h)
+void web_deliver_due(struct web *w)
 {
 	uint64_t now = clock_ns(CLOCK_MONOTONIC);
 	bool scanned = false;
 
-	for (struct delta_request **dp = &h->deltas; *dp;) {
+	for (struct delta_request **dp = &w->deltas; *dp;) {
 		struct delta_request *d = *dp;
 		if (d->deadline_ns > now) {
 			dp = &d->next;
 			continue;
 		}
 		if (!scanned) {
-			host_scan_live(h);
+			session_scan_live(w->s);
 			scanned = true;
 		}
 		*dp = d->next;
-		deliver(h, d);
+		deliver(w, d);
 		free_delta(d);
 	}
 }
 
-int hostweb_process_gone(struct host *h, struct hproc *hp)
+void web_process_gone(struct web *w, struct hproc *hp)
 {
-	for (struct delta_request **dp = &h->deltas; *dp;) {
+	for (struct delta_request **dp = &w->deltas; *dp;) {
 		struct delta_request *d = *dp;
 		if (d->pid != hp->pid) {
 			dp = &d->next;
 			continue;
 		}
 		*dp = d->next;
-		answer_profile(h, d->req, hp, d->kind, d);
+		answer_profile(w, d->req, hp, d->kind, &d->bases);
 		free_delta(d);
 	}
-	return 0;
 }
 
-void hostweb_free(struct host *h)
+void web_init(struct web *w, struct session *s, struct host_table *table, struct outdir *outdir)
 {
-	while (h->deltas) {
-		struct delta_request *d = h->deltas;
-		h->deltas = d->next;
+	*w = (struct web){ .s = s, .table = table, .outdir = outdir };
+}
+
+void web_free(struct web *w)
+{
+	while (w->deltas) {
+		struct delta_request *d = w->deltas;
+		w->deltas = d->next;
 		http_respond_text(d->req, 503, "memwatch: shutting down\n");
 		free_delta(d);
 	}
@@ -345,18 +168,18 @@ struct proc_reading {
 #define PROC_LABELS(r) ((const char *const[]){ "pid", (r)->pid, "comm", (r)->hp->comm, "container_id", \
 					      (r)->hp->container, NULL })
 
-static void read_processes(struct host *h, struct proc_reading *out, size_t *n)
+static void read_processes(struct web *w, struct proc_reading *out, size_t *n)
 {
 	struct hmap_slot *s;
 	struct memstat ms;
 
 	*n = 0;
-	for (size_t i = 0; hmap_next(&h->by_pid, &i, &s);) {
+	for (size_t i = 0; hmap_next(&w->table->by_pid, &i, &s);) {
 		struct proc_reading *r = &out[*n];
 		r->hp = s->val;
 		snprintf(r->pid, sizeof(r->pid), "%d", (int)r->hp->pid);
 		r->st = malloc(sizeof(*r->st));
-		if (r->st && pages_stats(&h->pages, r->hp->pid, r->st)) {
+		if (r->st && pages_stats(&w->s->pages, r->hp->pid, r->st)) {
 			free(r->st);
 			r->st = NULL;
 		}
@@ -475,7 +298,7 @@ static void info_metrics(struct metrics *m, const struct proc_reading *r, size_t
 				   1);
 }
 
-static void own_losses(struct metrics *m, struct host *h)
+static void own_losses(struct metrics *m, struct web *w)
 {
 	static const struct {
 		int counter;
@@ -485,11 +308,10 @@ static void own_losses(struct metrics *m, struct host *h)
 		{ MW_CNT_PENDING_FULL, "calls_lost" },	     { MW_CNT_BUSY, "samplers_busy" },
 		{ MW_CNT_STACK_FAIL, "unreadable_stacks" },
 	};
-	uint64_t heap[MW_CNT_NR] = { 0 }, kern[MW_CNT_NR];
+	uint64_t heap[MW_CNT_NR], kern[MW_CNT_NR];
 
-	if (h->have_heap)
-		heapbpf_counters(&h->bpf, heap);
-	pages_counters(&h->pages, kern);
+	session_heap_counters(w->s, heap);
+	pages_counters(&w->s->pages, kern);
 	metrics_family(m, "memwatch_lost_events_total", "counter", "Events memwatch could not record, by reason.");
 	for (size_t i = 0; i < sizeof(losses) / sizeof(losses[0]); i++) {
 		metrics_sample_u64(m, "memwatch_lost_events_total",
@@ -501,14 +323,14 @@ static void own_losses(struct metrics *m, struct host *h)
 	}
 }
 
-static void own_metrics(struct metrics *m, struct host *h)
+static void own_metrics(struct metrics *m, struct web *w)
 {
 	struct rusage ru;
 	struct memstat ms;
-	const struct host_counts *c = &h->counts;
+	const struct host_counts *c = &w->table->counts;
 	char evicted[2][8] = { "process", "profiled" };
 
-	own_losses(m, h);
+	own_losses(m, w);
 	metrics_family(m, "memwatch_evictions_total", "counter",
 		       "Processes memwatch stopped tracking (process) or profiling (profiled) to stay in its bounds.");
 	metrics_sample_u64(m, "memwatch_evictions_total", (const char *const[]){ "what", evicted[0], NULL },
@@ -519,10 +341,12 @@ static void own_metrics(struct metrics *m, struct host *h)
 		       "Processes not tracked: --max-processes reached and none idle to evict.");
 	metrics_sample_u64(m, "memwatch_dropped_processes_total", NULL, c->dropped_processes);
 	metrics_family(m, "memwatch_processes", "gauge", "Processes tracked, and of them profiled.");
-	metrics_sample_u64(m, "memwatch_processes", (const char *const[]){ "state", "tracked", NULL }, h->by_pid.len);
-	metrics_sample_u64(m, "memwatch_processes", (const char *const[]){ "state", "profiled", NULL }, h->nprofiled);
+	metrics_sample_u64(m, "memwatch_processes", (const char *const[]){ "state", "tracked", NULL },
+			   w->table->by_pid.len);
+	metrics_sample_u64(m, "memwatch_processes", (const char *const[]){ "state", "profiled", NULL },
+			   w->table->nprofiled);
 	metrics_family(m, "memwatch_stacks_total", "counter", "Stacks unwound and interned.");
-	metrics_sample_u64(m, "memwatch_stacks_total", NULL, h->sk.stacks);
+	metrics_sample_u64(m, "memwatch_stacks_total", NULL, w->s->sk.stacks);
 	if (!getrusage(RUSAGE_SELF, &ru)) {
 		metrics_family(m, "memwatch_cpu_seconds_total", "counter", "CPU time memwatch used (user + system).");
 		metrics_sample_double(m, "memwatch_cpu_seconds_total", NULL,
@@ -534,9 +358,9 @@ static void own_metrics(struct metrics *m, struct host *h)
 		metrics_sample_u64(m, "memwatch_resident_memory_bytes", NULL,
 				   (uint64_t)(ms.rss_anon + ms.rss_file + ms.rss_shmem));
 	}
-	if (h->outdir) {
+	if (w->outdir) {
 		struct outdir_stats os;
-		outdir_stats(h->outdir, &os);
+		outdir_stats(w->outdir, &os);
 		metrics_family(m, "memwatch_output_files", "gauge", "Profiles kept in --output-dir.");
 		metrics_sample_u64(m, "memwatch_output_files", NULL, os.files);
 		metrics_family(m, "memwatch_output_bytes", "gauge", "Bytes of the profiles kept in --output-dir.");
@@ -546,9 +370,9 @@ static void own_metrics(struct metrics *m, struct host *h)
 	}
 }
 
-static void answer_metrics(struct host *h, struct http_request *req)
+static void answer_metrics(struct web *w, struct http_request *req)
 {
-	struct proc_reading *r = calloc(h->by_pid.len + 1, sizeof(*r));
+	struct proc_reading *r = calloc(w->table->by_pid.len + 1, sizeof(*r));
 	struct metrics m;
 	size_t n = 0;
 
@@ -556,14 +380,14 @@ static void answer_metrics(struct host *h, struct http_request *req)
 		http_respond_text(req, 500, "memwatch: out of memory\n");
 		return;
 	}
-	host_scan_live(h);
-	read_processes(h, r, &n);
+	session_scan_live(w->s);
+	read_processes(w, r, &n);
 	metrics_init(&m);
 	info_metrics(&m, r, n);
 	kernel_metrics(&m, r, n);
 	heap_metrics(&m, r, n);
 	latency_metrics(&m, r, n);
-	own_metrics(&m, h);
+	own_metrics(&m, w);
 	if (metrics_error(&m))
 		http_respond_text(req, 500, "memwatch: cannot render metrics: %s\n", strerror(-metrics_error(&m)));
 	else
@@ -589,7 +413,7 @@ static void html_escaped(FILE *f, const char *s)
 	}
 }
 
-static void answer_index(struct host *h, struct http_request *req)
+static void answer_index(struct web *w, struct http_request *req)
 {
 	char *buf = NULL;
 	size_t len = 0;
@@ -604,7 +428,7 @@ static void answer_index(struct host *h, struct http_request *req)
 	      "<h1>memwatch: profiled processes</h1>\n<p>All of them: <a href=\"heap\">heap</a> "
 	      "<a href=\"allocs\">allocs</a> <a href=\"pages\">pages</a>; add ?seconds=N for a delta.</p>\n"
 	      "<table>\n<tr><th>pid</th><th>comm</th><th>container</th><th>profiles</th></tr>\n", f);
-	for (size_t i = 0; hmap_next(&h->by_pid, &i, &s);) {
+	for (size_t i = 0; hmap_next(&w->table->by_pid, &i, &s);) {
 		struct hproc *hp = s->val;
 		if (!hp->tgt)
 			continue;
@@ -640,7 +464,7 @@ static bool parse_number(const char *s, long min, long max, long *out)
 	return true;
 }
 
-static void answer_pprof(struct host *h, struct http_request *req, enum profile_kind kind)
+static void answer_pprof(struct web *w, struct http_request *req, enum profile_kind kind)
 {
 	static const char *const known[] = { "pid", "seconds", "gc", "debug", NULL };
 	const char *pid_s = http_param(req, "pid"), *sec_s = http_param(req, "seconds");
@@ -664,7 +488,7 @@ static void answer_pprof(struct host *h, struct http_request *req, enum profile_
 		return;
 	}
 	if (pid_s) {
-		hp = host_find(h, (pid_t)pid);
+		hp = host_table_find(w->table, (pid_t)pid);
 		if (!hp || !hp->tgt) {
 			http_respond_text(req, 404, hp ? "memwatch: pid %ld is not profiled (--comm, --pid and --cgroup "
 							 "select the processes that are)\n"
@@ -672,25 +496,25 @@ static void answer_pprof(struct host *h, struct http_request *req, enum profile_
 			return;
 		}
 	}
-	if (kind != PROFILE_PAGES && !h->have_heap) {
+	if (kind != PROFILE_PAGES && !w->s->have_heap) {
 		http_respond_text(req, 404, "memwatch: no heap profiles (--pages-only, or no --comm/--pid/--cgroup)\n");
 		return;
 	}
 	if (!seconds) {
-		host_scan_live(h);
-		answer_profile(h, req, hp, kind, NULL);
+		session_scan_live(w->s);
+		answer_profile(w, req, hp, kind, NULL);
 		return;
 	}
-	if (!start_delta(h, req, hp, kind, (unsigned)seconds)) {
+	if (!start_delta(w, req, hp, kind, (unsigned)seconds)) {
 		http_respond_text(req, 500, "memwatch: out of memory\n");
 		return;
 	}
 	http_defer(req);
 }
 
-void hostweb_handle(void *ctx, struct http_request *req)
+void web_handle(void *ctx, struct http_request *req)
 {
-	struct host *h = ctx;
+	struct web *w = ctx;
 	const char *path = http_path(req);
 	static const char *const none[] = { NULL };
 
@@ -698,15 +522,15 @@ void hostweb_handle(void *ctx, struct http_request *req)
 		if (http_has_unknown_param(req, none))
 			http_respond_text(req, 400, "memwatch: /metrics takes no parameters\n");
 		else
-			answer_metrics(h, req);
+			answer_metrics(w, req);
 	} else if (!strcmp(path, "/debug/pprof/heap")) {
-		answer_pprof(h, req, PROFILE_HEAP);
+		answer_pprof(w, req, PROFILE_HEAP);
 	} else if (!strcmp(path, "/debug/pprof/allocs")) {
-		answer_pprof(h, req, PROFILE_ALLOCS);
+		answer_pprof(w, req, PROFILE_ALLOCS);
 	} else if (!strcmp(path, "/debug/pprof/pages")) {
-		answer_pprof(h, req, PROFILE_PAGES);
+		answer_pprof(w, req, PROFILE_PAGES);
 	} else if (!strcmp(path, "/debug/pprof/") || !strcmp(path, "/debug/pprof")) {
-		answer_index(h, req);
+		answer_index(w, req);
 	} else if (!strcmp(path, "/")) {
 		http_respond_text(req, 200, "memwatch %s: /metrics (Prometheus), /debug/pprof/ (pprof)\n", MW_VERSION);
 	} else {

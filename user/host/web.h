@@ -1,32 +1,35 @@
 /* What --all serves over --listen: /metrics in Prometheus' text format and
  * /debug/pprof/{heap,allocs,pages} as Go serves them (gzipped pprof,
  * ?seconds=N for a delta over the next N seconds), for one process (?pid=N)
- * or all profiled ones; and the profiles --output-dir writes. */
+ * or all profiled ones. */
 #ifndef MW_HOST_WEB_H
 #define MW_HOST_WEB_H
 
 #include <stdint.h>
 
-struct host;
+struct session;
+struct host_table;
 struct hproc;
 struct http_request;
-struct heap_snapshot;
+struct outdir;
+struct delta_request;
 
-enum profile_kind {
-	PROFILE_HEAP,		/* in-use and allocations, default inuse_space */
-	PROFILE_ALLOCS,		/* the same, default alloc_space */
-	PROFILE_PAGES,		/* faults and purges */
+struct web {
+	struct session *s;
+	struct host_table *table;
+	struct outdir *outdir;		/* --output-dir, for its metrics; may be NULL */
+	struct delta_request *deltas;	/* ?seconds=N answers pending */
 };
 
-/* The http_handler of --listen. */
-void hostweb_handle(void *ctx, struct http_request *req);
-/* One process's profile (hp NULL: every profiled process) into fd. 0 or -errno. */
-int hostweb_write_profile(struct host *h, struct hproc *hp, enum profile_kind kind, const void *base, int fd);
+void web_init(struct web *w, struct session *s, struct host_table *table, struct outdir *outdir);
+/* Answers the pending requests with 503. */
+void web_free(struct web *w);
+/* The http_handler of --listen (ctx: the struct web). */
+void web_handle(void *ctx, struct http_request *req);
 /* Delta requests: milliseconds to the next one due (-1: none), answer the
  * due ones, answer now the ones about a process that is going. */
-int hostweb_next_deadline_ms(struct host *h);
-void hostweb_deliver_due(struct host *h);
-int hostweb_process_gone(struct host *h, struct hproc *hp);
-void hostweb_free(struct host *h);
+int web_next_deadline_ms(struct web *w);
+void web_deliver_due(struct web *w);
+void web_process_gone(struct web *w, struct hproc *hp);
 
 #endif

@@ -212,6 +212,8 @@ void heapbpf_progs(const struct heapbpf *b, struct probe_progs *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->nests_fd = -1;
+	if (!b->skel && !b->floor)
+		return;	/* nothing loaded: no programs */
 	out->session = b->mode == ATTACH_SESSION;
 	out->multi = b->mode != ATTACH_CLASSIC;
 #define SET_PROGS(progs, prefix)                                                        \
