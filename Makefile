@@ -26,7 +26,7 @@ LIBMW     := $(OUTPUT)/libmemwatch.a
 
 .PHONY: all clean install test unit e2e demo bench deps workloads FORCE
 .SECONDARY:
-all: memwatch $(OUTPUT)/bpf-insns.md
+all: memwatch $(OUTPUT)/bpf-insns.md $(OUTPUT)/layers.ok
 
 deps:
 	tools/deps.sh
@@ -44,6 +44,10 @@ $(OUTPUT)/%.skel.h: $(OUTPUT)/%.bpf.o
 # growth shows; README.md keeps the same table.
 $(OUTPUT)/bpf-insns.md: $(BPF_OBJS) tools/bpf-insns.sh README.md
 	tools/bpf-insns.sh --check README.md $(BPF_OBJS) | tee $@
+
+# Which folder of user/ may include which (ARCHITECTURE.md), on every build.
+$(OUTPUT)/layers.ok: tools/check-layers.py $(wildcard user/*.c user/*/*.[ch] user/*/README.md) | $(OUTPUT)
+	$(PYTHON) tools/check-layers.py && touch $@
 
 # Rewritten only when the version changes, so objects rebuild exactly then.
 $(OUTPUT)/version.h: FORCE | $(OUTPUT)
@@ -66,7 +70,7 @@ $(LIBMW): $(USER_OBJS)
 memwatch: $(OUTPUT)/user/main.o $(LIBMW)
 	$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
-install: memwatch $(OUTPUT)/bpf-insns.md
+install: memwatch $(OUTPUT)/bpf-insns.md $(OUTPUT)/layers.ok
 	install -D -m 0755 memwatch $(DESTDIR)$(PREFIX)/bin/memwatch
 
 # Unit tests: tests/unit/test_*.c, each linked against the library and cmocka.
@@ -89,6 +93,7 @@ workloads:
 	$(MAKE) -C tests/workloads
 
 unit: $(UNIT_BINS) workloads
+	$(PYTHON) tools/check-layers.py --self-test
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
 # Debian's python3: the tests use modules from Debian packages (python3-pil).

@@ -2,6 +2,7 @@
 """Keeps user/'s folders the architecture ARCHITECTURE.md describes.
 
   tools/check-layers.py [ROOT]
+  tools/check-layers.py --self-test
 
 Checks, for every .c and .h file under user/:
   - a memwatch header is included by its folder: "util/hashmap.h";
@@ -64,8 +65,8 @@ def rank(rel):
     return LAYERS.index(folder) if folder in LAYERS else None
 
 
-def main():
-    root = sys.argv[1] if len(sys.argv) > 1 else "."
+def check(root):
+    """The problems of the tree at root, as lines."""
     user = os.path.join(root, "user")
     problems = []
     files = list(sources(user))
@@ -130,6 +131,57 @@ def main():
                 path.append(nxt)
                 stack.append((nxt, iter(sorted(deps.get(nxt, ())))))
 
+    return problems
+
+
+def self_test():
+    """A tree with one of each problem, and a clean one: each is found,
+    nothing else is."""
+    import tempfile
+    files = {
+        "user/util/README.md": "Owns helpers.\n",
+        "user/util/a.h": '#include "host/h.h"\n',                  # util includes host
+        "user/util/a.c": '#include "util/a.h"\n#include "b.h"\n',  # bare include
+        "user/util/b.h": "",
+        "user/host/README.md": "Owns the host.\n",
+        "user/host/h.h": "",
+        "user/host/h.c": '#include "host/h.h"\n#include "host/w.h"\n',
+        "user/host/w.h": "",
+        "user/host/w.c": '#include "host/w.h"\n#include "host/h.h"\n',  # h <-> w
+        "user/proc/x.c": "",                                         # no README
+        "user/nowhere/README.md": "Owns nothing.\n",                # not in LAYERS
+        "user/stray.c": "",                                          # not in a folder
+        "user/main.c": '#include "host/h.h"\n#include "util/b.h"\n',
+    }
+    with tempfile.TemporaryDirectory() as root:
+        for path, text in files.items():
+            os.makedirs(os.path.dirname(os.path.join(root, path)), exist_ok=True)
+            with open(os.path.join(root, path), "w") as f:
+                f.write(text)
+        found = check(root)
+        want = ["util/a.h: includes host/h.h", 'util/a.c: #include "b.h" without its folder',
+                "include cycle: host/h -> host/w -> host/h", "user/proc/README.md: missing",
+                "user/nowhere/: a folder", "user/stray.c: belongs in a folder"]
+        missed = [w for w in want if not any(w in p for p in found)]
+        extra = [p for p in found if not any(w in p for w in want)]
+        for path in ("user/util/a.h", "user/util/a.c", "user/host/w.c", "user/stray.c"):
+            os.remove(os.path.join(root, path))
+        os.remove(os.path.join(root, "user/nowhere/README.md"))
+        os.rmdir(os.path.join(root, "user/nowhere"))
+        with open(os.path.join(root, "user/proc/README.md"), "w") as f:
+            f.write("Owns processes.\n")
+        clean = check(root)
+    for m in missed:
+        print("check-layers self-test: not found: " + m, file=sys.stderr)
+    for e in extra + clean:
+        print("check-layers self-test: unexpected: " + e, file=sys.stderr)
+    return 1 if missed or extra or clean else 0
+
+
+def main():
+    if sys.argv[1:] == ["--self-test"]:
+        return self_test()
+    problems = check(sys.argv[1] if len(sys.argv) > 1 else ".")
     for p in problems:
         print("check-layers: " + p, file=sys.stderr)
     return 1 if problems else 0
