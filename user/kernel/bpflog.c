@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+/* libbpf's print callback takes no context pointer: what it needs has to
+ * live here, set once by bpflog_install. */
 static char detail[258];	/* ": " and the message */
 static int verbosity;
 
