@@ -489,11 +489,11 @@ static int open_outputs(struct host *h)
 
 static int start(struct host *h)
 {
-	int err = matcher_init(&h->match, h->opt->comms, h->opt->ncomms, h->opt->pids, h->opt->npids,
-			       h->opt->cgroups, h->opt->ncgroups);
+	int err = session_init(&h->s, h->opt);
 
 	if (!err)
-		err = session_init(&h->s, h->opt);
+		err = matcher_init(&h->match, h->opt->comms, h->opt->ncomms, h->opt->pids, h->opt->npids,
+				   h->opt->cgroups, h->opt->ncgroups);
 	if (err) {
 		report_error("cannot start: %s", strerror(-err));
 		return -1;
