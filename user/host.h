@@ -25,6 +25,7 @@
 
 struct ring_buffer;
 struct http_server;
+struct web_config;
 struct outdir;
 struct delta_request;
 
@@ -73,6 +74,7 @@ struct host {
 	size_t nprofiled;
 	struct host_counts counts;
 	struct http_server *http;
+	struct web_config *web;		/* --web-config */
 	struct outdir *outdir;
 	struct delta_request *deltas;	/* ?seconds=N answers pending */
 	int sigfd, epfd;

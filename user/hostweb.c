@@ -318,6 +318,20 @@ int hostweb_process_gone(struct host *h, struct hproc *hp)
 	return 0;
 }
 
+void hostweb_abandoned(void *ctx, struct http_request *req)
+{
+	struct host *h = ctx;
+
+	for (struct delta_request **dp = &h->deltas; *dp; dp = &(*dp)->next) {
+		struct delta_request *d = *dp;
+		if (d->req == req) {
+			*dp = d->next;
+			free_delta(d);
+			return;
+		}
+	}
+}
+
 void hostweb_free(struct host *h)
 {
 	while (h->deltas) {
@@ -682,11 +696,14 @@ static void answer_pprof(struct host *h, struct http_request *req, enum profile_
 		answer_profile(h, req, hp, kind, NULL);
 		return;
 	}
-	if (!start_delta(h, req, hp, kind, (unsigned)seconds)) {
-		http_respond_text(req, 500, "memwatch: out of memory\n");
+	if (http_defer(req)) {
+		http_header(req, "Retry-After", "10");
+		http_respond_text(req, 503, "memwatch: too many ?seconds requests waiting (%d at once, %d per client)\n",
+				  HTTP_MAX_DEFERRED, HTTP_MAX_DEFERRED_PER_CLIENT);
 		return;
 	}
-	http_defer(req);
+	if (!start_delta(h, req, hp, kind, (unsigned)seconds))
+		http_respond_text(req, 500, "memwatch: out of memory\n");
 }
 
 void hostweb_handle(void *ctx, struct http_request *req)
