@@ -516,6 +516,18 @@ static void own_losses(struct metrics *m, struct host *h)
 	}
 }
 
+static void http_auth_metrics(struct metrics *m, const struct http_stats *hs)
+{
+	const char *name = "memwatch_http_authentications_total";
+
+	metrics_family(m, name, "counter", "Basic authentications: passed or failed a bcrypt check, passed as a "
+		       "password seen before, or refused (429) past the checks' CPU budget.");
+	metrics_sample_u64(m, name, (const char *const[]){ "result", "passed", NULL }, hs->auth_passed);
+	metrics_sample_u64(m, name, (const char *const[]){ "result", "failed", NULL }, hs->auth_failed);
+	metrics_sample_u64(m, name, (const char *const[]){ "result", "remembered", NULL }, hs->auth_remembered);
+	metrics_sample_u64(m, name, (const char *const[]){ "result", "refused", NULL }, hs->auth_refused);
+}
+
 static void own_metrics(struct metrics *m, struct host *h)
 {
 	struct rusage ru;
@@ -548,6 +560,18 @@ static void own_metrics(struct metrics *m, struct host *h)
 		metrics_family(m, "memwatch_resident_memory_bytes", "gauge", "memwatch's own resident memory.");
 		metrics_sample_u64(m, "memwatch_resident_memory_bytes", NULL,
 				   (uint64_t)(ms.rss_anon + ms.rss_file + ms.rss_shmem));
+	}
+	if (h->http) {
+		struct http_stats hs;
+		http_stats(h->http, &hs);
+		metrics_family(m, "memwatch_http_connections_closed_total", "counter",
+			       "Connections the server closed: to make room for other clients (evicted), or past their "
+			       "deadline for a request or an answer (timeout).");
+		metrics_sample_u64(m, "memwatch_http_connections_closed_total",
+				   (const char *const[]){ "reason", "evicted", NULL }, hs.evicted);
+		metrics_sample_u64(m, "memwatch_http_connections_closed_total",
+				   (const char *const[]){ "reason", "timeout", NULL }, hs.timed_out);
+		http_auth_metrics(m, &hs);
 	}
 	if (h->outdir) {
 		struct outdir_stats os;

@@ -395,8 +395,15 @@ uint16_t http_port(const struct http_server *srv)
 
 void http_stats(const struct http_server *srv, struct http_stats *out)
 {
-	out->evicted = srv->guard.evicted;
-	out->timed_out = srv->guard.timed_out;
+	struct auth_counts ac = { 0 };
+
+	if (srv->auth)
+		httpauth_counts(srv->auth, &ac);
+	*out = (struct http_stats){
+		.evicted = srv->guard.evicted, .timed_out = srv->guard.timed_out,
+		.auth_passed = ac.passed, .auth_failed = ac.failed, .auth_remembered = ac.remembered,
+		.auth_refused = ac.refused,
+	};
 }
 
 int http_fd(const struct http_server *srv)

@@ -64,6 +64,9 @@ uint16_t http_port(const struct http_server *srv);
 struct http_stats {
 	uint64_t evicted;	/* connections closed to make room (httpguard.h) */
 	uint64_t timed_out;	/* ... that missed their deadline */
+	uint64_t auth_passed, auth_failed;	/* password checks (bcrypt) */
+	uint64_t auth_remembered;	/* passed without one */
+	uint64_t auth_refused;	/* 429: over the checks' budget */
 };
 void http_stats(const struct http_server *srv, struct http_stats *out);
 

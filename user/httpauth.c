@@ -41,6 +41,7 @@ struct http_auth {
 	int64_t budget_ns;
 	uint64_t refilled_ns;
 	unsigned pending;		/* taken by httpauth_take only */
+	struct auth_counts counts;
 	/* Shared with the thread, under lock. */
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
@@ -255,10 +256,14 @@ enum auth_verdict httpauth_check(struct http_auth *a, const char *user, const ch
 	i = user_index(a->cfg, user);
 	if (digest_of(a, password, digest))
 		return AUTH_BUSY;
-	if (i != NO_USER && a->passed[i].valid && httpauth_equal(a->passed[i].digest, digest, DIGEST_LEN))
+	if (i != NO_USER && a->passed[i].valid && httpauth_equal(a->passed[i].digest, digest, DIGEST_LEN)) {
+		a->counts.remembered++;
 		return AUTH_OK;
-	if (over_budget(a))
+	}
+	if (over_budget(a)) {
+		a->counts.refused++;
 		return AUTH_BUSY;
+	}
 	return enqueue(a, i, password, digest, token);
 }
 
@@ -276,6 +281,10 @@ bool httpauth_take(struct http_auth *a, void **token, bool *ok)
 			return false;
 		a->pending--;
 		a->budget_ns -= (int64_t)job->cpu_ns;
+		if (job->ok)
+			a->counts.passed++;
+		else
+			a->counts.failed++;
 		if (job->ok) {
 			a->passed[job->user].valid = true;
 			memcpy(a->passed[job->user].digest, job->digest, DIGEST_LEN);
@@ -286,6 +295,11 @@ bool httpauth_take(struct http_auth *a, void **token, bool *ok)
 		if (*token)
 			return true;
 	}
+}
+
+void httpauth_counts(const struct http_auth *a, struct auth_counts *out)
+{
+	*out = a->counts;
 }
 
 static void cancel_in(struct auth_job *list, void *token)

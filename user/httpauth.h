@@ -13,6 +13,7 @@
 
 #include <gnutls/gnutls.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "webconfig.h"
 
@@ -42,6 +43,13 @@ enum auth_verdict httpauth_check(struct http_auth *auth, const char *user, const
 bool httpauth_take(struct http_auth *auth, void **token, bool *ok);
 /* The check of token is no longer wanted (its client left). */
 void httpauth_cancel(struct http_auth *auth, void *token);
+
+struct auth_counts {
+	uint64_t passed, failed;	/* bcrypt checks */
+	uint64_t remembered;		/* passed without one */
+	uint64_t refused;		/* AUTH_BUSY */
+};
+void httpauth_counts(const struct http_auth *auth, struct auth_counts *out);
 
 /* Whether a TLS session's client certificate satisfies mode: 0,
  * -ENOENT (none sent, one required) or -EACCES (not signed by the CA,
