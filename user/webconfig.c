@@ -317,6 +317,20 @@ static int finish_tls(struct parse *p)
 	return check_pem(p);
 }
 
+/* A second document would be ignored: refused instead. */
+static int one_document(struct parse *p, yaml_parser_t *parser)
+{
+	yaml_document_t next;
+	bool more;
+
+	if (!yaml_parser_load(parser, &next))
+		return fail(p, NULL, "line %zu: %s", parser->problem_mark.line + 1,
+			    parser->problem ? parser->problem : "not YAML");
+	more = yaml_document_get_root_node(&next) != NULL;
+	yaml_document_delete(&next);
+	return more ? fail(p, NULL, "one YAML document only (a second starts with ---)") : 0;
+}
+
 int web_config_parse(const char *text, size_t len, const char *dir, struct web_config *out,
 		     char *why, size_t why_len)
 {
@@ -340,6 +354,8 @@ int web_config_parse(const char *text, size_t len, const char *dir, struct web_c
 	root = yaml_document_get_root_node(&doc);
 	if (root && !(scalar(root) && unset(scalar(root))))
 		err = each_pair(&p, root, "the file", top_pair);
+	if (!err)
+		err = one_document(&p, &parser);
 	if (!err)
 		err = finish_tls(&p);
 	if (err == -ENOMEM)

@@ -131,6 +131,8 @@ static void test_refused(void **state)
 	expect_error("basic_auth_users: [a, b]\n", "basic_auth_users: expected a mapping");
 	expect_error("- a\n- b\n", "the file: expected a mapping");
 	expect_error("basic_auth_users: {a: [\n", "line");
+	expect_error("basic_auth_users:\n  a: " HASH "\n---\nbasic_auth_users:\n  b: " HASH "\n",
+		     "one YAML document only");
 	expect_error("tls_server_config:\n  cert_file: server.crt\n", "cert_file and key_file go together");
 	expect_error("tls_server_config:\n  client_ca_file: ca.crt\n", "there is no TLS");
 	expect_error("tls_server_config:\n  cert_file: server.crt\n  key_file: other.key\n", "with key_file other.key");
