@@ -139,6 +139,8 @@ static int start_thread(struct http_auth *a)
 	err = -pthread_create(&a->thread, NULL, checker, a);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	a->started = !err;
+	if (!err)
+		pthread_setname_np(a->thread, "memwatch-auth");
 	return err;
 }
 
