@@ -1,23 +1,12 @@
 /* The HTTP server over real loopback sockets, driven by an epoll loop like
  * memwatch's; the clients are raw non-blocking sockets in the same thread,
  * read between runs of the server. */
-#include <arpa/inet.h>
-#include <errno.h>
 #include <ifaddrs.h>
-#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <strings.h>
-#include <sys/epoll.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -171,9 +160,6 @@ static int teardown(void **state)
 	free(f);
 	return 0;
 }
-
-
-
 
 /* A fresh connection's GET /echo gets its 200: the server still serves. */
 static void assert_serving(struct fixture *f)
@@ -335,7 +321,6 @@ static void test_get(void **state)
 	assert_int_equal(f->served.calls, 4);
 }
 
-
 /* HEAD then GET on one connection: the same headers, and nothing between
  * the HEAD's headers and the GET's status line. */
 static void test_head(void **state)
@@ -428,57 +413,6 @@ static void test_bodies_refused(void **state)
 	}
 	assert_int_equal(f->served.calls, 0);
 	assert_serving(f);
-}
-
-static void expect_status(struct fixture *f, const char *target, int status)
-{
-	struct client c = client_to(f);
-	struct reply r = fetch(f, &c, target);
-
-	assert_int_equal(r.status, status);
-	client_close(&c);
-}
-
-/* What a proxy in front might frame otherwise: refused, and the
- * connection closed, so nothing after it is read as a next request. */
-static void test_ambiguous_framing(void **state)
-{
-	static const char *const REQUESTS[] = {
-		"GET /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n"
-		"GET /echo?name=smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
-		"GET /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 0\r\n\r\n",
-		"GET /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n"
-		"0\r\n\r\n",
-		"GET /echo%00.txt HTTP/1.1\r\nHost: t\r\n\r\n",
-		"GET /echo?name=a%00b HTTP/1.1\r\nHost: t\r\n\r\n",
-	};
-	struct fixture *f = *state;
-
-	for (size_t i = 0; i < sizeof(REQUESTS) / sizeof(REQUESTS[0]); i++) {
-		struct client c = client_to(f);
-		struct reply r;
-
-		client_send(&c, REQUESTS[i], strlen(REQUESTS[i]));
-		r = await_reply(f, &c, false);
-		assert_text_error(&r, 400);
-		await_eof(f, &c);
-		assert_null(strstr(c.buf, "smuggled"));
-		assert_int_equal(c.len, r.size);	/* one answer, then the close */
-		client_close(&c);
-	}
-	assert_int_equal(f->served.calls, 0);
-	/* The same length twice is one length. */
-	{
-		struct client c = client_to(f);
-		struct reply r;
-
-		client_sendf(&c, "GET /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n");
-		r = await_reply(f, &c, false);
-		assert_int_equal(r.status, 200);
-		client_close(&c);
-	}
-	/* %2500 is a percent sign and 00. */
-	expect_status(f, "/echo?name=%2500", 200);
 }
 
 static char *long_target(const char *prefix, size_t len)
@@ -845,7 +779,6 @@ int main(void)
 		TEST(test_http10),
 		TEST(test_methods_not_allowed),
 		TEST(test_bodies_refused),
-		TEST(test_ambiguous_framing),
 		TEST(test_long_targets),
 		TEST(test_params),
 		TEST(test_handler_contract),

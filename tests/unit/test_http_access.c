@@ -1,6 +1,6 @@
 /* Who reaches the HTTP server and how much of it: Unix sockets, basic
- * authentication, deferred-request limits and connection slots shared
- * between clients (127.0.0.2, 127.0.0.3, ...: loopback addresses stand
+ * authentication, requests framed to confuse, deferred-request limits and
+ * connection slots shared between clients (127.0.0.2, 127.0.0.3, ...: loopback addresses stand
  * for other hosts). */
 #include <crypt.h>
 #include <grp.h>
@@ -360,6 +360,60 @@ static void test_auth_client_gone(void **state)
 	assert_int_equal(status_with(f, RIGHT, NULL), 200);
 }
 
+/* ---- framing ------------------------------------------------------------ */
+
+static void expect_status(struct fixture *f, const char *target, int status)
+{
+	struct client c = client_to(f);
+	struct reply r = fetch(f, &c, target);
+
+	assert_int_equal(r.status, status);
+	client_close(&c);
+}
+
+/* What a proxy in front might frame otherwise: refused, and the
+ * connection closed, so nothing after it is read as a next request. */
+static void test_ambiguous_framing(void **state)
+{
+	static const char *const REQUESTS[] = {
+		"GET /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n"
+		"GET /echo?name=smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+		"GET /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 0\r\n\r\n",
+		"GET /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n"
+		"0\r\n\r\n",
+		"GET /echo%00.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+		"GET /echo?name=a%00b HTTP/1.1\r\nHost: t\r\n\r\n",
+	};
+	struct fixture *f = *state;
+
+	assert_int_equal(start(f, "127.0.0.1:0", NULL), 0);
+	for (size_t i = 0; i < sizeof(REQUESTS) / sizeof(REQUESTS[0]); i++) {
+		struct client c = client_to(f);
+		struct reply r;
+
+		client_send(&c, REQUESTS[i], strlen(REQUESTS[i]));
+		r = await_reply(f, &c, false);
+		assert_text_error(&r, 400);
+		await_eof(f, &c);
+		assert_null(strstr(c.buf, "smuggled"));
+		assert_int_equal(c.len, r.size);	/* one answer, then the close */
+		client_close(&c);
+	}
+	assert_int_equal(f->served.calls, 0);
+	/* The same length twice is one length. */
+	{
+		struct client c = client_to(f);
+		struct reply r;
+
+		client_sendf(&c, "GET /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n");
+		r = await_reply(f, &c, false);
+		assert_int_equal(r.status, 200);
+		client_close(&c);
+	}
+	/* %2500 is a percent sign and 00. */
+	expect_status(f, "/echo?name=%2500", 200);
+}
+
 /* ---- limits -------------------------------------------------------------- */
 
 static void test_deferred_limits(void **state)
@@ -459,6 +513,7 @@ int main(void)
 		TEST(test_basic_auth),
 		TEST(test_auth_budget),
 		TEST(test_auth_client_gone),
+		TEST(test_ambiguous_framing),
 		TEST(test_deferred_limits),
 		TEST(test_slow_headers_same_client),
 		TEST(test_full_server),
