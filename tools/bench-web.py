@@ -15,6 +15,7 @@ import argparse
 import base64
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -153,6 +154,7 @@ def password_flood(memwatch, n):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait()
+        shutil.rmtree(d)
 
 
 def request_flood(memwatch):

@@ -94,14 +94,21 @@ static void start(struct server *s, const char *dir, const char *name, bool auth
 }
 
 static struct server servers[2];
+static char dir[] = "/tmp/memwatch-fuzz-http-XXXXXX";
+
+static void remove_dir(void)
+{
+	for (int i = 0; i < 2; i++)
+		unlink(servers[i].path);
+	rmdir(dir);
+}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	static char dir[] = "/tmp/memwatch-fuzz-http-XXXXXX";
-
 	signal(SIGPIPE, SIG_IGN);
 	if (!mkdtemp(dir))
 		abort();
+	atexit(remove_dir);
 	start(&servers[0], dir, "plain.sock", false);
 	start(&servers[1], dir, "auth.sock", true);
 	return 0;

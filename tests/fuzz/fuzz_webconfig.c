@@ -10,12 +10,22 @@
 
 static char dir[] = "/tmp/memwatch-fuzz-webconfig-XXXXXX";
 
+static void remove_dir(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd))
+		fprintf(stderr, "fuzz_webconfig: cannot remove %s\n", dir);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	char cmd[1024];
 
 	if (!mkdtemp(dir))
 		abort();
+	atexit(remove_dir);
 	snprintf(cmd, sizeof(cmd),
 		 "cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key "
 		 "-out ca.crt -days 2 -subj /CN=ca >/dev/null 2>&1 && openssl req -x509 -newkey ec -pkeyopt "
