@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "diagnose/timeline.h"
+#include "host/hostlisten.h"
 #include "host/http.h"
 #include "host/match.h"
 #include "host/outdir.h"
@@ -34,7 +35,7 @@ struct host {
 	struct host_table table;
 	struct hmap skip;		/* (pid, start time) evicted: not re-added */
 	struct matcher match;
-	struct http_server *http;
+	struct host_listen listen;	/* --listen */
 	struct outdir *outdir;
 	struct web web;
 	uint64_t next_scan_ns;
@@ -426,8 +427,8 @@ static void on_turn(void *ctx, uint64_t now)
 {
 	struct host *h = ctx;
 
-	if (h->http)
-		http_run(h->http);
+	if (h->listen.http)
+		http_run(h->listen.http);
 	session_consume(&h->s);
 	if (now >= h->next_scan_ns) {
 		scan_proc(h);
@@ -442,8 +443,8 @@ static int on_timeout(void *ctx, uint64_t now)
 	struct host *h = ctx;
 	int t = web_next_deadline_ms(&h->web);
 
-	if (h->http) {
-		int ht = http_timeout_ms(h->http);
+	if (h->listen.http) {
+		int ht = http_timeout_ms(h->listen.http);
 		if (ht >= 0 && (t < 0 || ht < t))
 			t = ht;
 	}
@@ -454,8 +455,8 @@ static void on_ready(void *ctx, int fd)
 {
 	struct host *h = ctx;
 
-	if (h->http && fd == http_fd(h->http))
-		http_run(h->http);
+	if (h->listen.http && fd == http_fd(h->listen.http))
+		http_run(h->listen.http);
 }
 
 static const struct session_hooks hooks = {
@@ -480,10 +481,10 @@ static int open_outputs(struct host *h)
 		return err;
 	}
 	web_init(&h->web, &h->s, &h->table, h->outdir);
-	if (h->opt->listen && (err = http_start(&h->http, h->opt->listen, web_handle, &h->web))) {
-		report_error("--listen %s: %s", h->opt->listen, err == -EINVAL ? "not [ADDR:]PORT" : strerror(-err));
+	if (h->opt->listen &&
+	    (err = hostlisten_start(&h->listen, h->opt, web_handle, web_abandoned, &h->web)))
 		return err;
-	}
+	h->web.http = h->listen.http;
 	return 0;
 }
 
@@ -500,7 +501,8 @@ static int start(struct host *h)
 	}
 	if (open_outputs(h) || session_load(&h->s, 0, !matcher_empty(&h->match)))
 		return -1;
-	if (session_setup_loop(&h->s, &hooks, h) || (h->http && session_watch(&h->s, http_fd(h->http)))) {
+	if (session_setup_loop(&h->s, &hooks, h) ||
+	    (h->listen.http && session_watch(&h->s, http_fd(h->listen.http)))) {
 		report_error("cannot set up the event loop: %s", strerror(errno));
 		return -1;
 	}
@@ -547,8 +549,7 @@ static void teardown(struct host *h)
 	for (size_t i = 0; hmap_next(&h->table.by_pid, &i, &s); i--)
 		forget(h, s->val);
 	web_free(&h->web);
-	if (h->http)
-		http_stop(h->http);
+	hostlisten_stop(&h->listen);
 	if (h->outdir)
 		outdir_close(h->outdir);
 	session_free(&h->s);
@@ -575,9 +576,7 @@ int host_run(const struct options *opt)
 		h->next_scan_ns = clock_ns(CLOCK_MONOTONIC) + SCAN_NS;
 		fprintf(stderr, "memwatch: watching %zu processes, %zu with heap probes\n", h->table.by_pid.len,
 			h->table.nprofiled);
-		if (h->http)
-			fprintf(stderr, "memwatch: serving /metrics and /debug/pprof/ on port %u\n",
-				(unsigned)http_port(h->http));
+		hostlisten_announce(&h->listen, h->opt);
 		session_run(&h->s);
 		last_readings(h);
 		print_end(h);
