@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/array.h"
+
 #define STAMP_FORMAT "########T######.###Z"	/* # a digit */
 #define STAMP_LEN (sizeof(STAMP_FORMAT) - 1)
 #define SUFFIX ".pb.gz"
@@ -121,17 +123,7 @@ static size_t lower_bound(const struct outdir *od, const struct entry *e)
 
 static int reserve(struct outdir *od, size_t n)
 {
-	if (n <= od->cap)
-		return 0;
-	size_t cap = od->cap ? od->cap * 2 : 64;
-	while (cap < n)
-		cap *= 2;
-	struct entry *files = realloc(od->files, cap * sizeof(*files));
-	if (!files)
-		return -ENOMEM;
-	od->files = files;
-	od->cap = cap;
-	return 0;
+	return array_reserve((void **)&od->files, &od->cap, n, sizeof(*od->files));
 }
 
 static void account_added(struct outdir *od, const struct entry *e)
