@@ -378,15 +378,45 @@ static void on_exec(void *ctx, pid_t pid)
 	}
 }
 
+/* The process is forgotten once its last samples are read (consume()). */
 static void on_exit_event(void *ctx, pid_t pid)
 {
 	struct host *h = ctx;
 	struct hproc *hp = host_find(h, pid);
 
-	if (!hp)
+	if (!hp || hp->exit_epoch)
 		return;
-	forget(h, hp);
+	hp->exit_epoch = h->exit_epoch;
+	h->exits_pending++;
 	h->counts.exits++;
+}
+
+static void forget_exited(struct host *h, uint64_t epoch)
+{
+	struct hmap_slot *s;
+
+	for (size_t i = 0; hmap_next(&h->by_pid, &i, &s);) {
+		struct hproc *hp = s->val;
+		if (!hp->exit_epoch || hp->exit_epoch > epoch)
+			continue;
+		forget(h, hp);
+		i--;	/* the removal moved a later entry here */
+	}
+}
+
+/* Reads both rings. A process's heap samples were all written before its
+ * exit event, but the heap ring may have been read before they came and the
+ * kernel ring's exit after: so the exited are forgotten only after one more
+ * pass (which may read more exits, for the next round). */
+static void consume(struct host *h)
+{
+	ring_buffer__consume(h->rb);
+	while (h->exits_pending) {
+		uint64_t epoch = h->exit_epoch++;
+		h->exits_pending = 0;
+		ring_buffer__consume(h->rb);
+		forget_exited(h, epoch);
+	}
 }
 
 static struct target *target_of(struct host *h, pid_t pid, struct process **p)
@@ -677,7 +707,7 @@ static void maintain(struct host *h)
 {
 	uint64_t now = clock_ns(CLOCK_MONOTONIC);
 
-	ring_buffer__consume(h->rb);
+	consume(h);
 	if (now >= h->next_scan_ns) {
 		scan_proc(h);
 		h->next_scan_ns = now + SCAN_NS;
@@ -702,7 +732,7 @@ static void run_loop(struct host *h)
 			} else if (h->http && evs[i].data.fd == http_fd(h->http)) {
 				http_run(h->http);
 			} else {
-				ring_buffer__consume(h->rb);
+				consume(h);
 			}
 		}
 		if (h->http)
@@ -766,6 +796,7 @@ int host_run(const struct options *opt)
 	memset(&h, 0, sizeof(h));
 	h.opt = opt;
 	h.sigfd = h.epfd = -1;
+	h.exit_epoch = 1;
 	hmap_init(&h.by_pid, NULL, NULL);
 	hmap_init(&h.skip, NULL, NULL);
 	procs_init(&h.procs);

@@ -52,6 +52,7 @@ struct hproc {
 	uint64_t last_active_ns;	/* CLOCK_MONOTONIC: last change seen */
 	uint64_t last_faults, last_calls, last_samples;
 	bool seen;			/* by the current /proc scan */
+	uint64_t exit_epoch;		/* 0, or the host's exit_epoch when its exit was read */
 };
 
 struct host_counts {
@@ -75,6 +76,8 @@ struct host {
 	struct http_server *http;
 	struct outdir *outdir;
 	struct delta_request *deltas;	/* ?seconds=N answers pending */
+	uint64_t exit_epoch;		/* see consume() in host.c */
+	size_t exits_pending;		/* exits read, the processes not yet forgotten */
 	int sigfd, epfd;
 	uint64_t start_ns, next_scan_ns;
 	int64_t start_real_ns;
