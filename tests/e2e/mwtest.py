@@ -8,7 +8,6 @@ import glob
 import json
 import math
 import os
-import queue
 import re
 import signal
 import subprocess
