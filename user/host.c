@@ -20,6 +20,7 @@
 #include "bpfconfig.h"
 #include "bpflog.h"
 #include "events.h"
+#include "hostlisten.h"
 #include "hostweb.h"
 #include "http.h"
 #include "outdir.h"
@@ -656,11 +657,7 @@ static int open_outputs(struct host *h)
 		     err == -EINVAL ? "give --output-keep or --output-max-bytes a bound" : strerror(-err));
 		return err;
 	}
-	if (h->opt->listen && (err = http_start(&h->http, h->opt->listen, hostweb_handle, h))) {
-		report_error("--listen %s: %s", h->opt->listen, err == -EINVAL ? "not [ADDR:]PORT" : strerror(-err));
-		return err;
-	}
-	return 0;
+	return h->opt->listen ? hostlisten_start(h) : 0;
 }
 
 /* ---- the loop --------------------------------------------------------- */
@@ -769,8 +766,7 @@ static void teardown(struct host *h)
 		i--;
 	}
 	hostweb_free(h);
-	if (h->http)
-		http_stop(h->http);
+	hostlisten_stop(h);
 	if (h->outdir)
 		outdir_close(h->outdir);
 	ring_buffer__free(h->rb);
@@ -817,8 +813,7 @@ int host_run(const struct options *opt)
 	scan_proc(&h);
 	h.next_scan_ns = clock_ns(CLOCK_MONOTONIC) + SCAN_NS;
 	fprintf(stderr, "memwatch: watching %zu processes, %zu with heap probes\n", h.by_pid.len, h.nprofiled);
-	if (h.http)
-		fprintf(stderr, "memwatch: serving /metrics and /debug/pprof/ on port %u\n", (unsigned)http_port(h.http));
+	hostlisten_announce(&h);
 	run_loop(&h);
 	host_scan_live(&h);
 	print_end(&h);

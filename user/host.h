@@ -25,6 +25,7 @@
 
 struct ring_buffer;
 struct http_server;
+struct web_config;
 struct outdir;
 struct delta_request;
 
@@ -74,6 +75,7 @@ struct host {
 	size_t nprofiled;
 	struct host_counts counts;
 	struct http_server *http;
+	struct web_config *web;		/* --web-config */
 	struct outdir *outdir;
 	struct delta_request *deltas;	/* ?seconds=N answers pending */
 	uint64_t exit_epoch;		/* see consume() in host.c */
