@@ -85,6 +85,10 @@ $(OUTPUT)/tests/test_unwind: tests/unit/fixtures/unwind_capture.h tests/unit/fix
 $(OUTPUT)/churn: tools/churn.c | $(OUTPUT)
 	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -pthread $< -o $@
 
+# The unwinder's speed, fast path vs libdwfl: like a Debian binary, no frame pointers.
+$(OUTPUT)/bench-unwind: tools/bench-unwind.c tests/unit/fixtures/unwind_capture.h $(LIBMW)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -fomit-frame-pointer $< $(LIBMW) $(LDLIBS) -o $@
+
 $(OUTPUT)/faulter: tools/faulter.c tests/workloads/common.h | $(OUTPUT)
 	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Itests/workloads $< -o $@
 

@@ -209,7 +209,7 @@ class PrometheusTLSTest(TestCase):
         with open(config, "w") as f:
             f.write("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
                     "basic_auth_users:\n  prometheus: '%s'\n" % bcrypt(PASSWORD))
-        leak = WaitingWorkload([workload("leak"), "--seconds", "30"])
+        leak = WaitingWorkload([workload("leak"), "--control"])
         host = WebHost("0.0.0.0:0", ["--web-config", config, "--comm", "^leak$"])
         prom = None
         ca = self.path("ca.crt")
@@ -313,7 +313,7 @@ class UnixSocketTest(TestCase):
         stale = socket.socket(socket.AF_UNIX)
         stale.bind(sock)
         stale.close()
-        leak = WaitingWorkload([workload("leak"), "--seconds", "30"])
+        leak = WaitingWorkload([workload("leak"), "--control"])
         host = WebHost("unix:" + sock, ["--comm", "^leak$"])
         try:
             self.assertEqual(os.stat(sock).st_mode & 0o7777, 0o600)
@@ -361,7 +361,7 @@ def metrics_over(port):
 class StarvationTest(TestCase):
     def setUp(self):
         super().setUp()
-        self.leak = WaitingWorkload([workload("leak"), "--seconds", "60"])
+        self.leak = WaitingWorkload([workload("leak"), "--control"])
         self.host = WebHost("127.0.0.1:0", ["--comm", "^leak$"])
         self.assertTrue(wait_for(lambda: ('pid="%d"' % self.leak.pid).encode() in metrics_over(self.host.port)))
 
@@ -434,7 +434,7 @@ class StarvationTest(TestCase):
 
 class FramingTest(TestCase):
     def test_nul_and_conflicting_lengths(self):
-        leak = WaitingWorkload([workload("leak"), "--seconds", "30"])
+        leak = WaitingWorkload([workload("leak"), "--control"])
         host = WebHost("127.0.0.1:0", ["--comm", "^leak$"])
         try:
             ok = raw_exchange(host.port, b"GET /debug/pprof/heap HTTP/1.0\r\n\r\n")

@@ -381,15 +381,30 @@ static void on_exec(void *ctx, pid_t pid)
 		profile(h, hp);
 }
 
+/* The process is forgotten once its last samples are read (exits_read). */
 static void on_exit_event(void *ctx, pid_t pid)
 {
 	struct host *h = ctx;
 	struct hproc *hp = host_table_find(&h->table, pid);
 
-	if (!hp)
+	if (!hp || hp->exit_epoch)
 		return;
-	forget(h, hp);
+	hp->exit_epoch = h->s.exit_epoch;
 	h->table.counts.exits++;
+}
+
+static void on_exits_read(void *ctx, uint64_t epoch)
+{
+	struct host *h = ctx;
+	struct hmap_slot *s;
+
+	for (size_t i = 0; hmap_next(&h->table.by_pid, &i, &s);) {
+		struct hproc *hp = s->val;
+		if (!hp->exit_epoch || hp->exit_epoch > epoch)
+			continue;
+		forget(h, hp);
+		i--;	/* the removal moved a later entry here */
+	}
 }
 
 /* ---- the loop ----------------------------------------------------------- */
@@ -466,6 +481,7 @@ static const struct session_hooks hooks = {
 	.attached = on_attached,
 	.exec = on_exec,
 	.exit = on_exit_event,
+	.exits_read = on_exits_read,
 };
 
 /* ---- start and end ------------------------------------------------------ */

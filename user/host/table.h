@@ -24,6 +24,7 @@ struct hproc {
 	uint64_t last_active_ns;	/* CLOCK_MONOTONIC: last change seen */
 	uint64_t last_faults, last_calls, last_samples;
 	bool seen;			/* by the current /proc scan */
+	uint64_t exit_epoch;		/* 0, or the session's exit_epoch when its exit was read */
 };
 
 struct host_counts {

@@ -294,8 +294,10 @@ static void on_exit_event(void *ctx, pid_t tgid)
 {
 	struct session *s = ctx;
 
-	if (s->hooks && s->hooks->exit)
+	if (s->hooks && s->hooks->exit) {
 		s->hooks->exit(s->hooks_ctx, tgid);
+		s->exits_pending += s->hooks->exits_read != NULL;
+	}
 }
 
 /* The heap side's ring. With --all the kernel side has every process's
@@ -322,10 +324,21 @@ static int on_pages_event(void *ctx, void *data, size_t len)
 	return events_dispatch(&pages_handlers, ctx, data, len);
 }
 
+/* A process's heap samples were all written before its exit event, but the
+ * heap ring may have been read before they came and the kernel ring's exit
+ * after: the exited are passed on as read only after one more pass (which
+ * may read more exits, for the next round). */
 void session_consume(struct session *s)
 {
-	if (s->rb)
+	if (!s->rb)
+		return;
+	ring_buffer__consume(s->rb);
+	while (s->exits_pending) {
+		uint64_t epoch = s->exit_epoch++;
+		s->exits_pending = 0;
 		ring_buffer__consume(s->rb);
+		s->hooks->exits_read(s->hooks_ctx, epoch);
+	}
 }
 
 /* ---- loading ------------------------------------------------------------ */
@@ -545,6 +558,7 @@ int session_init(struct session *s, const struct options *opt)
 	memset(s, 0, sizeof(*s));
 	s->opt = opt;
 	s->sigfd = s->epfd = -1;
+	s->exit_epoch = 1;
 	procs_init(&s->procs);
 	hmap_init(&s->targets, NULL, NULL);
 	s->start_ns = clock_ns(CLOCK_MONOTONIC);

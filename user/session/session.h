@@ -36,10 +36,13 @@ struct session_hooks {
 	void (*signal)(void *ctx, int signo);
 	/* target_attach probed n allocator files of t (-errno: failed). */
 	void (*attached)(void *ctx, struct target *t, int n);
-	/* A process called exec (without this hook its target follows it),
-	 * or exited (--all). */
+	/* A process called exec (without this hook its target follows it). */
 	void (*exec)(void *ctx, pid_t pid);
+	/* --all: a process exited; s->exit_epoch is the pass that read it. */
 	void (*exit)(void *ctx, pid_t pid);
+	/* Every exit read in pass epoch or before has had one more pass over
+	 * the rings since (its last samples are read): forget them now. */
+	void (*exits_read)(void *ctx, uint64_t epoch);
 };
 
 struct session {
@@ -56,6 +59,8 @@ struct session {
 	bool lat_failed;		/* attaching it failed (reported) */
 	bool loader_stops;		/* -- CMD: the loader hook stops the command instead */
 	struct ring_buffer *rb;		/* the events of every BPF object */
+	uint64_t exit_epoch;		/* see session_consume() */
+	size_t exits_pending;		/* exits read, not yet passed on as read */
 	struct hmap targets;		/* pid -> struct target * */
 	uint64_t live_orphans;		/* live blocks of processes no longer profiled, dropped */
 	const struct session_hooks *hooks;
@@ -82,7 +87,8 @@ int session_setup_loop(struct session *s, const struct session_hooks *hooks, voi
 int session_watch(struct session *s, int fd);
 /* Runs until a signal, the duration, or a hook sets s->stop. */
 void session_run(struct session *s);
-/* Reads the events waiting. */
+/* Reads the events waiting; after exit events, one more pass (then
+ * hooks->exits_read). */
 void session_consume(struct session *s);
 
 struct target *session_target(const struct session *s, pid_t pid);
