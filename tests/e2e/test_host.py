@@ -318,8 +318,9 @@ class VerdictTest(TestCase):
                 tl = json.load(f)
             self.assertEqual(tl["pid"], w.pid)
             self.assertGreaterEqual(len(tl["intervals"]), 3, tl)
-        self.assertTrue(any(p["refault_bytes"] > 0 for p in json.load(open(self.path("t-%d.json" % thrasher.pid)))
-                            ["intervals"]))
+        with open(self.path("t-%d.json" % thrasher.pid)) as f:
+            thrash_tl = json.load(f)
+        self.assertTrue(any(p["refault_bytes"] > 0 for p in thrash_tl["intervals"]), thrash_tl)
 
 
 def own_value(metrics, name):
