@@ -123,13 +123,19 @@ static void raise_fd_limit(void)
 
 /* ---- output ---------------------------------------------------------- */
 
-static int open_one(struct outfile *of, const char *path)
+static int open_one(struct session *s, struct outfile *of, const char *path)
 {
 	int err = outfile_open(of, path);
 
-	if (err)
-		report_error("cannot write %s: %s", path, strerror(-err));
-	return err;
+	if (err) {
+		report_error("cannot write %s: %s", path, outfile_strerror(of, err));
+		return err;
+	}
+	if (s->opt.cmd && outfile_is_stdout(of)) {
+		report_error("cannot write %s: it is the command's stdout too (give a file or a FIFO)", path);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 /* "x.pb.gz" -> "x.pages.pb.gz" */
@@ -144,6 +150,36 @@ static char *pages_path_for(const char *heap_path)
 	else
 		asprintf(&out, "%s.pages", heap_path);
 	return out;
+}
+
+/* --pages-output, or a file named after a heap profile that is a file:
+ * a stream (stdout, a FIFO, /dev/null) has no name to derive one from. */
+static int open_pages_beside_heap(struct session *s, const char *heap_path)
+{
+	if (s->opt.pages_output)
+		return open_one(s, &s->pages_out, s->opt.pages_output);
+	if (s->heap_out.stream)
+		return 0;
+	char *pages = pages_path_for(heap_path);
+	int err = pages ? open_one(s, &s->pages_out, pages) : -ENOMEM;
+	free(pages);
+	return err;
+}
+
+/* Two outputs onto one file would keep only the last written. */
+static int check_distinct(struct session *s)
+{
+	struct outfile *outs[] = { &s->heap_out, &s->pages_out, &s->timeline_out, &s->plot_out };
+	size_t n = sizeof(outs) / sizeof(outs[0]);
+
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = i + 1; j < n; j++)
+			if (outfile_same(outs[i], outs[j])) {
+				report_error("%s and %s are the same file: give each output its own", outs[i]->path,
+					     outs[j]->path);
+				return -EINVAL;
+			}
+	return 0;
 }
 
 /* Every output opens before memwatch attaches: a path that cannot be
@@ -161,19 +197,17 @@ static int open_outputs(struct session *s)
 	if (s->opt.empty_probes)
 		return 0;
 	if (s->opt.pages_only) {
-		err = open_one(&s->pages_out, s->opt.pages_output ? s->opt.pages_output : main_path);
+		err = open_one(s, &s->pages_out, s->opt.pages_output ? s->opt.pages_output : main_path);
 	} else {
-		char *pages = s->opt.pages_output ? strdup(s->opt.pages_output) : pages_path_for(main_path);
-		err = open_one(&s->heap_out, main_path);
+		err = open_one(s, &s->heap_out, main_path);
 		if (!err)
-			err = pages ? open_one(&s->pages_out, pages) : -ENOMEM;
-		free(pages);
+			err = open_pages_beside_heap(s, main_path);
 	}
 	if (!err && s->opt.timeline)
-		err = open_one(&s->timeline_out, s->opt.timeline);
+		err = open_one(s, &s->timeline_out, s->opt.timeline);
 	if (!err && s->opt.plot)
-		err = open_one(&s->plot_out, s->opt.plot);
-	return err;
+		err = open_one(s, &s->plot_out, s->opt.plot);
+	return err ? err : check_distinct(s);
 }
 
 static void discard_outputs(struct session *s)
@@ -949,14 +983,14 @@ static int write_outputs(struct session *s)
 	};
 	int err = 0;
 
-	if (s->heap_out.tmp)
+	if (s->heap_out.open)
 		err |= commit(&s->heap_out, heapprof_write(&s->hp, &s->procs, &meta, s->heap_out.fd));
-	if (s->pages_out.tmp)
+	if (s->pages_out.open)
 		err |= commit(&s->pages_out, pageprof_write(&s->pp, &s->hp.st, &s->procs, &page_spec, s->pages_out.fd));
-	if (s->timeline_out.tmp)
+	if (s->timeline_out.open)
 		err |= write_timeline(s, &s->timeline_out,
 				      ends_with(s->opt.timeline, ".json") ? timeline_write_json : timeline_write_csv);
-	if (s->plot_out.tmp)
+	if (s->plot_out.open)
 		err |= write_timeline(s, &s->plot_out, timeline_write_svg);
 	for (size_t i = 0; i < nc; i++)
 		free(comments[i]);
