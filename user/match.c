@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* cgroup2's usual mount point: --cgroup takes paths under it too. */
 #define CGROUP_MOUNT "/sys/fs/cgroup"
@@ -22,6 +23,38 @@ static char *normalize_cgroup(const char *path)
 	for (size_t n = strlen(out); n > 1 && out[n - 1] == '/'; n--)
 		out[n - 1] = 0;
 	return out;
+}
+
+static bool has_dot_component(const char *path)
+{
+	for (const char *p = path; (p = strstr(p, "/.")); p++)
+		if (p[2] == '/' || !p[2] || (p[2] == '.' && (p[3] == '/' || !p[3])))
+			return true;
+	return false;
+}
+
+/* The hierarchies a cgroup path may be in: cgroup2 (unified or hybrid),
+ * or v1's name=systemd. */
+static bool cgroup_dir_exists(const char *cgroup)
+{
+	static const char *const roots[] = { CGROUP_MOUNT, CGROUP_MOUNT "/unified", CGROUP_MOUNT "/systemd" };
+	char path[4096];
+	struct stat st;
+
+	for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++)
+		if (snprintf(path, sizeof(path), "%s%s", roots[i], cgroup) < (int)sizeof(path) && !stat(path, &st) &&
+		    S_ISDIR(st.st_mode))
+			return true;
+	return false;
+}
+
+int cgroup_check(const char *path)
+{
+	char *cgroup = normalize_cgroup(path);
+	int err = !cgroup ? -ENOMEM : has_dot_component(cgroup) ? -EINVAL : cgroup_dir_exists(cgroup) ? 0 : -ENOENT;
+
+	free(cgroup);
+	return err;
 }
 
 int matcher_init(struct matcher *m, const char *const *comms, size_t ncomms, const pid_t *pids, size_t npids,

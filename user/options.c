@@ -1,7 +1,9 @@
 #include "options.h"
 
 #include "allocators.h"
+#include "bounds.h"
 #include "heapbpf.h"
+#include "match.h"
 #include "version.h"
 
 #include <errno.h>
@@ -272,8 +274,28 @@ static int check_regex(const char *rx)
 		fprintf(stderr, "memwatch: --comm %s: %s\n", rx, why);
 		return -1;
 	}
+	/* A regex that matches "" ('', 'x|', '.*') matches every comm: most
+	 * likely an empty shell variable; '.' says "every process" on purpose. */
+	bool matches_all = !regexec(&compiled, "", 0, NULL, 0);
 	regfree(&compiled);
+	if (matches_all) {
+		fprintf(stderr, "memwatch: --comm '%s' matches the empty string, so every process (for every "
+				"process, say --comm .)\n", rx);
+		return -1;
+	}
 	return 0;
+}
+
+static int check_cgroup(const char *path)
+{
+	int err = cgroup_check(path);
+
+	if (err)
+		fprintf(stderr, "memwatch: --cgroup '%s': %s\n", path,
+			err == -ENOENT ? "no such cgroup (it must exist when memwatch starts: name its parent to "
+					 "cover cgroups created later)"
+			: err == -EINVAL ? "no '.' or '..' in a cgroup path" : strerror(-err));
+	return err ? -1 : 0;
 }
 
 static int parse_one_pid(const char *s, pid_t *out)
@@ -286,6 +308,29 @@ static int parse_one_pid(const char *s, pid_t *out)
 	return 0;
 }
 
+/* "1,2,3": every item a pid; an empty list or item ('', '1,,2') is refused:
+ * it would select nothing, silently. */
+static int parse_pid_list(struct options *o, const char *list)
+{
+	char *copy = strdup(list), *rest = copy, *tok;
+	int r = copy ? 0 : oom();
+
+	while (!r && (tok = strsep(&rest, ","))) {
+		pid_t *np = realloc(o->pids, (o->npids + 1) * sizeof(*np));
+		if (!np) {
+			r = oom();
+			break;
+		}
+		o->pids = np;
+		if (!*tok)
+			r = bad("--pid LIST (comma-separated pids)", list);
+		else if (!(r = parse_one_pid(tok, &np[o->npids])))
+			o->npids++;
+	}
+	free(copy);
+	return r;
+}
+
 /* -p PID alone, or with --all any number of comma-separated lists. */
 static int parse_pids(struct options *o, const char **args, size_t n)
 {
@@ -296,23 +341,9 @@ static int parse_pids(struct options *o, const char **args, size_t n)
 		}
 		return n ? parse_one_pid(args[0], &o->pid) : 0;
 	}
-	for (size_t i = 0; i < n; i++) {
-		char *copy = strdup(args[i]), *save = NULL;
-		if (!copy)
-			return oom();
-		for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-			pid_t *np = realloc(o->pids, (o->npids + 1) * sizeof(*np));
-			if (!np || parse_one_pid(tok, &np[o->npids])) {
-				if (np)
-					o->pids = np;
-				free(copy);
-				return np ? -1 : oom();
-			}
-			o->pids = np;
-			o->npids++;
-		}
-		free(copy);
-	}
+	for (size_t i = 0; i < n; i++)
+		if (parse_pid_list(o, args[i]))
+			return -1;
 	return 0;
 }
 
@@ -380,16 +411,17 @@ int options_parse(int argc, char **argv, struct options *o)
 	};
 	const char **pid_args = NULL;
 	size_t npid_args = 0;
+	struct machine machine;
 	int c, r;
 
 	memset(o, 0, sizeof(*o));
 	o->output_keep = 1000;
 	o->output_max_bytes = 1ull << 30;
-	o->max_processes = 4096;
+	o->max_processes = 0;	/* the default, within the machine's bounds */
 	o->max_profiled = 64;
 	o->sample_bytes = 524288;
-	o->max_live = 262144;
-	o->ring_bytes = 0;	/* by mode, below */
+	o->max_live = 0;	/* the default, within the machine's bounds */
+	o->ring_bytes = 0;	/* by mode, within the machine's bounds */
 	o->stack_bytes = STACK_BYTES_DEFAULT;
 	o->page_sample_bytes = 8 << 20;
 	while ((c = getopt_long(argc, argv, "+p:o:d:s:i:vhV", longopts, NULL)) != -1) {
@@ -410,6 +442,8 @@ int options_parse(int argc, char **argv, struct options *o)
 		case OPT_CGROUP:
 			if (!*optarg)
 				return bad("--cgroup", optarg);
+			if ((r = check_cgroup(optarg)))
+				return r;
 			if (push(&o->cgroups, &o->ncgroups, optarg))
 				return oom();
 			break;
@@ -536,12 +570,12 @@ int options_parse(int argc, char **argv, struct options *o)
 	}
 	if (optind < argc)
 		o->cmd = &argv[optind];
-	if (!o->ring_bytes)
-		o->ring_bytes = o->all ? 4 << 20 : 16 << 20;
 	r = o->all ? check_host_options(o) : 0;
 	if (!r)
 		r = parse_pids(o, pid_args, npid_args);
 	free(pid_args);
+	if (!r)
+		r = machine_read(&machine) ? -1 : bounds_apply(o, &machine);
 	if (r)
 		return r;
 	if (o->all)
