@@ -24,7 +24,7 @@ USER_SRCS := $(filter-out user/main.c,$(wildcard user/*.c))
 USER_OBJS := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(USER_SRCS)) $(OUTPUT)/profile.pb-c.o
 LIBMW     := $(OUTPUT)/libmemwatch.a
 
-.PHONY: all clean install test unit e2e demo bench deps workloads FORCE
+.PHONY: all clean install test unit e2e fuzz demo bench deps workloads FORCE
 .SECONDARY:
 all: memwatch
 
@@ -72,6 +72,31 @@ $(OUTPUT)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(LIBMW) | $(OUTPUT
 $(OUTPUT)/tests/test_unwind: CFLAGS += -fomit-frame-pointer
 $(OUTPUT)/tests/test_unwind: tests/unit/fixtures/unwind_capture.h tests/unit/fixtures/unwind_lib.c tests/unit/fixtures/unwind_cxx.cc
 
+# Fuzz targets: tests/fuzz/fuzz_NAME.c, with the sources FUZZ_SRCS_NAME lists
+# built with libFuzzer, ASan and UBSan (the rest comes from the library);
+# `make fuzz` runs each for FUZZ_SECONDS from its seeds in tests/fuzz/NAME/;
+# a crash, a leak, an input slower than 10 s or over 2 GB fails it, and the
+# input is left in .output/fuzz/NAME-*.
+FUZZ_SECONDS ?= 30
+FUZZ_CFLAGS := -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(OUTPUT)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SRCS_options := user/options.c user/bounds.c user/match.c
+
+$(OUTPUT)/fuzz:
+	mkdir -p $@
+
+.SECONDEXPANSION:
+$(OUTPUT)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_SRCS_$$*) $(wildcard user/*.h) $(LIBMW) | $(OUTPUT)/fuzz
+	$(CLANG) $(CPPFLAGS) $(FUZZ_CFLAGS) $< $(FUZZ_SRCS_$*) $(LIBMW) $(LDLIBS) -o $@
+
+fuzz: $(FUZZ_BINS)
+	@set -e; for f in $(FUZZ_BINS); do n=$${f##*/fuzz_}; mkdir -p $(OUTPUT)/fuzz/$$n.corpus; \
+		echo "== $$f ($(FUZZ_SECONDS) s)"; \
+		if ! $$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 -close_fd_mask=3 -print_final_stats=1 \
+			-artifact_prefix=$(OUTPUT)/fuzz/$$n- \
+			$(OUTPUT)/fuzz/$$n.corpus tests/fuzz/$$n > $$f.log 2>&1; then tail -n 60 $$f.log; exit 1; fi; \
+		tail -n 3 $$f.log; done
+
 $(OUTPUT)/churn: tools/churn.c | $(OUTPUT)
 	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -pthread $< -o $@
 
@@ -95,6 +120,7 @@ test:
 	tools/deps.sh
 	$(MAKE) all
 	$(MAKE) unit
+	$(MAKE) fuzz
 	$(MAKE) e2e
 
 demo:
