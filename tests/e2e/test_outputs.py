@@ -110,17 +110,17 @@ class StreamTest(TestCase):
         w = WaitingWorkload([GT, "--linger", "30"])
         try:
             mw = subprocess.Popen([MEMWATCH, "-p", str(w.pid), "-s", "1", "-o", "-", "-d", "1"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=self.dir)
             wait_attached(mw)
             w.go()
             out, err = mw.communicate(timeout=60)
         finally:
             w.kill()
         self.assertEqual(mw.returncode, 0, err)
+        self.assertEqual(os.listdir(self.dir), [], "no file named - nor a page profile")
         with open(self.path("got.pb.gz"), "wb") as f:
             f.write(out)
         self.assertIn("gt_malloc", Profile(self.path("got.pb.gz")).by_site())
-        self.assertFalse(os.path.exists("-"))
 
     def test_stdout_refused_with_command(self):
         """-- CMD writes its own stdout: a profile there would be corrupted."""
