@@ -2,12 +2,22 @@
  * (arguments separated by NUL bytes), as memwatch's main calls it. */
 #include <getopt.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "options.h"
 
 #define MAX_ARGS 64
+
+/* The parser's messages (usage, errors) go nowhere; the sanitizers and
+ * libFuzzer write to fd 2 themselves. */
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	stdout = fopen("/dev/null", "w");
+	stderr = fopen("/dev/null", "w");
+	return stdout && stderr ? 0 : -1;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
