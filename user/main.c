@@ -123,72 +123,12 @@ static void raise_fd_limit(void)
 
 /* ---- output ---------------------------------------------------------- */
 
-static int open_one(struct session *s, struct outfile *of, const char *path)
-{
-	int err = outfile_open(of, path);
-
-	if (err) {
-		report_error("cannot write %s: %s", path, outfile_strerror(of, err));
-		return err;
-	}
-	if (s->opt.cmd && outfile_is_stdout(of)) {
-		report_error("cannot write %s: it is the command's stdout too (give a file or a FIFO)", path);
-		return -EINVAL;
-	}
-	return 0;
-}
-
-/* "x.pb.gz" -> "x.pages.pb.gz" */
-static char *pages_path_for(const char *heap_path)
-{
-	const char *ext = ".pb.gz";
-	size_t n = strlen(heap_path), k = strlen(ext);
-	char *out = NULL;
-
-	if (n > k && !strcmp(heap_path + n - k, ext))
-		asprintf(&out, "%.*s.pages%s", (int)(n - k), heap_path, ext);
-	else
-		asprintf(&out, "%s.pages", heap_path);
-	return out;
-}
-
-/* --pages-output, or a file named after a heap profile that is a file:
- * a stream (stdout, a FIFO, /dev/null) has no name to derive one from. */
-static int open_pages_beside_heap(struct session *s, const char *heap_path)
-{
-	if (s->opt.pages_output)
-		return open_one(s, &s->pages_out, s->opt.pages_output);
-	if (s->heap_out.stream)
-		return 0;
-	char *pages = pages_path_for(heap_path);
-	int err = pages ? open_one(s, &s->pages_out, pages) : -ENOMEM;
-	free(pages);
-	return err;
-}
-
-/* Two outputs onto one file would keep only the last written. */
-static int check_distinct(struct session *s)
-{
-	struct outfile *outs[] = { &s->heap_out, &s->pages_out, &s->timeline_out, &s->plot_out };
-	size_t n = sizeof(outs) / sizeof(outs[0]);
-
-	for (size_t i = 0; i < n; i++)
-		for (size_t j = i + 1; j < n; j++)
-			if (outfile_same(outs[i], outs[j])) {
-				report_error("%s and %s are the same file: give each output its own", outs[i]->path,
-					     outs[j]->path);
-				return -EINVAL;
-			}
-	return 0;
-}
-
 /* Every output opens before memwatch attaches: a path that cannot be
  * written is an error before anything happens to the target. */
 static int open_outputs(struct session *s)
 {
 	char dflt[64];
 	const char *main_path = s->opt.output;
-	int err = 0;
 
 	if (!main_path) {
 		snprintf(dflt, sizeof(dflt), "memwatch-%d.pb.gz", (int)s->target);
@@ -196,18 +136,15 @@ static int open_outputs(struct session *s)
 	}
 	if (s->opt.empty_probes)
 		return 0;
-	if (s->opt.pages_only) {
-		err = open_one(s, &s->pages_out, s->opt.pages_output ? s->opt.pages_output : main_path);
-	} else {
-		err = open_one(s, &s->heap_out, main_path);
-		if (!err)
-			err = open_pages_beside_heap(s, main_path);
-	}
-	if (!err && s->opt.timeline)
-		err = open_one(s, &s->timeline_out, s->opt.timeline);
-	if (!err && s->opt.plot)
-		err = open_one(s, &s->plot_out, s->opt.plot);
-	return err ? err : check_distinct(s);
+	struct outfile_set set = { &s->heap_out, &s->pages_out, &s->timeline_out, &s->plot_out };
+	struct outfile_paths paths = {
+		.heap = s->opt.pages_only ? NULL : main_path,
+		.pages = s->opt.pages_only && !s->opt.pages_output ? main_path : s->opt.pages_output,
+		.timeline = s->opt.timeline,
+		.plot = s->opt.plot,
+		.stdout_taken = s->opt.cmd != NULL,
+	};
+	return outfile_open_set(&set, &paths);
 }
 
 static void discard_outputs(struct session *s)

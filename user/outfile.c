@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "report.h"
+
 #define NEW_FILE_MODE 0644
 #define FIFO_POLL_NS 100000000
 
@@ -261,4 +263,77 @@ void outfile_discard(struct outfile *of)
 	free(of->canon);
 	memset(of, 0, sizeof(*of));
 	of->fd = of->dirfd = of->nf.fd = -1;
+}
+
+/* ---- the outputs of a run ---- */
+
+static int open_reported(struct outfile *of, const char *path, bool stdout_taken)
+{
+	int err = outfile_open(of, path);
+
+	if (err) {
+		report_error("cannot write %s: %s", path, outfile_strerror(of, err));
+		return err;
+	}
+	if (stdout_taken && outfile_is_stdout(of)) {
+		report_error("cannot write %s: it is the command's stdout too (give a file or a FIFO)", path);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* "x.pb.gz" -> "x.pages.pb.gz", "x" -> "x.pages" */
+static char *pages_path_for(const char *heap_path)
+{
+	const char *ext = ".pb.gz";
+	size_t n = strlen(heap_path), k = strlen(ext);
+	char *out = NULL;
+	int len = n > k && !strcmp(heap_path + n - k, ext)
+			  ? asprintf(&out, "%.*s.pages%s", (int)(n - k), heap_path, ext)
+			  : asprintf(&out, "%s.pages", heap_path);
+
+	return len < 0 ? NULL : out;
+}
+
+/* The page profile: given, or named after a heap profile that is a file (a
+ * stream, stdout, a FIFO or /dev/null, has no name to derive one from). */
+static int open_pages(const struct outfile_set *set, const struct outfile_paths *paths)
+{
+	if (paths->pages)
+		return open_reported(set->pages, paths->pages, paths->stdout_taken);
+	if (!paths->heap || set->heap->stream)
+		return 0;
+	char *derived = pages_path_for(paths->heap);
+	int err = derived ? open_reported(set->pages, derived, paths->stdout_taken) : -ENOMEM;
+	free(derived);
+	return err;
+}
+
+/* Two outputs onto one file would keep only the last written. */
+static int check_distinct(const struct outfile_set *set)
+{
+	struct outfile *outs[] = { set->heap, set->pages, set->timeline, set->plot };
+	size_t n = sizeof(outs) / sizeof(outs[0]);
+
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = i + 1; j < n; j++)
+			if (outfile_same(outs[i], outs[j])) {
+				report_error("%s and %s are the same file: give each output its own", outs[i]->path,
+					     outs[j]->path);
+				return -EINVAL;
+			}
+	return 0;
+}
+
+int outfile_open_set(const struct outfile_set *set, const struct outfile_paths *paths)
+{
+	int err = paths->heap ? open_reported(set->heap, paths->heap, paths->stdout_taken) : 0;
+
+	if (!err)
+		err = open_pages(set, paths);
+	if (!err && paths->timeline)
+		err = open_reported(set->timeline, paths->timeline, paths->stdout_taken);
+	if (!err && paths->plot)
+		err = open_reported(set->plot, paths->plot, paths->stdout_taken);
+	return err ? err : check_distinct(set);
 }

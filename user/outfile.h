@@ -50,4 +50,20 @@ FILE *outfile_stream(struct outfile *of);
 int outfile_commit(struct outfile *of);
 void outfile_discard(struct outfile *of);
 
+/* The outputs of a run. */
+struct outfile_set {
+	struct outfile *heap, *pages, *timeline, *plot;
+};
+
+struct outfile_paths {
+	const char *heap;	/* NULL: none (--pages-only) */
+	const char *pages;	/* NULL: the heap profile's name with .pages, if it is a file */
+	const char *timeline, *plot;	/* NULL: none */
+	bool stdout_taken;	/* stdout is the command's: not for a profile */
+};
+
+/* Opens every output given, refusing one that is the taken stdout and two
+ * that are one file; why on stderr. 0 or -errno. */
+int outfile_open_set(const struct outfile_set *set, const struct outfile_paths *paths);
+
 #endif

@@ -3,7 +3,7 @@ small to work) and selections that would profile everything or nothing are
 usage errors, before anything is loaded."""
 import os
 
-from mwtest import Profile, TestCase, bpf_programs, memwatch, workload
+from mwtest import Profile, TestCase, memwatch, workload
 
 GT = workload("groundtruth")
 MISSING_PID = "4194000"   # above any pid_max: a run that got past the options fails on it
@@ -22,7 +22,7 @@ class BoundsTest(TestCase):
         run = memwatch(args, timeout=60)
         self.assertEqual(run.returncode, 2, run.stderr)
         self.assertOneLineError(run, pattern)
-        self.assertEqual(bpf_programs(), [])
+        self.assertNothingLeaked()
 
     def test_ring_larger_than_the_machine(self):
         """Two rings of N bytes (each mapped twice in RSS): at most 1/16 of memory."""

@@ -9,7 +9,7 @@ import stat
 import subprocess
 import threading
 
-from mwtest import MEMWATCH, Attached, Profile, TestCase, WaitingWorkload, bpf_programs, memwatch, workload
+from mwtest import MEMWATCH, Attached, Profile, TestCase, WaitingWorkload, memwatch, workload
 
 GT = workload("groundtruth")
 NOBODY = 65534
@@ -107,7 +107,7 @@ class StreamTest(TestCase):
         Profile(self.path("got.pb.gz"))   # a whole profile
 
     def test_stdout_dash(self):
-        w = WaitingWorkload([GT, "--linger", "30"])
+        w = WaitingWorkload([GT, "--hold"])
         try:
             mw = subprocess.Popen([MEMWATCH, "-p", str(w.pid), "-s", "1", "-o", "-", "-d", "1"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=self.dir)
@@ -136,7 +136,7 @@ class RefusedTest(TestCase):
             run = memwatch(["-p", str(w.pid)] + args)
             self.assertEqual(run.returncode, 1, run.stderr)
             self.assertOneLineError(run, pattern)
-            self.assertEqual(bpf_programs(), [])
+            self.assertNothingLeaked()
         finally:
             w.go()
             self.assertEqual(w.finish()[0], 3)
@@ -199,12 +199,12 @@ class RegularFileTest(TestCase):
 
     def test_sigkill_leaves_no_temporary_file(self):
         out = self.path("x.pb.gz")
-        w = WaitingWorkload([GT, "--linger", "30"])
+        w = WaitingWorkload([GT, "--hold"])
         try:
             mw = Attached(w.pid, ["-o", out, "--timeline", self.path("t.csv")])
             w.go()
             mw.proc.kill()
-            mw.proc.communicate()
+            mw.finish()
         finally:
             w.kill()
         self.assertEqual(os.listdir(self.dir), [])

@@ -66,7 +66,7 @@ class RetentionTest(TestCase):
 
     def test_planted_files_never_deleted(self):
         planted = self.plant()
-        w = WaitingWorkload([GT, "--linger", "60"])
+        w = WaitingWorkload([GT, "--hold"])
         try:
             host = Host(["--pid", str(w.pid), "--output-dir", self.dir, "--output-keep", "3", "-i", "0.2"])
             seen = set()
