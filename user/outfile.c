@@ -196,11 +196,15 @@ bool outfile_same(const struct outfile *a, const struct outfile *b)
 	return a->canon && b->canon && !strcmp(a->canon, b->canon);
 }
 
-bool outfile_is_stdout(const struct outfile *of)
+bool outfile_mixes_with_stdout(const struct outfile *of)
 {
 	struct stat st;
 
-	return of->open && of->stream && !fstat(STDOUT_FILENO, &st) && st.st_dev == of->dev && st.st_ino == of->ino;
+	if (!of->open || !of->stream)
+		return false;
+	if (!strcmp(of->path, "-"))
+		return true;
+	return !fstat(STDOUT_FILENO, &st) && st.st_dev == of->dev && st.st_ino == of->ino && !S_ISCHR(st.st_mode);
 }
 
 FILE *outfile_stream(struct outfile *of)
@@ -275,7 +279,7 @@ static int open_reported(struct outfile *of, const char *path, bool stdout_taken
 		report_error("cannot write %s: %s", path, outfile_strerror(of, err));
 		return err;
 	}
-	if (stdout_taken && outfile_is_stdout(of)) {
+	if (stdout_taken && outfile_mixes_with_stdout(of)) {
 		report_error("cannot write %s: it is the command's stdout too (give a file or a FIFO)", path);
 		return -EINVAL;
 	}

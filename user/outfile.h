@@ -41,8 +41,10 @@ int outfile_open(struct outfile *of, const char *path);
 const char *outfile_strerror(const struct outfile *of, int err);
 /* Do a and b (both open) name the same file? */
 bool outfile_same(const struct outfile *a, const struct outfile *b);
-/* Is it streamed into the file memwatch's stdout is? */
-bool outfile_is_stdout(const struct outfile *of);
+/* Would its bytes mix with what is written to memwatch's stdout: "-", or
+ * a stream into the pipe, FIFO or file stdout is? A character device
+ * (/dev/null, a terminal) keeps nothing to corrupt: not counted. */
+bool outfile_mixes_with_stdout(const struct outfile *of);
 /* A stream on the file (close it before outfile_commit); NULL on error. */
 FILE *outfile_stream(struct outfile *of);
 /* Completes the file (a regular file replaces the old one): 0 or -errno;

@@ -50,6 +50,20 @@ class StreamTest(TestCase):
         self.assertEqual(st.st_rdev, os.makedev(1, 3))
         self.assertEqual(sorted(os.listdir(self.dir)), ["null"], "no page profile is derived from a device")
 
+    def test_device_that_is_the_commands_stdout(self):
+        """`-o /dev/null -- CMD > /dev/null` (a cron job's form): a device keeps
+        nothing the profile could corrupt, so it is not refused."""
+        null = self.path("null")
+        os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        with open(null, "wb") as sink:
+            run = subprocess.run([MEMWATCH, "-o", null, "--", GT], stdout=sink, stderr=subprocess.PIPE,
+                                 text=True, timeout=120)
+        self.assertEqual(run.returncode, 3, run.stderr)
+        self.assertIn("memwatch: wrote %s" % null, run.stderr)
+        st = os.lstat(null)
+        self.assertTrue(stat.S_ISCHR(st.st_mode), "the device was replaced by a regular file")
+        self.assertEqual(sorted(os.listdir(self.dir)), ["null"])
+
     def test_symlink_to_device_written_through(self):
         null = self.path("null")
         os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
