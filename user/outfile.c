@@ -127,9 +127,11 @@ static int open_dir(struct outfile *of)
 
 static int open_regular(struct outfile *of, const struct stat *existing)
 {
+	/* Never wider than the old file, even while a temporary name shows it. */
+	mode_t mode = existing ? existing->st_mode & NEW_FILE_MODE & 0666 : NEW_FILE_MODE;
 	int err = open_dir(of);
 
-	if (!err && !(err = newfile_create(&of->nf, of->dirfd, NEW_FILE_MODE))) {
+	if (!err && !(err = newfile_create(&of->nf, of->dirfd, mode))) {
 		of->fd = of->nf.fd;
 		newfile_sweep(of->dirfd);
 	}
@@ -200,11 +202,12 @@ bool outfile_mixes_with_stdout(const struct outfile *of)
 {
 	struct stat st;
 
-	if (!of->open || !of->stream)
+	if (!of->open)
 		return false;
 	if (!strcmp(of->path, "-"))
 		return true;
-	return !fstat(STDOUT_FILENO, &st) && st.st_dev == of->dev && st.st_ino == of->ino && !S_ISCHR(st.st_mode);
+	return of->have_id && !fstat(STDOUT_FILENO, &st) && st.st_dev == of->dev && st.st_ino == of->ino &&
+	       !S_ISCHR(st.st_mode);
 }
 
 FILE *outfile_stream(struct outfile *of)

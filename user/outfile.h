@@ -41,9 +41,10 @@ int outfile_open(struct outfile *of, const char *path);
 const char *outfile_strerror(const struct outfile *of, int err);
 /* Do a and b (both open) name the same file? */
 bool outfile_same(const struct outfile *a, const struct outfile *b);
-/* Would its bytes mix with what is written to memwatch's stdout: "-", or
- * a stream into the pipe, FIFO or file stdout is? A character device
- * (/dev/null, a terminal) keeps nothing to corrupt: not counted. */
+/* Would it corrupt what is written to memwatch's stdout: "-", or the pipe,
+ * FIFO or file stdout is (a file would be replaced, the command's output
+ * lost)? A character device (/dev/null, a terminal) keeps nothing to
+ * corrupt: not counted. */
 bool outfile_mixes_with_stdout(const struct outfile *of);
 /* A stream on the file (close it before outfile_commit); NULL on error. */
 FILE *outfile_stream(struct outfile *of);

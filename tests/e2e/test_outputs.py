@@ -142,6 +142,18 @@ class StreamTest(TestCase):
         self.assertOneLineError(run, "cannot write -: it is the command's stdout")
         self.assertEqual(run.stdout, "")
 
+    def test_file_that_is_the_commands_stdout_refused(self):
+        """`-o log -- CMD > log`: replacing the file would lose the command's output."""
+        log = self.path("log")
+        with open(log, "w") as f:
+            f.write("kept\n")
+        with open(log, "a") as out:
+            run = subprocess.run([MEMWATCH, "-o", log, "--", GT], stdout=out, stderr=subprocess.PIPE, text=True,
+                                 timeout=120)
+        self.assertOneLineError(run, "cannot write .*/log: it is the command's stdout")
+        with open(log) as f:
+            self.assertEqual(f.read(), "kept\n")
+
 
 class RefusedTest(TestCase):
     def assertRefusedBeforeAttach(self, args, pattern):
