@@ -221,12 +221,15 @@ FILE *outfile_stream(struct outfile *of)
 }
 
 /* The new file takes the old one's owner, group and permission bits (less
- * any execute, setuid or setgid bit). */
+ * any execute, setuid or setgid bit), if the old one is still the file the
+ * path named when opened: one put there since (by whoever can write the
+ * directory) does not hand the profile to its owner. */
 static void adopt_old(struct outfile *of)
 {
 	struct stat old;
 
-	if (fstatat(of->dirfd, of->name, &old, AT_SYMLINK_NOFOLLOW) || !S_ISREG(old.st_mode))
+	if (!of->have_id || fstatat(of->dirfd, of->name, &old, AT_SYMLINK_NOFOLLOW) || !S_ISREG(old.st_mode) ||
+	    old.st_dev != of->dev || old.st_ino != of->ino)
 		return;
 	/* Without CAP_CHOWN the file stays memwatch's, still no wider. */
 	fchown(of->fd, old.st_uid, old.st_gid);

@@ -223,6 +223,32 @@ class RegularFileTest(TestCase):
         self.assertEqual(run.returncode, 3, run.stderr)
         self.assertEqual(stat.S_IMODE(os.lstat(out).st_mode), 0o640)
 
+    def test_file_put_there_during_the_run_not_adopted(self):
+        """Whoever can write the directory and swaps in a file of their own
+        while memwatch runs does not get the profile (owner, mode)."""
+        out = self.path("x.pb.gz")
+        with open(out, "w") as f:
+            f.write("old")
+        os.chmod(out, 0o600)
+        os.chmod(self.dir, 0o777)
+        w = WaitingWorkload([GT, "--hold"])
+        try:
+            mw = Attached(w.pid, ["-s", "1", "-o", out, "--pages-output", self.path("p.pb.gz")])
+            swapped = self.path("swap")
+            with open(swapped, "w") as f:
+                f.write("planted")
+            os.chown(swapped, NOBODY, NOBODY)
+            os.chmod(swapped, 0o666)
+            os.rename(swapped, out)
+            w.go()
+            run = mw.interrupt()
+        finally:
+            w.kill()
+        self.assertEqual(run.returncode, 0, run.stderr)
+        st = os.lstat(out)
+        self.assertEqual((st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)), (0, 0, 0o600))
+        self.assertIn("gt_malloc", Profile(out).by_site())
+
     def test_sigkill_leaves_no_temporary_file(self):
         out = self.path("x.pb.gz")
         w = WaitingWorkload([GT, "--hold"])
