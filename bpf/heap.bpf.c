@@ -21,6 +21,27 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Written by user space at run time. */
 bool stop_on_loader;
+bool stop_on_exec;
+
+/* The stops sent, counted so that memwatch undoes only its own. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mw_stops);
+} stops SEC(".maps");
+
+/* Stops the calling process (delivered when the program returns) and counts
+ * it once sent. */
+static __always_inline void stop_process(void)
+{
+	__u32 zero = 0;
+	struct mw_stops *st = bpf_map_lookup_elem(&stops, &zero);
+
+	if (st && !bpf_send_signal(SIGSTOP))
+		__sync_fetch_and_add(&st->sent, 1);
+}
 
 SEC("uprobe")
 int BPF_KPROBE(enter_size0, __u64 size)
@@ -114,6 +135,8 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 
 	if (cfg_target_tgid ? tgid != cfg_target_tgid : !bpf_map_lookup_elem(&nests, &tgid))
 		return 0;
+	if (stop_on_exec)
+		stop_process();	/* a static command: probed before its first instruction */
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(MW_CNT_RINGBUF_FULL);
@@ -133,7 +156,7 @@ int loader_state(struct pt_regs *ctx)
 
 	count(MW_CNT_LOADER);
 	if (stop_on_loader)
-		bpf_send_signal(SIGSTOP);
+		stop_process();
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(MW_CNT_RINGBUF_FULL);

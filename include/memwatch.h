@@ -226,4 +226,13 @@ struct mw_nest {
 	__u64 end[MW_NEST_RANGES];
 };
 
+/* -- CMD: the stops memwatch's programs sent the command (SIGSTOP at a
+ * link-map change, or at exec for a static binary) and those memwatch undid.
+ * One slot of an mmapable array: memwatch, and its guardian after memwatch's
+ * death, resume the command only while sent > resumed. */
+struct mw_stops {
+	__u64 sent;		/* written by the programs */
+	__u64 resumed;		/* written by memwatch: the sent value it undid */
+};
+
 #endif /* MEMWATCH_H */

@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "floor.skel.h"
 #include "heap.skel.h"
@@ -178,6 +180,17 @@ static int load_mode(struct heapbpf *b, const struct heapbpf_config *cfg, enum a
 	return err;
 }
 
+static int map_stops(struct heapbpf *b)
+{
+	void *m = mmap(NULL, sysconf(_SC_PAGESIZE), PROT_READ | PROT_WRITE, MAP_SHARED,
+		       bpf_map__fd(b->skel->maps.stops), 0);
+
+	if (m == MAP_FAILED)
+		return -errno;
+	b->stops = m;
+	return 0;
+}
+
 static int load_best(struct heapbpf *b, const struct heapbpf_config *cfg)
 {
 	if (cfg->mode != ATTACH_AUTO)
@@ -197,6 +210,8 @@ int heapbpf_load(struct heapbpf *b, const struct heapbpf_config *cfg)
 	if (err || cfg->empty)
 		return err;
 	err = capture_seed_countdowns(bpf_map__fd(b->skel->maps.cpu_state), cfg->sample_bytes);
+	if (!err)
+		err = map_stops(b);
 	if (!err) {
 		b->exec_link = bpf_program__attach(b->skel->progs.on_exec);
 		if (!b->exec_link)
@@ -310,8 +325,26 @@ void heapbpf_stop_on_loader(struct heapbpf *b, bool stop)
 		b->skel->bss->stop_on_loader = stop;
 }
 
+void heapbpf_stop_on_exec(struct heapbpf *b, bool stop)
+{
+	if (b->skel)
+		b->skel->bss->stop_on_exec = stop;
+}
+
+volatile struct mw_stops *heapbpf_stops(const struct heapbpf *b)
+{
+	return b->stops;
+}
+
+int heapbpf_stops_fd(const struct heapbpf *b)
+{
+	return b->skel ? bpf_map__fd(b->skel->maps.stops) : -1;
+}
+
 void heapbpf_destroy(struct heapbpf *b)
 {
+	if (b->stops)
+		munmap(b->stops, sysconf(_SC_PAGESIZE));
 	bpf_link__destroy(b->exec_link);
 	heap_session_bpf__destroy(b->sess);
 	heap_bpf__destroy(b->skel);

@@ -45,6 +45,7 @@ struct heapbpf {
 	struct floor_bpf *floor;
 	struct bpf_link *exec_link;
 	enum attach_mode mode;		/* the one loaded */
+	struct mw_stops *stops;		/* the stops map, mapped; NULL: none */
 };
 
 /* 0 or -errno; on failure nothing stays loaded. */
@@ -60,6 +61,12 @@ int live_map_scan(int live_fd, void (*visit)(void *ctx, const struct mw_live_key
 		  void *ctx);
 int heapbpf_events_fd(const struct heapbpf *b);	/* the event ring; -1 without */
 void heapbpf_stop_on_loader(struct heapbpf *b, bool stop);
+/* The programs stop the target process at its exec (a static command). */
+void heapbpf_stop_on_exec(struct heapbpf *b, bool stop);
+/* The stops the programs sent and memwatch undid (memwatch.h), shared with
+ * the kernel; NULL if not loaded. Its map's fd, for the guardian: -1 if none. */
+volatile struct mw_stops *heapbpf_stops(const struct heapbpf *b);
+int heapbpf_stops_fd(const struct heapbpf *b);
 void heapbpf_destroy(struct heapbpf *b);
 
 #endif

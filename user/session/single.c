@@ -2,6 +2,7 @@
 #include "session/single.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,10 +13,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "elf/elf_file.h"
 #include "kernel/bpflog.h"
 #include "probes/allocators.h"
 #include "session/budget.h"
 #include "session/calibrate.h"
+#include "session/guard.h"
 #include "session/outputs.h"
 #include "session/session.h"
 #include "session/spawn.h"
@@ -30,6 +33,7 @@ struct single {
 	struct target *t;
 	pid_t pid;
 	struct spawn child;		/* -- CMD */
+	struct guard guard;		/* -- CMD: resumes it if memwatch dies */
 	int pidfd;			/* -p: readable once the process exits */
 	struct outputs out;
 	bool announced;			/* the "profiling pid" line was printed */
@@ -188,14 +192,46 @@ static char *describe_budget(const struct single *r)
 
 /* ---- the command -------------------------------------------------------- */
 
-/* ld.so stopped the command at a link-map change: probe what it mapped. */
+/* Undoes the stops memwatch's programs sent the command that it has not
+ * undone yet (they count them). false if there are none. */
+static bool resume_own_stops(struct single *r)
+{
+	volatile struct mw_stops *st = heapbpf_stops(&r->s.bpf);
+	uint64_t sent = st ? st->sent : 0;
+
+	if (!st || sent == st->resumed)
+		return false;
+	kill(r->pid, SIGCONT);
+	st->resumed = sent;	/* after the SIGCONT: a guardian resumes once more rather than never */
+	return true;
+}
+
+static bool own_stop_pending(const struct single *r)
+{
+	volatile struct mw_stops *st = heapbpf_stops(&r->s.bpf);
+
+	return st && st->sent != st->resumed;
+}
+
+/* memwatch's programs stopped the command at a link-map change (or at the
+ * exec of a static command): probe what it mapped. */
 static void on_loader_stop(struct single *r)
 {
 	/* An exec event may be waiting: it must come first. */
 	session_consume(&r->s);
-	if (target_attach(&r->s, r->t) > 0)
+	target_attach(&r->s, r->t);
+	if (r->t->att.nprobes)	/* (a static command's exec event may have probed it) */
 		announce(r, procs_find(&r->s.procs, r->pid));
-	kill(r->pid, SIGCONT);
+	resume_own_stops(r);
+}
+
+/* A stop memwatch did not cause keeps its meaning. */
+static void on_foreign_stop(struct single *r, int signo)
+{
+	const char *name = sigabbrev_np(signo);
+
+	fprintf(stderr, "memwatch: pid %d was stopped by SIG%s, not by memwatch: left stopped\n", (int)r->pid,
+		name ? name : "?");
 }
 
 static void reap_child(struct single *r)
@@ -207,8 +243,12 @@ static void reap_child(struct single *r)
 		if (pid <= 0)
 			return;
 		if (WIFSTOPPED(status)) {
-			if (WSTOPSIG(status) == SIGSTOP && !r->detached)
+			if (r->detached)
+				continue;
+			if (WSTOPSIG(status) == SIGSTOP && own_stop_pending(r))
 				on_loader_stop(r);
+			else
+				on_foreign_stop(r, WSTOPSIG(status));
 			continue;
 		}
 		r->child.status = status;
@@ -312,49 +352,101 @@ static int start_pid(struct single *r)
 	return 0;
 }
 
+/* A static command holds an allocator memwatch knows, or profiling it is
+ * pointless: -p would say the same of the running process. */
+static bool holds_allocator(const char *path, const char *only)
+{
+	struct allocator *a = malloc(sizeof(*a));
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct elf_file *elf = fd >= 0 ? elf_file_open(fd) : NULL;
+	bool found = a && elf && allocator_find(elf, path, only, a);
+
+	if (elf)
+		elf_file_close(elf);
+	if (fd >= 0)
+		close(fd);
+	free(a);
+	return found;
+}
+
+/* What the command will run, checked before it is forked: 0, or the exit
+ * status to give up with. */
+static int inspect_command(struct single *r, const char *path, struct spawn_exe *exe)
+{
+	const struct options *o = r->opt;
+
+	if (spawn_inspect(path, exe)) {
+		report_error("%s cannot be run: %s", o->cmd[0], exe->why);
+		return 127;
+	}
+	if (o->empty_probes) {
+		report_error("--empty-probes works with -p PID only");
+		return 2;
+	}
+	if (exe->static_exe && !o->pages_only && !holds_allocator(exe->static_exe, o->allocator)) {
+		report_error("%s is statically linked and holds no allocator memwatch knows (looked for %s)",
+			     o->cmd[0], allocators_looked_for());
+		return 1;
+	}
+	return 0;
+}
+
+/* The probes that catch the command's start: the dynamic loader's hook, or
+ * for a static command a stop at its exec. Then the guardian, before any
+ * stop. */
+static int hook_start(struct single *r, const struct spawn_exe *exe)
+{
+	int err;
+
+	if (exe->interp && (err = attach_loader(&r->t->att, r->pid, exe->interp))) {
+		report_error("cannot hook the dynamic loader %s: %s", exe->interp, strerror(-err));
+		return err;
+	}
+	if ((err = guard_arm(&r->guard, heapbpf_stops_fd(&r->s.bpf)))) {
+		report_error("cannot start the command's guardian: %s", strerror(-err));
+		return err;
+	}
+	if (exe->interp)
+		heapbpf_stop_on_loader(&r->s.bpf, true);
+	else
+		heapbpf_stop_on_exec(&r->s.bpf, true);
+	return 0;
+}
+
 static int start_command(struct single *r)
 {
 	const struct options *o = r->opt;
-	char *path = spawn_find(o->cmd[0]), *interp = NULL;
+	char *path = spawn_find(o->cmd[0]);
+	struct spawn_exe exe;
 	int err;
 
 	if (!path) {
 		report_error("%s: command not found", o->cmd[0]);
 		return 127;
 	}
-	if (o->empty_probes) {
-		report_error("--empty-probes works with -p PID only");
-		free(path);
-		return 2;
-	}
-	interp = spawn_interpreter(path);
-	if (!interp && !o->pages_only) {
-		report_error("%s is statically linked: it maps no allocator library memwatch knows (looked for %s)",
-			     o->cmd[0], allocators_looked_for());
-		free(path);
-		return 1;
-	}
-	err = spawn_start(&r->child, path, o->cmd);
+	err = inspect_command(r, path, &exe);
+	if (!err && (err = spawn_start(&r->child, path, o->cmd)))
+		report_error("cannot fork: %s", strerror(-err));
+	else if (!err && !o->pages_only && (err = guard_start(&r->guard, r->child.pid)))
+		report_error("cannot fork: %s", strerror(-err));
 	free(path);
 	if (err) {
-		report_error("cannot fork: %s", strerror(-err));
-		free(interp);
-		return 1;
+		spawn_exe_free(&exe);
+		spawn_abandon(&r->child);
+		return err > 0 ? err : 1;
 	}
 	r->pid = r->child.pid;
 	r->s.loader_stops = !o->pages_only;
 	err = outputs_open(&r->out, o, r->pid) || load(r) ? -1 : 0;
 	/* --pages-only puts no probe in the command, not even the loader hook:
 	 * its tracepoints are there before it runs. */
-	if (!err && !o->pages_only && (err = attach_loader(&r->t->att, r->pid, interp)))
-		report_error("cannot hook the dynamic loader %s: %s", interp, strerror(-err));
-	free(interp);
+	if (!err && !o->pages_only)
+		err = hook_start(r, &exe);
+	spawn_exe_free(&exe);
 	if (err) {
 		spawn_abandon(&r->child);
 		return 1;
 	}
-	if (!o->pages_only)
-		heapbpf_stop_on_loader(&r->s.bpf, true);
 	if (spawn_release(&r->child))
 		return 1;
 	if (o->pages_only)
@@ -423,6 +515,8 @@ static int finish(struct single *r)
 		budget_finish(&r->budget, clock_ns(CLOCK_MONOTONIC));
 	/* Detach first so the target runs at full speed while we write. */
 	uint64_t detach_start = clock_ns(CLOCK_MONOTONIC);
+	heapbpf_stop_on_loader(&r->s.bpf, false);
+	heapbpf_stop_on_exec(&r->s.bpf, false);
 	attacher_detach(&r->t->att);
 	if (r->s.have_lat)
 		link_set_close(&r->s.lat.links);
@@ -430,7 +524,7 @@ static int finish(struct single *r)
 		fprintf(stderr, "memwatch: detached in %.1f ms\n", (clock_ns(CLOCK_MONOTONIC) - detach_start) / 1e6);
 	r->detached = true;
 	if (r->child.pid && !r->child.done)
-		kill(r->pid, SIGCONT);
+		resume_own_stops(r);
 	session_consume(&r->s);
 	if (o->empty_probes) {
 		outputs_discard(&r->out);
@@ -491,15 +585,19 @@ int single_run(const struct options *opt, const struct rlimit *nofile)
 	r->opt = opt;
 	r->pidfd = -1;
 	spawn_init(&r->child, nofile);
+	guard_init(&r->guard);
 	/* Signals are read from a signalfd; block them before forking. */
 	session_block_signals();
 	status = run(r);
 	if (r->t)
 		attacher_detach(&r->t->att);
 	if (r->child.pid && !r->child.done && status != 0 && !r->detached) {
-		kill(r->pid, SIGCONT);
+		heapbpf_stop_on_loader(&r->s.bpf, false);
+		heapbpf_stop_on_exec(&r->s.bpf, false);
+		resume_own_stops(r);
 		spawn_wait(&r->child);
 	}
+	guard_end(&r->guard);
 	outputs_discard(&r->out);
 	if (r->pidfd >= 0)
 		close(r->pidfd);

@@ -1,6 +1,7 @@
 #include "session/spawn.h"
 
 #include <errno.h>
+#include <elf.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -39,35 +40,78 @@ char *spawn_find(const char *cmd)
 	return NULL;
 }
 
-static char *interpreter_of(const char *exe, int depth)
+#define MAX_INTERP_DEPTH 4	/* the kernel's #! nesting limit (BINPRM_MAX_RECURSION) */
+
+/* interp: the #! interpreter the reason is about; NULL: the command's file. */
+static int cannot_run(struct spawn_exe *out, const char *interp, const char *reason)
 {
-	int fd = open(exe, O_RDONLY | O_CLOEXEC);
+	if (interp)
+		snprintf(out->why, sizeof(out->why), "its interpreter %s: %s", interp, reason);
+	else
+		snprintf(out->why, sizeof(out->why), "%s", reason);
+	return -1;
+}
+
+/* A #! line's interpreter, in head (NUL-terminated). */
+static char *shebang_interpreter(char *head)
+{
+	char *p = head + 2 + strspn(head + 2, " \t");
+
+	p[strcspn(p, " \t\n")] = 0;
+	return p;
+}
+
+static int inspect(const char *path, int depth, struct spawn_exe *out)
+{
+	const char *whose = depth ? path : NULL;
 	char head[256] = "";
-	char *interp = NULL;
+	struct stat st = { 0 };
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0)
-		return NULL;
-	ssize_t n = pread(fd, head, sizeof(head) - 1, 0);
-	if (n > 2 && head[0] == '#' && head[1] == '!' && depth == 0) {
-		head[n] = 0;
-		char *p = head + 2 + strspn(head + 2, " \t");
-		p[strcspn(p, " \t\n")] = 0;
+		return cannot_run(out, whose, strerror(errno));
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
 		close(fd);
-		return interpreter_of(p, depth + 1);
+		return cannot_run(out, whose, S_ISDIR(st.st_mode) ? "is a directory" : "is not a regular file");
+	}
+	ssize_t n = pread(fd, head, sizeof(head) - 1, 0);
+	if (n > 2 && head[0] == '#' && head[1] == '!') {
+		close(fd);
+		head[n] = 0;
+		char *interp = shebang_interpreter(head);
+		if (depth >= MAX_INTERP_DEPTH)
+			return cannot_run(out, NULL, "too many levels of #! interpreters");
+		if (!*interp)
+			return cannot_run(out, whose, "has a #! line naming no interpreter");
+		return inspect(interp, depth + 1, out);
 	}
 	struct elf_file *elf = elf_file_open(fd);
 	close(fd);
-	if (elf) {
-		if (elf_file_interp(elf))
-			interp = strdup(elf_file_interp(elf));
-		elf_file_close(elf);
-	}
-	return interp;
+	if (!elf)
+		return cannot_run(out, whose, "is neither an ELF executable nor a #! script");
+	bool runs_here = elf_file_machine(elf) == EM_X86_64 &&
+			 (elf_file_type(elf) == ET_EXEC || elf_file_type(elf) == ET_DYN);
+	if (runs_here && elf_file_interp(elf))
+		out->interp = strdup(elf_file_interp(elf));
+	else if (runs_here)
+		out->static_exe = strdup(path);
+	elf_file_close(elf);
+	if (!runs_here)
+		return cannot_run(out, whose, "is not an x86-64 executable");
+	return out->interp || out->static_exe ? 0 : cannot_run(out, NULL, "out of memory");
 }
 
-char *spawn_interpreter(const char *path)
+int spawn_inspect(const char *path, struct spawn_exe *out)
 {
-	return interpreter_of(path, 0);
+	memset(out, 0, sizeof(*out));
+	return inspect(path, 0, out);
+}
+
+void spawn_exe_free(struct spawn_exe *exe)
+{
+	free(exe->interp);
+	free(exe->static_exe);
+	exe->interp = exe->static_exe = NULL;
 }
 
 /* The child: waits for a byte on the pipe, so the loader hook is in place

@@ -21,9 +21,17 @@ void spawn_init(struct spawn *sp, const struct rlimit *nofile);
 /* The command's path (cmd itself if it has a '/', else found in PATH),
  * malloc'ed; NULL if it is not there or not executable. */
 char *spawn_find(const char *cmd);
-/* The dynamic loader path will run under: PT_INTERP of the executable, or
- * of a script's #! interpreter; malloc'ed, NULL for a static binary. */
-char *spawn_interpreter(const char *path);
+/* What will run: the executable, or the #! interpreter of a script (of
+ * a script...). */
+struct spawn_exe {
+	char *interp;		/* its dynamic loader (PT_INTERP), malloc'ed; or */
+	char *static_exe;	/* the statically linked executable, malloc'ed */
+	char why[384];		/* when it cannot be run: why */
+};
+/* 0, or -1 if path cannot be run (not a regular file, not an x86-64
+ * executable nor a #! script, ...: out->why says). */
+int spawn_inspect(const char *path, struct spawn_exe *out);
+void spawn_exe_free(struct spawn_exe *exe);
 /* Forks the command with every signal unblocked, held before exec until
  * spawn_release. 0 or -errno. */
 int spawn_start(struct spawn *sp, const char *path, char **argv);

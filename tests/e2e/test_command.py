@@ -1,0 +1,115 @@
+"""-- CMD: the command is never left stopped by memwatch, keeps the stops
+others give it, and runs whatever exec would run (a static binary), while
+what exec could not run is refused as such (exit 127)."""
+import os
+import signal
+import stat
+
+from mwtest import MEMWATCH, Profile, Running, TestCase, memwatch, read_manifest, wait_until, workload
+
+
+def proc_state(pid):
+    """The one-letter state of /proc/PID/stat; None once it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def children(pid):
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+        return [int(c) for c in f.read().split()]
+
+
+class StopTest(TestCase):
+    def start(self, name):
+        """memwatch -- workload --wait: (memwatch, the command's pid)."""
+        mw = Running([MEMWATCH, "-o", self.path("x.pb.gz"), "--", workload(name), "--wait"])
+        m = mw.out.wait_for(r"^ready (\d+)")
+        if not m:
+            mw.kill()
+            self.fail("the command did not start: %s" % mw.err.text())
+        return mw, int(m.group(1))
+
+    def test_memwatch_killed_at_a_loader_stop(self):
+        """memwatch stopped, the command reaches a loader stop (its dlopen),
+        memwatch is SIGKILLed: the command goes on to its end."""
+        mw, pid = self.start("dlalloc")
+        helpers = [c for c in children(mw.pid) if c != pid]
+        try:
+            os.kill(mw.pid, signal.SIGSTOP)
+            os.kill(pid, signal.SIGUSR1)
+            self.assertTrue(wait_until(lambda: proc_state(pid) == "T"), "the command never reached the loader stop")
+            os.kill(mw.pid, signal.SIGKILL)
+            done = mw.out.wait_for(r"^dlalloc: done", timeout=30)
+            self.assertIsNotNone(done, "the command was left in state %s" % proc_state(pid))
+        finally:
+            if proc_state(pid) not in (None, "Z"):
+                os.kill(pid, signal.SIGKILL)
+            mw.kill()
+        self.assertIn("resumed it", mw.err.text())
+        for h in helpers:
+            self.assertTrue(wait_until(lambda: proc_state(h) in (None, "Z")), "helper %d outlived memwatch" % h)
+
+    def test_sigstop_from_elsewhere_stays(self):
+        """A SIGSTOP the command gets from someone else is not undone; a
+        SIGCONT from them resumes it, and the run ends as usual."""
+        mw, pid = self.start("groundtruth")
+        try:
+            os.kill(pid, signal.SIGSTOP)
+            self.assertIsNotNone(mw.err.wait_for(r"^memwatch: pid %d was stopped by SIGSTOP, not by memwatch: "
+                                                 r"left stopped$" % pid, timeout=30), mw.err.text(0))
+            self.assertEqual(proc_state(pid), "T")
+            os.kill(pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGUSR1)
+            code, out, err = mw.finish()
+        finally:
+            mw.kill()
+        self.assertEqual(code, 3, err)
+        self.assertIn("checksum=", out)
+        self.assertIn("gt_malloc", Profile(self.path("x.pb.gz")).by_site())
+
+
+class FileTest(TestCase):
+    def test_static_glibc_binary(self):
+        """A statically linked glibc program is profiled as -p profiles it:
+        every site exact at -s 1 (a site's samples are those whose stack
+        names it: static glibc calls its calloc __calloc)."""
+        out, man = self.path("x.pb.gz"), self.path("x.manifest")
+        run = memwatch(["-s", "1", "--stack-mode", "fp", "-o", out, "--", workload("gt-static"), "--manifest", man])
+        self.assertEqual(run.returncode, 3, run.stderr)
+        self.assertRegex(run.stderr, r"memwatch: profiling pid \d+ \(gt-static\): \d+ probe sites in glibc")
+        prof = Profile(out)
+        for site, want in read_manifest(man).items():
+            with self.subTest(site=site):
+                got = [0, 0, 0, 0]
+                for sample in prof.samples:
+                    if site in prof.frames(sample):
+                        got = [g + v for g, v in zip(got, sample[0][:4])]
+                self.assertEqual(got, want)
+
+    def assertCannotRun(self, path, why):
+        run = memwatch(["-o", self.path("x.pb.gz"), "--", path])
+        self.assertEqual(run.returncode, 127, run.stderr)
+        self.assertOneLineError(run, "%s cannot be run: %s" % (path, why))
+        self.assertNotIn("statically linked", run.stderr)
+
+    def test_directory(self):
+        self.assertCannotRun(self.dir, "is a directory")
+
+    def test_corrupt_elf(self):
+        path = self.path("corrupt")
+        with open(workload("groundtruth"), "rb") as f:
+            head = f.read(64)
+        with open(path, "wb") as f:
+            f.write(head[:16] + b"\xff" * 48)	# the magic, then a header no loader accepts
+        os.chmod(path, stat.S_IRWXU)
+        self.assertCannotRun(path, "is neither an ELF executable nor a #! script")
+
+    def test_script_with_missing_interpreter(self):
+        path = self.path("script")
+        with open(path, "w") as f:
+            f.write("#!/no/such/interpreter\n")
+        os.chmod(path, stat.S_IRWXU)
+        self.assertCannotRun(path, "its interpreter /no/such/interpreter: No such file or directory")
