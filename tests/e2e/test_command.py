@@ -5,7 +5,8 @@ import os
 import signal
 import stat
 
-from mwtest import MEMWATCH, Profile, Running, TestCase, memwatch, read_manifest, wait_until, workload
+from mwtest import (MEMWATCH, Attached, Profile, Running, TestCase, WaitingWorkload, memwatch, read_manifest,
+                    wait_until, workload)
 
 
 def proc_state(pid):
@@ -113,3 +114,45 @@ class FileTest(TestCase):
             f.write("#!/no/such/interpreter\n")
         os.chmod(path, stat.S_IRWXU)
         self.assertCannotRun(path, "its interpreter /no/such/interpreter: No such file or directory")
+
+
+class LatencyFileTest(TestCase):
+    """--latency-probe FILE:FUNCTION: a bare FILE is a name the target maps
+    a file by; a FILE the target does not map is an error, never silence."""
+
+    def test_bare_library_name(self):
+        w = WaitingWorkload([workload("groundtruth")])
+        try:
+            mw = Attached(w.pid, ["-v", "-o", self.path("x.pb.gz"), "--latency-probe", "libc.so.6:malloc"])
+            w.go()
+            w.finish()
+            run = mw.wait()
+        finally:
+            w.kill()
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertRegex(run.stderr, r"memwatch: latency probe on malloc in /\S*/libc\.so\.6 at 0x")
+
+    def test_pid_not_mapping_the_file(self):
+        w = WaitingWorkload([workload("groundtruth")])
+        try:
+            run = memwatch(["-p", str(w.pid), "-d", "5", "-o", self.path("x.pb.gz"),
+                            "--latency-probe", "libnotmapped.so.1:f"])
+            self.assertOneLineError(run, r"--latency-probe libnotmapped.so.1:f: pid %d maps no file "
+                                    r"libnotmapped.so.1$" % w.pid)
+            self.assertIsNone(w.proc.poll(), "the target must keep running")
+        finally:
+            w.go()
+            w.finish()
+
+    def test_command_with_a_missing_file(self):
+        run = memwatch(["-o", self.path("x.pb.gz"), "--latency-probe", "/no/such/lib.so:f", "--",
+                        workload("groundtruth")])
+        self.assertOneLineError(run, r"--latency-probe /no/such/lib.so:f: no file /no/such/lib.so$")
+        self.assertNotIn("checksum", run.stdout)
+
+    def test_command_never_mapping_the_file(self):
+        run = memwatch(["-o", self.path("x.pb.gz"), "--latency-probe", "libnotmapped.so.1:f", "--",
+                        workload("groundtruth")])
+        self.assertEqual(run.returncode, 3, run.stderr)
+        self.assertRegex(run.stderr, r"memwatch: --latency-probe libnotmapped.so.1:f: pid \d+ never mapped "
+                         r"libnotmapped.so.1: no latency measured")

@@ -64,9 +64,9 @@ int latency_load(struct latency_probe *lp, const char *spec, pid_t tgid)
 }
 
 /* The (device, inode) of path as p names it. */
-static int stat_in(const struct process *p, const char *path, struct stat *st)
+static int stat_in(const char *root_path, const char *path, struct stat *st)
 {
-	int root = open(p->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	int root = open(root_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	int fd = root >= 0 ? rootpath_open(root, path, O_PATH) : -1;
 	int err = fd >= 0 && !fstat(fd, st) ? 0 : -1;
 
@@ -77,15 +77,31 @@ static int stat_in(const struct process *p, const char *path, struct stat *st)
 	return err;
 }
 
-/* The executable mapping of the file the spec names, as p sees it: by
- * (device, inode), so a symlink such as redis-server works too. */
+static bool named(const struct objfile *o, const char *name)
+{
+	const char *slash = o->path ? strrchr(o->path, '/') : NULL;
+
+	return slash && !strcmp(slash + 1, name);
+}
+
+/* The executable mapping of the file the spec names, as p sees it: a path
+ * by (device, inode), so a symlink such as redis-server works too; a bare
+ * name (libc.so.6) by the name of a file p maps. */
 static const struct mapping *find_file(const struct latency_probe *lp, const struct process *p)
 {
 	struct stat st;
 	uint64_t dev = p->exe_dev, ino = p->exe_inode;
+	bool bare = lp->file[0] && !strchr(lp->file, '/');
 
+	for (size_t i = 0; bare && i < p->maps.n; i++) {
+		const struct mapping *m = &p->maps.v[i];
+		if (m->executable && m->data && named(m->data, lp->file))
+			return m;
+	}
+	if (bare)
+		return NULL;
 	if (lp->file[0]) {
-		if (stat_in(p, lp->file, &st))
+		if (stat_in(p->root, lp->file, &st))
 			return NULL;
 		dev = (uint64_t)major(st.st_dev) << 32 | minor(st.st_dev);
 		ino = st.st_ino;
@@ -132,6 +148,13 @@ int latency_attach(struct latency_probe *lp, struct procs *ps, struct process *p
 		fprintf(log, "memwatch: latency probe on %s at 0x%" PRIx64 "+%" PRIu64 " (%s)\n", lp->where, sym.vaddr,
 			pl.offset, pl.insn);
 	return 1;
+}
+
+bool latency_file_missing(const struct latency_probe *lp, const char *root)
+{
+	struct stat st;
+
+	return strchr(lp->file, '/') && stat_in(root, lp->file, &st);
 }
 
 int latency_read(const struct latency_probe *lp, uint64_t out[MW_HIST_BUCKETS])

@@ -31,6 +31,9 @@ int latency_load(struct latency_probe *lp, const char *spec, pid_t tgid);
 /* Attaches once FILE is mapped in p: 1 attached, 0 not mapped yet, -errno
  * (-ENOENT: no such function). */
 int latency_attach(struct latency_probe *lp, struct procs *ps, struct process *p, FILE *log);
+/* The spec's FILE is a path (not a bare name nor the executable) that does
+ * not exist under root ("/proc/PID/root", or "/" for a command to come). */
+bool latency_file_missing(const struct latency_probe *lp, const char *root);
 /* The histogram so far, summed over CPUs. */
 int latency_read(const struct latency_probe *lp, uint64_t out[MW_HIST_BUCKETS]);
 void latency_destroy(struct latency_probe *lp);

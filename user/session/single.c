@@ -340,6 +340,10 @@ static int start_pid(struct single *r)
 	struct process *p = procs_find(&r->s.procs, r->pid);
 	if (r->s.lat_failed || n < 0)
 		return 1;
+	if (r->s.have_lat && !r->s.lat.attached) {
+		report_error("--latency-probe %s: pid %d maps no file %s", o->latency_probe, (int)r->pid, r->s.lat.file);
+		return 1;
+	}
 	if (!o->pages_only && n == 0) {
 		report_error("pid %d (%s) maps no allocator memwatch knows (looked for %s)", (int)r->pid,
 			     p ? p->comm : "?", allocators_looked_for());
@@ -438,6 +442,10 @@ static int start_command(struct single *r)
 	r->pid = r->child.pid;
 	r->s.loader_stops = !o->pages_only;
 	err = outputs_open(&r->out, o, r->pid) || load(r) ? -1 : 0;
+	if (!err && r->s.have_lat && latency_file_missing(&r->s.lat, "/")) {
+		report_error("--latency-probe %s: no file %s", o->latency_probe, r->s.lat.file);
+		err = -1;
+	}
 	/* --pages-only puts no probe in the command, not even the loader hook:
 	 * its tracepoints are there before it runs. */
 	if (!err && !o->pages_only)
@@ -531,6 +539,9 @@ static int finish(struct single *r)
 		return 0;
 	}
 	session_scan_live(&r->s);
+	if (r->s.have_lat && !r->s.lat.attached && !r->s.lat_failed)
+		report_error("--latency-probe %s: pid %d never mapped %s: no latency measured", o->latency_probe,
+			     (int)r->pid, r->s.lat.file);
 	print_summary(r, "done after");
 	if (o->max_overhead) {
 		char *line = describe_budget(r);
