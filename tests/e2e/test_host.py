@@ -435,3 +435,28 @@ class BadRequestTest(TestCase):
         finally:
             status, err = host.stop()
             self.assertEqual(status, 0, err)
+
+
+class TwoHostsTest(TestCase):
+    def test_instances_do_not_profile_each_other(self):
+        """Two --all selecting memwatch's comm: each profiles a workload
+        started after both, and neither the other (nor itself)."""
+        select = ["--comm", "^(memwatch.*|groundtruth)$"]
+        first = Host(select)
+        second = None
+        w = None
+        try:
+            second = Host(select)
+            w = WaitingWorkload([workload("groundtruth")])
+            # A scan that found the workload found the instance started before it.
+            self.assertTrue(wait_for(lambda: w.pid in first.profiled() and w.pid in second.profiled(), 60))
+            self.assertNotIn(second.proc.pid, first.profiled())
+            self.assertNotIn(first.proc.pid, second.profiled())
+            self.assertNotIn(first.proc.pid, first.profiled())
+        finally:
+            if w:
+                w.go()
+                w.finish()
+            for h in (first, second):
+                if h:
+                    h.stop()

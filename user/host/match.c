@@ -1,8 +1,12 @@
 #include "host/match.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "proc/cgroup.h"
 
@@ -30,6 +34,11 @@ int matcher_init(struct matcher *m, const char *const *comms, size_t ncomms, con
 	}
 	m->pids = pids;
 	m->npids = npids;
+	struct stat self;
+	if (!stat("/proc/self/exe", &self)) {
+		m->self_dev = self.st_dev;
+		m->self_ino = self.st_ino;
+	}
 	return 0;
 }
 
@@ -58,8 +67,32 @@ static bool under(const char *cgroup, const char *prefix)
 	return !strncmp(cgroup, prefix, n) && (cgroup[n] == '/' || !cgroup[n]);
 }
 
+/* pid runs memwatch: this very executable, or (another build) one whose
+ * name and comm start with "memwatch". */
+static bool runs_memwatch(const struct matcher *m, pid_t pid, const char *comm)
+{
+	char path[64], exe[PATH_MAX];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	if (stat(path, &st))
+		return false;
+	if (m->self_ino && st.st_dev == m->self_dev && st.st_ino == m->self_ino)
+		return true;
+	if (!comm || strncmp(comm, "memwatch", 8))
+		return false;
+	ssize_t n = readlink(path, exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return false;
+	exe[n] = 0;
+	const char *slash = strrchr(exe, '/');
+	return !strncmp(slash ? slash + 1 : exe, "memwatch", 8);
+}
+
 bool matcher_match(const struct matcher *m, pid_t pid, const char *comm, const char *cgroup)
 {
+	if (runs_memwatch(m, pid, comm))
+		return false;	/* two --all would probe each other's allocations */
 	for (size_t i = 0; i < m->npids; i++)
 		if (m->pids[i] == pid)
 			return true;

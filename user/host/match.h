@@ -15,6 +15,8 @@ struct matcher {
 	size_t npids;
 	char **cgroups;		/* as /proc/PID/cgroup names them: "/a/b" */
 	size_t ncgroups;
+	dev_t self_dev;		/* memwatch's executable: its processes never match */
+	ino_t self_ino;
 };
 
 /* 0 or -errno (-EINVAL: a bad regex, already checked by the options). */
@@ -22,7 +24,9 @@ int matcher_init(struct matcher *m, const char *const *comms, size_t ncomms, con
 		 const char *const *cgroups, size_t ncgroups);
 void matcher_free(struct matcher *m);
 bool matcher_empty(const struct matcher *m);
-/* cgroup: the process's cgroup path (cgroup_of), or NULL if unknown. */
+/* cgroup: the process's cgroup path (cgroup_of), or NULL if unknown. A
+ * process running memwatch (another instance, a -- CMD guardian) never
+ * matches. */
 bool matcher_match(const struct matcher *m, pid_t pid, const char *comm, const char *cgroup);
 
 #endif
