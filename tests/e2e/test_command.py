@@ -156,3 +156,32 @@ class LatencyFileTest(TestCase):
         self.assertEqual(run.returncode, 3, run.stderr)
         self.assertRegex(run.stderr, r"memwatch: --latency-probe libnotmapped.so.1:f: pid \d+ never mapped "
                          r"libnotmapped.so.1: no latency measured")
+
+
+FORGED_NAME = "gt\nmemwatch: forged \x1b[2J"	# the comm keeps "gt\nmemwatch: fo"
+
+
+class EscapeTest(TestCase):
+    """Comms and paths (the target's to choose) are escaped on stderr: a
+    newline in them cannot forge a line of memwatch's, nor an escape
+    sequence drive the terminal."""
+
+    def assertNoForgedLine(self, stderr):
+        self.assertNotRegex(stderr, r"(?m)^memwatch: fo")
+        self.assertNotIn("\x1b", stderr)
+
+    def test_comm_of_a_command(self):
+        link = self.path(FORGED_NAME)
+        os.symlink(workload("groundtruth"), link)
+        run = memwatch(["-v", "-o", self.path("x.pb.gz"), "--", link])
+        self.assertEqual(run.returncode, 3, run.stderr)
+        self.assertRegex(run.stderr, r"memwatch: profiling pid \d+ \(gt\\nmemwatch: fo\): ")
+        self.assertNoForgedLine(run.stderr)
+
+    def test_path_of_a_command(self):
+        path = self.path(FORGED_NAME)
+        os.mkdir(path)
+        run = memwatch(["-o", self.path("x.pb.gz"), "--", path])
+        self.assertEqual(run.returncode, 127, run.stderr)
+        self.assertOneLineError(run, r"gt\\nmemwatch: forged \\x1b\[2J cannot be run: is a directory$")
+        self.assertNoForgedLine(run.stderr)

@@ -460,3 +460,22 @@ class TwoHostsTest(TestCase):
             for h in (first, second):
                 if h:
                     h.stop()
+
+
+class EscapedCommTest(TestCase):
+    def test_comm_with_a_newline(self):
+        """A comm is the target's to choose: on stderr its newline is
+        escaped, never a line of its own."""
+        link = self.path("gt\nmemwatch: forged")
+        os.symlink(workload("groundtruth"), link)
+        w = WaitingWorkload([link])
+        host = Host(["-v", "--comm", "^gt"])
+        try:
+            self.assertTrue(wait_for(lambda: w.pid in host.profiled(), 60))
+        finally:
+            w.go()
+            w.finish()
+            code, err = host.stop()
+        self.assertEqual(code, 0, err)
+        self.assertIn("profiling pid %d (gt\\nmemwatch: fo): " % w.pid, err)
+        self.assertNotRegex(err, r"(?m)^memwatch: fo")

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "profile/heapprof.h"
+#include "util/report.h"
 
 #define MAX_GROWTH 16
 
@@ -208,7 +209,7 @@ void diagnosis_print(const struct diagnosis *d, const char *prefix, FILE *out)
 	size_t n = diagnosis_comments(d, lines, sizeof(lines) / sizeof(lines[0]));
 
 	for (size_t i = 0; i < n; i++) {
-		fprintf(out, "memwatch: %s%s\n", prefix, lines[i]);
+		report_to(out, "%s%s", prefix, lines[i]);
 		free(lines[i]);
 	}
 }

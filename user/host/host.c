@@ -256,7 +256,7 @@ static void on_attached(void *ctx, struct target *t, int n)
 		if (h->opt->verbose)
 			report_error("pid %d (%s): cannot attach: %s%s", (int)t->pid, comm, strerror(-n), bpflog_detail());
 	} else if (n > 0 && h->opt->verbose) {
-		fprintf(stderr, "memwatch: profiling pid %d (%s): %u probe sites in %s\n", (int)t->pid, comm,
+		report_error("profiling pid %d (%s): %u probe sites in %s", (int)t->pid, comm,
 			t->att.nprobes, t->att.allocators);
 	}
 }
@@ -554,7 +554,7 @@ static void print_end(struct host *h)
 		struct hproc *hp = s->val;
 		if (!hp->tgt)
 			continue;
-		fprintf(stderr, "memwatch:   pid %d (%s): %.1f MiB in use (est.), %" PRIu64 " samples\n", (int)hp->pid,
+		report_error("  pid %d (%s): %.1f MiB in use (est.), %" PRIu64 " samples", (int)hp->pid,
 			hp->comm, hp->tgt->heap.tot.inuse_bytes / 1048576.0, hp->tgt->heap.tot.samples);
 		n++;
 	}

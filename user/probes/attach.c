@@ -13,6 +13,7 @@
 #include "memwatch.h"
 #include "probes/allocators.h"
 #include "proc/process.h"
+#include "util/report.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_CODE 65536
@@ -222,7 +223,7 @@ static int probe_file(struct attacher *a, struct process *p, const struct mappin
 
 	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)p->pid, m->start, m->end);
 	if (a->log)
-		fprintf(a->log, "memwatch: pid %d: %s%s%s%s allocator in %s (build-id %s)\n", (int)p->pid, alloc->name,
+		report_to(a->log, "pid %d: %s%s%s%s allocator in %s (build-id %s)", (int)p->pid, alloc->name,
 			alloc->prefix[0] ? " (prefix " : "", alloc->prefix, alloc->prefix[0] ? ")" : "", o->path,
 			elf_file_build_id(o->elf) ? elf_file_build_id(o->elf) : "none");
 	if (pc && (pc->code = malloc(MAX_CODE)) && (pc->d = disasm_new()))
@@ -368,6 +369,6 @@ int attach_loader(struct attacher *a, pid_t pid, const char *path)
 	}
 	elf_file_close(elf);
 	if (a->log && !err)
-		fprintf(a->log, "memwatch: pid %d: loader hook on %s _dl_debug_state\n", (int)pid, path);
+		report_to(a->log, "pid %d: loader hook on %s _dl_debug_state", (int)pid, path);
 	return err;
 }

@@ -17,6 +17,7 @@
 #include "latency.skel.h"
 #include "probes/placement.h"
 #include "proc/process.h"
+#include "util/report.h"
 
 #define BPF_TRACE_UPROBE_MULTI_ 48
 
@@ -145,7 +146,7 @@ int latency_attach(struct latency_probe *lp, struct procs *ps, struct process *p
 	lp->attached = true;
 	snprintf(lp->where, sizeof(lp->where), "%s in %s", lp->function, o->path);
 	if (log)
-		fprintf(log, "memwatch: latency probe on %s at 0x%" PRIx64 "+%" PRIu64 " (%s)\n", lp->where, sym.vaddr,
+		report_to(log, "latency probe on %s at 0x%" PRIx64 "+%" PRIu64 " (%s)", lp->where, sym.vaddr,
 			pl.offset, pl.insn);
 	return 1;
 }

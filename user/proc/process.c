@@ -143,7 +143,8 @@ static void read_comm(struct process *p)
 	close(fd);
 	if (n > 0) {
 		p->comm[n] = 0;
-		p->comm[strcspn(p->comm, "\n")] = 0;
+		if (p->comm[n - 1] == '\n')	/* the kernel's; a newline inside is the comm's */
+			p->comm[n - 1] = 0;
 	}
 }
 

@@ -10,6 +10,7 @@
 #include "profile/profile.h"
 #include "util/array.h"
 #include "util/sampling.h"
+#include "util/text.h"
 
 struct site_key {
 	uint32_t stack;
@@ -363,9 +364,10 @@ void heapprof_print_top(struct heapprof *hp, struct procs *ps, FILE *out, unsign
 	for (uint32_t i = 0; i < ntops && i < n; i++) {
 		fputs("  ", out);
 		print_size(out, tops[i].bytes);
+		char name[TEXT_ESCAPED(120)];
 		fprintf(out, " %5.1f%%  %10.0f objs  %s\n",
 			hp->tot.inuse_bytes > 0 ? 100.0 * tops[i].bytes / hp->tot.inuse_bytes : 0.0,
-			tops[i].objects, tops[i].name);
+			tops[i].objects, text_escape(tops[i].name, name, sizeof(name)));
 	}
 	hmap_free(&by_name);
 	free(tops);

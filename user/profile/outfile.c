@@ -64,7 +64,7 @@ static int open_fifo(struct outfile *of)
 		if (errno != ENXIO)
 			return -errno;
 		if (!told)
-			fprintf(stderr, "memwatch: %s is a FIFO: waiting for its reader\n", of->path);
+			report_error("%s is a FIFO: waiting for its reader", of->path);
 		told = true;
 		if (interrupted())
 			return refuse(of, "interrupted while waiting for the FIFO's reader");

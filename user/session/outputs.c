@@ -48,7 +48,7 @@ static int commit(struct outfile *of, int err)
 	if (err)
 		report_error("cannot write %s: %s", of->path, strerror(-err));
 	else
-		fprintf(stderr, "memwatch: wrote %s\n", of->path);
+		report_error("wrote %s", of->path);
 	return err;
 }
 

@@ -133,7 +133,7 @@ void target_exec(struct session *s, struct target *t)
 	if (!p || process_exec(&s->procs, p))
 		return;
 	if (s->opt->verbose)
-		fprintf(stderr, "memwatch: pid %d called exec: now %s\n", (int)t->pid, p->comm);
+		report_error("pid %d called exec: now %s", (int)t->pid, p->comm);
 	t->loader_hooked = false;
 	int err = s->have_heap ? attach_after_exec(&t->att, &s->procs, p) : 0;
 	if (err < 0)

@@ -52,10 +52,10 @@ static void announce(struct single *r, const struct process *p)
 		return;
 	r->announced = true;
 	if (o->pages_only)
-		fprintf(stderr, "memwatch: profiling pid %d (%s): kernel side only (--pages-only)%s\n", (int)r->pid,
+		report_error("profiling pid %d (%s): kernel side only (--pages-only)%s", (int)r->pid,
 			p ? p->comm : o->cmd[0], o->empty_probes ? " (empty programs)" : "");
 	else
-		fprintf(stderr, "memwatch: profiling pid %d (%s): %u probe sites in %s%s\n", (int)r->pid,
+		report_error("profiling pid %d (%s): %u probe sites in %s%s", (int)r->pid,
 			p ? p->comm : "?", r->t->att.nprobes, r->t->att.allocators,
 			o->empty_probes ? " (empty programs)" : "");
 }

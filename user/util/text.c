@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 char *hex_string(const void *bytes, size_t len)
 {
@@ -65,4 +66,48 @@ size_t utf8_decode(const char *str, uint32_t *cp, size_t *bad)
 		*cp = *cp << 6 | (s[i] & 0x3f);
 	}
 	return need;
+}
+
+/* One code point or byte of text_escape's: the escape, or NULL to copy. */
+static const char *escape_of(const unsigned char *s, size_t *len, char buf[8])
+{
+	uint32_t cp;
+	size_t bad = 1, good = utf8_decode((const char *)s, &cp, &bad);
+
+	*len = good ? good : 1;
+	if (good && cp == '\\')
+		return "\\\\";
+	if (good && cp == '\n')
+		return "\\n";
+	if (good && cp == '\t')
+		return "\\t";
+	if (good && cp >= 0x20 && cp != 0x7f && (cp < 0x80 || cp > 0x9f))
+		return NULL;
+	if (good && cp >= 0x80)	/* a C1 control: NEL reads as a newline */
+		snprintf(buf, 8, "\\u%04x", (unsigned)cp);
+	else
+		snprintf(buf, 8, "\\x%02x", s[0]);
+	return buf;
+}
+
+char *text_escape(const char *text, char *out, size_t size)
+{
+	const unsigned char *s = (const unsigned char *)text;
+	size_t o = 0;
+	char buf[8];
+
+	if (!size)
+		return out;
+	while (*s) {
+		size_t len;
+		const char *subst = escape_of(s, &len, buf);
+		size_t n = subst ? strlen(subst) : len;
+		if (o + n >= size)
+			break;	/* cut short, never mid-escape nor mid-character */
+		memcpy(out + o, subst ? subst : (const char *)s, n);
+		o += n;
+		s += len;
+	}
+	out[o] = 0;
+	return out;
 }

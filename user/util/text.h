@@ -35,4 +35,11 @@ int stream_finish(FILE *out);
  * are ill-formed. */
 size_t utf8_decode(const char *s, uint32_t *cp, size_t *bad);
 
+/* text for one line of a log: backslash, newline and tab as \\, \n, \t;
+ * other control characters (C0, DEL, C1) and bytes that are not UTF-8 as
+ * \xHH or \uHHHH; into out (size bytes, cut short if need be). Returns
+ * out. TEXT_ESCAPED(n): room for any n bytes escaped. */
+char *text_escape(const char *text, char *out, size_t size);
+#define TEXT_ESCAPED(n) (4 * (n) + 1)
+
 #endif
