@@ -35,7 +35,7 @@ static void test_utf8(void **state)
 
 static void test_cut_short_whole(void **state)
 {
-	char buf[8];
+	char buf[7];
 
 	/* Never half an escape nor half a character. */
 	assert_string_equal(esc("abcde\nfg", buf, sizeof(buf)), "abcde");
