@@ -185,3 +185,21 @@ class EscapeTest(TestCase):
         self.assertEqual(run.returncode, 127, run.stderr)
         self.assertOneLineError(run, r"gt\\nmemwatch: forged \\x1b\[2J cannot be run: is a directory$")
         self.assertNoForgedLine(run.stderr)
+
+
+class ExecTest(TestCase):
+    def test_static_binary_a_shell_execs(self):
+        """A static program the command execs is probed before its first
+        instruction, as the command itself would be: exact at -s 1."""
+        out, man = self.path("x.pb.gz"), self.path("x.manifest")
+        run = memwatch(["-s", "1", "--stack-mode", "fp", "-o", out, "--", "/bin/sh", "-c",
+                        'exec "$0" --manifest "$1"', workload("gt-static"), man])
+        self.assertEqual(run.returncode, 3, run.stderr)
+        prof = Profile(out)
+        for site, want in read_manifest(man).items():
+            with self.subTest(site=site):
+                got = [0, 0, 0, 0]
+                for sample in prof.samples:
+                    if site in prof.frames(sample):
+                        got = [g + v for g, v in zip(got, sample[0][:4])]
+                self.assertEqual(got, want)

@@ -395,9 +395,10 @@ static int inspect_command(struct single *r, const char *path, struct spawn_exe 
 	return 0;
 }
 
-/* The probes that catch the command's start: the dynamic loader's hook, or
- * for a static command a stop at its exec. Then the guardian, before any
- * stop. */
+/* The probes that catch the command's start: the dynamic loader's hook,
+ * and a stop at every exec (a static command, or one a script or shell
+ * execs, is probed before its first instruction). Then the guardian,
+ * before any stop. */
 static int hook_start(struct single *r, const struct spawn_exe *exe)
 {
 	int err;
@@ -410,10 +411,8 @@ static int hook_start(struct single *r, const struct spawn_exe *exe)
 		report_error("cannot start the command's guardian: %s", strerror(-err));
 		return err;
 	}
-	if (exe->interp)
-		heapbpf_stop_on_loader(&r->s.bpf, true);
-	else
-		heapbpf_stop_on_exec(&r->s.bpf, true);
+	heapbpf_stop_on_loader(&r->s.bpf, true);
+	heapbpf_stop_on_exec(&r->s.bpf, true);
 	return 0;
 }
 
