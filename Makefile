@@ -79,8 +79,9 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%,$(UNIT_SRCS))
 $(OUTPUT)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(LIBMW) | $(OUTPUT)/tests
 	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(LIBMW) $(LDLIBS) -lcmocka -o $@
 
-$(OUTPUT)/tests/test_unwind: CFLAGS += -fomit-frame-pointer
-$(OUTPUT)/tests/test_unwind: tests/unit/fixtures/unwind_capture.h tests/unit/fixtures/unwind_lib.c tests/unit/fixtures/unwind_cxx.cc
+$(OUTPUT)/tests/test_unwind $(OUTPUT)/tests/test_unwind_fast: CFLAGS += -fomit-frame-pointer
+$(OUTPUT)/tests/test_unwind $(OUTPUT)/tests/test_unwind_fast: tests/unit/fixtures/unwind_capture.h \
+	tests/unit/fixtures/unwind_lib.c tests/unit/fixtures/unwind_cxx.cc
 
 $(OUTPUT)/churn: tools/churn.c | $(OUTPUT)
 	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -pthread $< -o $@

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "cli/options.h"
+#include "proc/cgroup.h"
 
 #define MAX_ARGS 64
 
@@ -136,8 +137,10 @@ static void test_command_and_values(void **state)
 static void test_host_options(void **state)
 {
 	struct parsed *p = calloc(1, sizeof(*p));
+	char *cgroup = cgroup_of(getpid());	/* --cgroup takes only one that exists */
 
-	parse(p, "--all", "--pid", "1,2", "--pid", "3", "--comm", "^redis", "--cgroup", "/system.slice",
+	assert_non_null(cgroup);
+	parse(p, "--all", "--pid", "1,2", "--pid", "3", "--comm", "^redis", "--cgroup", cgroup,
 	      "--listen", "9464", "--output-dir", "/tmp/x", "--output-keep", "10", "--output-max-bytes", "1m",
 	      "--max-processes", "50", "--max-profiled", "5", NULL);
 	assert_int_equal(p->ret, 0);
@@ -146,7 +149,7 @@ static void test_host_options(void **state)
 	assert_true(p->o.pids[0] == 1 && p->o.pids[1] == 2 && p->o.pids[2] == 3);
 	assert_int_equal(p->o.ncomms, 1);
 	assert_string_equal(p->o.comms[0], "^redis");
-	assert_string_equal(p->o.cgroups[0], "/system.slice");
+	assert_string_equal(p->o.cgroups[0], cgroup);
 	assert_string_equal(p->o.listen, "9464");
 	assert_string_equal(p->o.output_dir, "/tmp/x");
 	assert_int_equal(p->o.output_keep, 10);
@@ -163,6 +166,7 @@ static void test_host_options(void **state)
 	assert_int_equal(p->o.max_processes, 4096);
 	assert_int_equal(p->o.max_profiled, 64);
 	options_free(&p->o);
+	free(cgroup);
 	free(p);
 }
 

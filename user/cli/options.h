@@ -57,4 +57,10 @@ void options_free(struct options *o);
 /* "512k", "1M", "4096": 0 or -1. */
 int parse_size(const char *s, uint64_t *out);
 
+struct machine;
+/* Fills the sizes the user left to their defaults (0), clamped to the
+ * machine (cli/bounds.h), and checks those given: 0, or -1 with the reason
+ * on stderr. options_parse does it. */
+int bounds_apply(struct options *o, const struct machine *m);
+
 #endif

@@ -19,6 +19,8 @@
 #include "host/table.h"
 #include "host/web.h"
 #include "kernel/bpflog.h"
+#include "profile/outfile.h"
+#include "proc/cgroup.h"
 #include "proc/procstat.h"
 #include "session/session.h"
 #include "util/array.h"
@@ -119,16 +121,30 @@ static char *path_for(const char *path, pid_t pid)
 	return out;
 }
 
+/* Through an outfile, like -p's: never into what a planted link points at. */
 static void write_timeline(const struct hproc *hp, const char *pattern)
 {
 	char *path = pattern ? path_for(pattern, hp->pid) : NULL;
-	FILE *f = path ? fopen(path, "we") : NULL;
-	int err = f ? timeline_writer_for(pattern)(&hp->tgt->diag.mon.tl, f) : -errno;
+	struct outfile of;
+	FILE *f = NULL;
+	int err;
 
-	if (f && fclose(f) && !err)
-		err = -errno;
-	if (pattern && err)
-		report_error("cannot write %s: %s", path ? path : pattern, strerror(-err));
+	if (!pattern)
+		return;
+	if (!path) {
+		report_error("cannot write %s: %s", pattern, strerror(ENOMEM));
+		return;
+	}
+	err = outfile_open(&of, path);
+	if (!err) {
+		f = outfile_stream(&of);
+		err = f ? timeline_writer_for(pattern)(&hp->tgt->diag.mon.tl, f) : -errno;
+		if (f && fclose(f) && !err)
+			err = -errno;
+		err = err ? (outfile_discard(&of), err) : outfile_commit(&of);
+	}
+	if (err)
+		report_error("cannot write %s: %s", path, outfile_strerror(&of, err));
 	free(path);
 }
 
@@ -596,7 +612,7 @@ int host_run(const struct options *opt)
 		session_run(&h->s);
 		last_readings(h);
 		print_end(h);
-		status = 0;
+		status = h->outdir && outdir_report(h->outdir, opt->output_dir) ? 1 : 0;
 	}
 	teardown(h);
 	free(h);

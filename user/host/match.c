@@ -1,28 +1,10 @@
 #include "host/match.h"
 
-#include <ctype.h>
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* cgroup2's usual mount point: --cgroup takes paths under it too. */
-#define CGROUP_MOUNT "/sys/fs/cgroup"
-
-/* "/sys/fs/cgroup/a/b/" -> "/a/b"; "a/b" -> "/a/b"; "/" stays. */
-static char *normalize_cgroup(const char *path)
-{
-	size_t mlen = strlen(CGROUP_MOUNT);
-	char *out;
-
-	if (!strncmp(path, CGROUP_MOUNT, mlen) && (path[mlen] == '/' || !path[mlen]))
-		path += mlen;
-	if (asprintf(&out, "%s%s", *path == '/' ? "" : "/", path) < 0)
-		return NULL;
-	for (size_t n = strlen(out); n > 1 && out[n - 1] == '/'; n--)
-		out[n - 1] = 0;
-	return out;
-}
+#include "proc/cgroup.h"
 
 int matcher_init(struct matcher *m, const char *const *comms, size_t ncomms, const pid_t *pids, size_t npids,
 		 const char *const *cgroups, size_t ncgroups)
@@ -41,7 +23,7 @@ int matcher_init(struct matcher *m, const char *const *comms, size_t ncomms, con
 		}
 	}
 	for (; m->ncgroups < ncgroups; m->ncgroups++) {
-		if (!(m->cgroups[m->ncgroups] = normalize_cgroup(cgroups[m->ncgroups]))) {
+		if (!(m->cgroups[m->ncgroups] = cgroup_normalize(cgroups[m->ncgroups]))) {
 			matcher_free(m);
 			return -ENOMEM;
 		}
@@ -88,57 +70,4 @@ bool matcher_match(const struct matcher *m, pid_t pid, const char *comm, const c
 		if (under(cgroup, m->cgroups[i]))
 			return true;
 	return false;
-}
-
-/* A line of /proc/PID/cgroup: "ID:CONTROLLERS:PATH". */
-static const char *cgroup_line_path(const char *line, const char *want_controllers)
-{
-	const char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-
-	if (!c2 || (size_t)(c2 - c1 - 1) != strlen(want_controllers) ||
-	    strncmp(c1 + 1, want_controllers, c2 - c1 - 1))
-		return NULL;
-	return c2 + 1;
-}
-
-char *cgroup_of(pid_t pid)
-{
-	char path[64], *line = NULL, *v2 = NULL, *v1 = NULL;
-	size_t cap = 0;
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return NULL;
-	while ((n = getline(&line, &cap, f)) > 0) {
-		if (line[n - 1] == '\n')
-			line[n - 1] = 0;
-		const char *p;
-		if (!v2 && (p = cgroup_line_path(line, "")) && !strncmp(line, "0:", 2))
-			v2 = strdup(p);
-		else if (!v1 && (p = cgroup_line_path(line, "name=systemd")))
-			v1 = strdup(p);
-	}
-	free(line);
-	fclose(f);
-	if (v2) {
-		free(v1);
-		return v2;
-	}
-	return v1;
-}
-
-void container_id_of(const char *cgroup, char out[65])
-{
-	size_t run = 0;
-
-	out[0] = 0;
-	for (const char *p = cgroup; p && *p; p++) {
-		run = isxdigit((unsigned char)*p) && !isupper((unsigned char)*p) ? run + 1 : 0;
-		if (run == 64 && !isxdigit((unsigned char)p[1])) {
-			memcpy(out, p - 63, 64);
-			out[64] = 0;
-		}
-	}
 }

@@ -1,6 +1,5 @@
 /* --all's selection of the processes whose heap memwatch probes: by comm
- * (regular expressions), by pid, by cgroup; and what /proc/PID/cgroup says
- * about a process's cgroup and container. */
+ * (regular expressions), by pid, by cgroup (proc/cgroup.h). */
 #ifndef MW_MATCH_H
 #define MW_MATCH_H
 
@@ -25,13 +24,5 @@ void matcher_free(struct matcher *m);
 bool matcher_empty(const struct matcher *m);
 /* cgroup: the process's cgroup path (cgroup_of), or NULL if unknown. */
 bool matcher_match(const struct matcher *m, pid_t pid, const char *comm, const char *cgroup);
-
-/* The process's cgroup v2 path ("/system.slice/x.service"), malloc'ed;
- * NULL if it cannot be read. On a v1-only host, the name=systemd hierarchy's. */
-char *cgroup_of(pid_t pid);
-/* The container id a cgroup path names (the last run of 64 hex digits, as
- * docker, containerd, CRI-O and podman name their scopes) into out[65];
- * "" if none. */
-void container_id_of(const char *cgroup, char out[65]);
 
 #endif

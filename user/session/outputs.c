@@ -10,36 +10,10 @@
 #include "session/target.h"
 #include "util/report.h"
 
-static int open_one(struct outfile *of, const char *path)
-{
-	int err = outfile_open(of, path);
-
-	if (err)
-		report_error("cannot write %s: %s", path, strerror(-err));
-	return err;
-}
-
-/* "x.pb.gz" -> "x.pages.pb.gz" */
-static char *pages_path_for(const char *heap_path)
-{
-	const char *ext = ".pb.gz";
-	size_t n = strlen(heap_path), k = strlen(ext);
-	char *out = NULL;
-
-	if (n > k && !strcmp(heap_path + n - k, ext)) {
-		if (asprintf(&out, "%.*s.pages%s", (int)(n - k), heap_path, ext) < 0)
-			out = NULL;
-	} else if (asprintf(&out, "%s.pages", heap_path) < 0) {
-		out = NULL;
-	}
-	return out;
-}
-
 int outputs_open(struct outputs *o, const struct options *opt, pid_t pid)
 {
 	char dflt[64];
 	const char *main_path = opt->output;
-	int err = 0;
 
 	memset(o, 0, sizeof(*o));
 	if (!main_path) {
@@ -48,20 +22,15 @@ int outputs_open(struct outputs *o, const struct options *opt, pid_t pid)
 	}
 	if (opt->empty_probes)
 		return 0;
-	if (opt->pages_only) {
-		err = open_one(&o->pages, opt->pages_output ? opt->pages_output : main_path);
-	} else {
-		char *pages = opt->pages_output ? strdup(opt->pages_output) : pages_path_for(main_path);
-		err = open_one(&o->heap, main_path);
-		if (!err)
-			err = pages ? open_one(&o->pages, pages) : -ENOMEM;
-		free(pages);
-	}
-	if (!err && opt->timeline)
-		err = open_one(&o->timeline, opt->timeline);
-	if (!err && opt->plot)
-		err = open_one(&o->plot, opt->plot);
-	return err ? -1 : 0;
+	struct outfile_set set = { &o->heap, &o->pages, &o->timeline, &o->plot };
+	struct outfile_paths paths = {
+		.heap = opt->pages_only ? NULL : main_path,
+		.pages = opt->pages_only && !opt->pages_output ? main_path : opt->pages_output,
+		.timeline = opt->timeline,
+		.plot = opt->plot,
+		.stdout_taken = opt->cmd != NULL,
+	};
+	return outfile_open_set(&set, &paths) ? -1 : 0;
 }
 
 void outputs_discard(struct outputs *o)
@@ -111,13 +80,13 @@ int outputs_write(struct outputs *o, const struct options *opt, struct procs *ps
 	};
 	int err = 0;
 
-	if (o->heap.tmp)
+	if (o->heap.open)
 		err |= commit(&o->heap, heapprof_write(&t->heap, ps, &meta, o->heap.fd));
-	if (o->pages.tmp)
+	if (o->pages.open)
 		err |= commit(&o->pages, pageprof_write(&t->pages, &t->heap.st, ps, &page_spec, o->pages.fd));
-	if (o->timeline.tmp)
+	if (o->timeline.open)
 		err |= write_timeline(t, &o->timeline, opt->timeline);
-	if (o->plot.tmp)
+	if (o->plot.open)
 		err |= write_timeline(t, &o->plot, opt->plot);
 	return err ? -EIO : 0;
 }
