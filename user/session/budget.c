@@ -6,7 +6,7 @@
 
 #include "proc/procstat.h"
 
-#define PERIOD_S 2.0		/* an attached and a detached window, planned */
+#define PERIOD_S 1.0		/* an attached and a detached window, planned */
 #define CHECK_S 0.05		/* attached, the credit is checked this often */
 #define OFF_CHECK_S 1.0		/* and detached, this often */
 #define MIN_ON_S 0.02		/* shorter windows are mostly attach and detach */
