@@ -160,10 +160,11 @@ class BudgetTest(TestCase):
         self.assertGreater(duty["attached"], expected / 2, duty)
         self.assertLess(duty["attached"], 2 * expected + 5, duty)
         # The probe time, traps x cost, against the target's own CPU time:
-        # the budget, but for the last window's credit (at most one 50 ms
-        # check of probes, paid back or not).
+        # the budget, but for the end of the run: above it by what the last
+        # check and detach let through, below it by the credit of the last
+        # 1 s period left unspent (a fast machine runs churn in 2 s).
         self.assertLess(duty["probe_pct"], duty["budget"] * 1.3, duty)
-        self.assertGreater(duty["probe_pct"], duty["budget"] * 0.5, duty)
+        self.assertGreater(duty["probe_pct"], duty["budget"] * 0.3, duty)
         # Coverage: the regex holds "values cover the attached windows only".
         self.assertTrue(any("frees while detached were not seen" in c for c in prof.comments), prof.comments)
         self.assertTrue(prof.by_site(), "samples from the attached windows")
