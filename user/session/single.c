@@ -103,8 +103,10 @@ static void print_own_cost(struct single *r)
 
 /* ---- --max-overhead ----------------------------------------------------- */
 
-/* What a trap costs beyond its system time, which the budget cannot see in
- * the target; without it the budget counts the system time alone. */
+/* What a trap costs on memwatch's own thread: the budget's first estimate of
+ * a trap's system time (until the target's clock ticks tell), and the user
+ * time a trap costs after it, which the target's ticks cannot tell from its
+ * own work. Without it the budget counts the measured system time alone. */
 static void calibrate(struct single *r)
 {
 	int err = calibrate_trap_cost(r->s.bpf.mode, &r->trap_cost);
@@ -139,8 +141,8 @@ static int budget_sample(struct single *r, struct budget_sample *out)
 static void print_budget_step(const struct budget *b)
 {
 	fprintf(stderr, "memwatch: a probe trap costs the target %.3f us (%.3f us of system time; its own work: %.1f%% "
-			"system time), %.0f traps/s attached: always attached about %.0f%%; attached %.1f%% of the "
-			"time, credit %.3f s\n",
+			"system time), %.0f traps/s attached: always attached about %.0f%%; detached, to be attached "
+			"%.1f%% of the time; credit %.3f s\n",
 		1e6 * b->cost_per_trap, 1e6 * b->trap_sys_s, 100 * b->own_sys_share, budget_trap_rate(b),
 		100 * budget_always_on(b), 100 * b->on_fraction, b->credit_s);
 }
@@ -161,7 +163,6 @@ static void run_budget(void *ctx, uint64_t now)
 		budget_switched(&r->budget, clock_ns(CLOCK_MONOTONIC), &sample);
 		if (r->opt->verbose)
 			print_budget_step(&r->budget);
-
 		break;
 	case BUDGET_ATTACH:
 		r->t->suspended = false;
