@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2034 # QUIET_* and MAX_OTHER are read by bench-lib.sh
 # --max-overhead benchmark: the slowdown memwatch's duty cycle achieves on
 # tools/churn.c with work between the calls (--work K loop iterations per
 # malloc+free pair), for budgets 5, 10 and 25%, side by side with no probes
@@ -53,6 +54,7 @@ ROUNDS=7
 PAIRS=2000000
 WORK=5000
 BUDGETS=(5 10 25)
+# wait_quiet (bench-lib.sh) reads these.
 QUIET_WAIT=5 QUIET_BUDGET=120 QUIET_WAITED=0 MAX_OTHER=0.15
 while (($#)); do
 	case "$1" in
@@ -100,7 +102,7 @@ mkdir -p "$ROOT/.output"
 gcc -O2 -g -std=gnu11 -Wall -Wextra -pthread "$ROOT/tools/churn.c" -o "$CHURN" || die "cannot build tools/churn.c"
 
 TMP=$(mktemp -d /tmp/memwatch-bench-budget.XXXXXX)
-TARGET_PID= MW_PID=
+TARGET_PID='' MW_PID=''
 cleanup() {
 	local p
 	for p in $MW_PID $TARGET_PID ${TIMER_PID:-}; do
@@ -189,17 +191,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 TOOK=$(awk -v s="$START" -v n="$(now)" 'BEGIN { printf "%.0f", n - s }')
 
-pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%+.1f%%", 100 * (a / b - 1); else printf "n/a" }'; }
-range_pct() {
-	local lo hi
-	lo=$(tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | head -n1)
-	hi=$(tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | tail -n1)
-	printf '%s..%s' "$(pct "$lo" "$2")" "$(pct "$hi" "$2")"
-}
 CMDLINE="tools/bench.sh --budget"
 ((${#ORIG_ARGS[@]})) && CMDLINE+=$(printf ' %q' "${ORIG_ARGS[@]}")
-BASE_NS=$(median "${NS[none]}" %.2f)
-BASE_CPU=$(median "${CPU[none]}" %.2f)
 # paired CFG ARRAY: each round's CFG value over none's of the same round, as
 # slowdowns in percent, space-separated (ARRAY: NS or CPU).
 paired() {
