@@ -66,6 +66,8 @@ class StopTest(TestCase):
             os.kill(pid, signal.SIGUSR1)
             code, out, err = mw.finish()
         finally:
+            if proc_state(pid) not in (None, "Z"):
+                os.kill(pid, signal.SIGKILL)
             mw.kill()
         self.assertEqual(code, 3, err)
         self.assertIn("checksum=", out)
