@@ -91,7 +91,7 @@ int free_enter(struct pt_regs *ctx)
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct mw_live_key key = { .tgid = pid_tgid >> 32 };
 
-	if (cfg_target_tgid && key.tgid != cfg_target_tgid)
+	if ((cfg_target_tgid && key.tgid != cfg_target_tgid) || run_ended)
 		return 0;
 	if (cfg_count_hits)
 		count(MW_CNT_FREE_HITS);

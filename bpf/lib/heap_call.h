@@ -15,6 +15,10 @@
 
 const volatile bool cfg_alloc_only = false;	/* no free probes, no live blocks */
 const volatile bool cfg_count_hits = false;	/* for the overhead budget */
+/* Set by user space when the run ends, before any probe detaches: from then
+ * on no program changes what the run recorded, so the live blocks are those
+ * of one instant however long the links take to go. */
+bool run_ended;
 
 struct pending_key {
 	__u64 pid_tgid;
@@ -140,6 +144,8 @@ static __always_inline bool enter_call(struct pt_regs *ctx, __u64 size, __u64 ol
 
 	if (cfg_target_tgid && tgid != cfg_target_tgid)
 		return false;
+	if (run_ended)
+		return false;
 	if (cfg_count_hits)
 		count(MW_CNT_HITS);
 	old_live = !cfg_alloc_only && is_live(tgid, old);
@@ -198,7 +204,7 @@ static __always_inline void exit_call(struct pt_regs *ctx, __u64 entry_sp)
 	bool ok;
 
 	count(MW_CNT_RETURNS);
-	if (!pc)
+	if (!pc || run_ended)
 		return;
 	call = *pc;
 	bpf_map_delete_elem(&pending, &key);

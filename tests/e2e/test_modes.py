@@ -5,7 +5,7 @@ import re
 import subprocess
 
 from mwtest import (ROOT, Attached, Profile, TestCase, WaitingWorkload, code_byte, memwatch, probe_addresses,
-                    read_manifest, sampled_tolerance, workload)
+                    read_manifest, sampled_tolerance, wait_probed, workload)
 
 GT = workload("groundtruth")
 CHURN = os.path.join(ROOT, ".output", "churn")
@@ -136,3 +136,45 @@ class BudgetTest(TestCase):
         self.assertLess(share, 50)
         self.assertGreater(share, 1)
         self.assertGreater(prof.by_site().get("run", [0, 0])[0] + sum(v[0] for v in prof.by_site().values()), 0)
+
+
+STEADY = workload("steady")
+
+
+class EndOfRunTest(TestCase):
+    """The end of a run is one instant for every probe: a heap whose blocks
+    turn over within a second keeps its in-use total however long the links
+    take to detach (perf-event uprobes go one by one, over a second)."""
+
+    RATE = 65536
+
+    def test_in_use_survives_detach(self):
+        blocks, size = 16384, 4096
+        for mode in ("classic", "multi", "session"):
+            with self.subTest(mode=mode):
+                out = self.path(mode + ".pb.gz")
+                w = WaitingWorkload([STEADY, "--blocks", str(blocks), "--size", str(size)])
+                try:
+                    w.go()
+                    self.assertTrue(w.out.wait_for(r"^live \d+"), w.err.lines)
+                    mw = Attached(w.pid, ["-v", "--attach-mode", mode, "-s", str(self.RATE), "--stack-mode", "fp",
+                                          "-o", out])
+                    self.assertTrue(wait_probed(mw, "libc.so.6"), mw.err_lines)
+                    # Two turnovers once the probes are in place: the
+                    # blocks live now were all allocated under them.
+                    start = len(w.out.lines)
+                    self.assertTrue(w.out.wait_for(r"^turned", start=start))
+                    second = len(w.out.lines)
+                    self.assertTrue(w.out.wait_for(r"^turned", start=second))
+                    run = mw.interrupt()
+                    w.release()
+                    self.assertEqual(w.finish()[0], 0)
+                finally:
+                    w.kill()
+                self.assertEqual(run.returncode, 0, run.stderr)
+                self.assertIn(mode == "classic" and "perf-event" or mode == "multi" and "uprobe_multi" or "sessions",
+                              run.stderr)
+                inuse = Profile(out).by_site().get("steady_block", [0, 0, 0, 0])[3]
+                want = blocks * size
+                self.assertLess(abs(inuse - want), sampled_tolerance(blocks, size, self.RATE),
+                                "%s: in use %d, live %d" % (mode, inuse, want))

@@ -310,6 +310,16 @@ void heapbpf_stop_on_loader(struct heapbpf *b, bool stop)
 		b->skel->bss->stop_on_loader = stop;
 }
 
+void heapbpf_end_run(struct heapbpf *b)
+{
+	/* The .bss of each object is mapped: plain stores, made visible to
+	 * every CPU before the detaching syscalls that follow. */
+	if (b->sess)
+		__atomic_store_n(&b->sess->bss->run_ended, true, __ATOMIC_SEQ_CST);
+	if (b->skel)
+		__atomic_store_n(&b->skel->bss->run_ended, true, __ATOMIC_SEQ_CST);
+}
+
 void heapbpf_destroy(struct heapbpf *b)
 {
 	bpf_link__destroy(b->exec_link);

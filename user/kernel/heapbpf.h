@@ -60,6 +60,9 @@ int live_map_scan(int live_fd, void (*visit)(void *ctx, const struct mw_live_key
 		  void *ctx);
 int heapbpf_events_fd(const struct heapbpf *b);	/* the event ring; -1 without */
 void heapbpf_stop_on_loader(struct heapbpf *b, bool stop);
+/* The run's end, one instant for every heap program, in every object:
+ * from now on none records or removes anything. Call it before detaching. */
+void heapbpf_end_run(struct heapbpf *b);
 void heapbpf_destroy(struct heapbpf *b);
 
 #endif

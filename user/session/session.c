@@ -219,6 +219,12 @@ void session_scan_live(struct session *s)
 	free(ls.orphans);
 }
 
+void session_end_run(struct session *s)
+{
+	if (s->have_heap)
+		heapbpf_end_run(&s->bpf);
+}
+
 void session_heap_counters(const struct session *s, uint64_t out[MW_CNT_NR])
 {
 	if (s->have_heap || s->floor)

@@ -421,7 +421,9 @@ static int finish(struct single *r)
 
 	if (o->max_overhead)
 		budget_finish(&r->budget, clock_ns(CLOCK_MONOTONIC));
-	/* Detach first so the target runs at full speed while we write. */
+	/* One instant ends the run for every probe; then detach, so the
+	 * target runs at full speed while we write. */
+	session_end_run(&r->s);
 	uint64_t detach_start = clock_ns(CLOCK_MONOTONIC);
 	attacher_detach(&r->t->att);
 	if (r->s.have_lat)
