@@ -278,6 +278,50 @@ int heapbpf_events_fd(const struct heapbpf *b)
 	return b->skel ? bpf_map__fd(b->skel->maps.events) : -1;
 }
 
+int heapbpf_lost_fd(const struct heapbpf *b)
+{
+	return b->skel ? bpf_map__fd(b->skel->maps.lost) : -1;
+}
+
+int lost_map_scan(int lost_fd, void (*visit)(void *ctx, const struct mw_lost_key *key, const struct mw_lost_val *v),
+		  void *ctx)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	struct mw_lost_val *percpu = ncpu > 0 ? calloc(ncpu, sizeof(*percpu)) : NULL;
+	struct mw_lost_key key, next;
+	bool first = true;
+
+	if (!percpu)
+		return -ENOMEM;
+	while (!bpf_map_get_next_key(lost_fd, first ? NULL : &key, &next)) {
+		struct mw_lost_val sum = { 0, 0 };
+		first = false;
+		key = next;
+		if (bpf_map_lookup_elem(lost_fd, &key, percpu))
+			continue;
+		for (int i = 0; i < ncpu; i++) {
+			sum.count += percpu[i].count;
+			sum.bytes += percpu[i].bytes;
+		}
+		visit(ctx, &key, &sum);
+	}
+	free(percpu);
+	return 0;
+}
+
+void lost_map_forget(int lost_fd, __u32 tgid)
+{
+	struct mw_lost_key key, next;
+	bool first = true;
+
+	while (!bpf_map_get_next_key(lost_fd, first ? NULL : &key, &next)) {
+		first = false;
+		key = next;
+		if (key.tgid == tgid && !bpf_map_delete_elem(lost_fd, &key))
+			first = true;	/* start over: the key we stood on is gone */
+	}
+}
+
 #define SCAN_BATCH 4096
 
 int live_map_scan(int live_fd, void (*visit)(void *ctx, const struct mw_live_key *key, uint64_t sample_id),

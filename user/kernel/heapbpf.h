@@ -59,6 +59,13 @@ int heapbpf_live_fd(const struct heapbpf *b);
 int live_map_scan(int live_fd, void (*visit)(void *ctx, const struct mw_live_key *key, uint64_t sample_id),
 		  void *ctx);
 int heapbpf_events_fd(const struct heapbpf *b);	/* the event ring; -1 without */
+int heapbpf_lost_fd(const struct heapbpf *b);	/* sampled calls lost (struct mw_lost_key); -1 without */
+/* Calls visit for every entry of the lost map with its values summed over
+ * CPUs. 0 or -errno. */
+int lost_map_scan(int lost_fd, void (*visit)(void *ctx, const struct mw_lost_key *key, const struct mw_lost_val *v),
+		  void *ctx);
+/* Deletes the lost map's entries of tgid (a process no longer profiled). */
+void lost_map_forget(int lost_fd, __u32 tgid);
 void heapbpf_stop_on_loader(struct heapbpf *b, bool stop);
 /* The run's end, one instant for every heap program, in every object:
  * from now on none records or removes anything. Call it before detaching. */
