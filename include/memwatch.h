@@ -117,6 +117,7 @@ enum mw_event_type {
 	MW_EV_EXEC,		/* a target process called exec */
 	MW_EV_PAGE,		/* a sampled page fault or purge, with its stack (struct mw_page_event) */
 	MW_EV_EXIT,		/* the last thread of a process exited (--all) */
+	MW_EV_FORK,		/* a probed process forked a new one (struct mw_fork_event) */
 };
 
 /* The kernel side: syscalls whose latency is measured (timeline.h's order). */
@@ -234,6 +235,14 @@ _Static_assert(sizeof(struct mw_sample_body) == sizeof(struct mw_page_body),
 struct mw_cancel_event {
 	struct mw_event_head h;
 	__u64 sample_id;
+};
+
+/* The head's tgid forked child: a copy of its address space, breakpoints
+ * included. */
+struct mw_fork_event {
+	struct mw_event_head h;
+	__u32 child;
+	__u32 pad;
 };
 
 /* Live sampled blocks: (tgid, address) -> sample id. */

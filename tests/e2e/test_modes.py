@@ -2,10 +2,11 @@
 fallbacks without them, --alloc-only, and the --max-overhead duty cycle."""
 import os
 import re
+import signal
 import subprocess
 
 from mwtest import (ROOT, Attached, Profile, TestCase, WaitingWorkload, code_byte, memwatch, probe_addresses,
-                    read_manifest, sampled_tolerance, wait_probed, workload)
+                    probe_sites, read_manifest, sampled_tolerance, wait_probed, wait_until, workload)
 
 GT = workload("groundtruth")
 CHURN = os.path.join(ROOT, ".output", "churn")
@@ -214,3 +215,56 @@ class LossTest(TestCase):
         run = memwatch(["-o", self.path("n.pb.gz"), "--", "/usr/bin/nice"])
         self.assertEqual(run.returncode, 0, run.stderr)
         self.assertEqual(run.stdout.strip(), str(os.nice(0)))
+
+
+FORKER = workload("forker")
+
+
+class ForkTest(TestCase):
+    """A -p target's forked child is not profiled: it loses the breakpoints
+    fork copied into its text (the kernel keeps them there: uprobe_multi
+    links filter by pid only when their programs run), while the parent
+    keeps them."""
+
+    def test_child_loses_breakpoints(self):
+        for mode in ("auto", "multi"):
+            with self.subTest(mode=mode):
+                self.check_child(mode)
+
+    def check_child(self, mode):
+        out = self.path(mode + ".pb.gz")
+        w = WaitingWorkload([FORKER])
+        child = None
+        try:
+            mw = Attached(w.pid, ["-v", "--attach-mode", mode, "-s", "4k", "-o", out])
+            self.assertTrue(wait_probed(mw, "libc.so.6"), mw.err_lines)
+            w.go()
+            child = int(w.out.wait_for(r"^child (\d+)").group(1))
+            sites = probe_sites("".join(mw.err_lines), child)
+            self.assertIn("malloc", sites)
+            # memwatch says when it has cleaned the child (another memwatch
+            # detaching from the same library would clean it too, some time).
+            self.assertTrue(mw.wait_for(r"pid %d forked %d: \d+ breakpoints taken out" % (w.pid, child)),
+                            mw.err_lines)
+            for name, (address, path, offset) in sites.items():
+                self.assertEqual(code_byte(child, address), file_byte(path, offset), "child's " + name)
+            self.assertEqual(code_byte(w.pid, sites["malloc"][0]), 0xcc, "the parent keeps its probe")
+            os.kill(child, signal.SIGTERM)
+            child = None
+            self.assertEqual(w.finish()[0], 0)
+            run = mw.wait()
+        finally:
+            if child:
+                try:
+                    os.kill(child, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            w.kill()
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertGreater(Profile(out).by_site().get("fork_pairs", [0])[0], 0, "the parent is profiled")
+
+
+def file_byte(path, offset):
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(1)[0]

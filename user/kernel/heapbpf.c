@@ -199,7 +199,8 @@ int heapbpf_load(struct heapbpf *b, const struct heapbpf_config *cfg)
 	err = capture_seed_countdowns(bpf_map__fd(b->skel->maps.cpu_state), cfg->sample_bytes);
 	if (!err) {
 		b->exec_link = bpf_program__attach(b->skel->progs.on_exec);
-		if (!b->exec_link)
+		b->fork_link = b->exec_link ? bpf_program__attach(b->skel->progs.on_fork) : NULL;
+		if (!b->fork_link)
 			err = -errno;
 	}
 	if (err)
@@ -366,6 +367,7 @@ void heapbpf_end_run(struct heapbpf *b)
 
 void heapbpf_destroy(struct heapbpf *b)
 {
+	bpf_link__destroy(b->fork_link);
 	bpf_link__destroy(b->exec_link);
 	heap_session_bpf__destroy(b->sess);
 	heap_bpf__destroy(b->skel);

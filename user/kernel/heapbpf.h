@@ -44,6 +44,7 @@ struct heapbpf {
 	struct heap_session_bpf *sess;	/* ATTACH_SESSION */
 	struct floor_bpf *floor;
 	struct bpf_link *exec_link;
+	struct bpf_link *fork_link;
 	enum attach_mode mode;		/* the one loaded */
 };
 

@@ -319,13 +319,24 @@ static void on_exit_event(void *ctx, pid_t tgid)
 	}
 }
 
+/* A target forked: the child is not profiled (--all may select it later,
+ * with probes of its own), so its copy of the breakpoints goes. */
+static void on_fork(void *ctx, pid_t tgid, pid_t child)
+{
+	struct session *s = ctx;
+	struct target *t = session_target(s, tgid);
+
+	if (t && !session_target(s, child))
+		attacher_unprobe_child(&t->att, child, tgid);
+}
+
 /* The heap side's ring. With --all the kernel side has every process's
  * exec events: they come from there, not from both. */
 static const struct event_handlers heap_handlers = {
-	.sample = on_sample, .cancel = on_cancel, .loader = on_loader, .exec = on_exec,
+	.sample = on_sample, .cancel = on_cancel, .loader = on_loader, .exec = on_exec, .fork = on_fork,
 };
 static const struct event_handlers heap_handlers_all = {
-	.sample = on_sample, .cancel = on_cancel, .loader = on_loader,
+	.sample = on_sample, .cancel = on_cancel, .loader = on_loader, .fork = on_fork,
 };
 static const struct event_handlers pages_handlers = {
 	.page = on_page, .exec = on_exec, .exit = on_exit_event,
