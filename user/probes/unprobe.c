@@ -1,6 +1,8 @@
 #include "probes/unprobe.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <sys/stat.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +54,19 @@ static pid_t parent_of(pid_t pid)
 	return ppid;
 }
 
+/* Does child still run its parent's program (no exec since the fork)? */
+static bool same_program(pid_t child, pid_t parent)
+{
+	char path[64];
+	struct stat a, b;
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)child);
+	if (stat(path, &a))
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)parent);
+	return !stat(path, &b) && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 /* Where site is mapped executable in maps, or 0. */
 static uint64_t site_address(const struct maps *maps, const struct probe_site *site)
 {
@@ -77,7 +92,7 @@ int unprobe_child(const struct probe_sites *s, pid_t child, pid_t parent)
 	fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	err = parent_of(child) == parent ? maps_read(child, &maps) : -ESRCH;
+	err = parent_of(child) == parent && same_program(child, parent) ? maps_read(child, &maps) : -ESRCH;
 	for (size_t i = 0; !err && i < s->n; i++) {
 		uint64_t addr = site_address(&maps, &s->v[i]);
 		uint8_t byte;

@@ -24,10 +24,11 @@ struct probe_sites {
 int probe_sites_add(struct probe_sites *s, const struct probe_site *site);
 void probe_sites_free(struct probe_sites *s);
 /* Puts the file's byte back at every site where child (a process parent
- * forked) has a breakpoint: only where its memory maps the same file and
- * holds 0xcc instead of a different byte, so a child that exec'd, or the
- * process a reused pid names now, is left alone. Returns the sites
- * restored, or -errno. */
+ * forked) has a breakpoint: only while its parent is parent and it runs the
+ * parent's program (a child that exec'd, or the process a reused pid names
+ * now, is left alone: -ESRCH), and only where its memory maps the same file
+ * and holds 0xcc instead of a different byte. Returns the sites restored,
+ * or -errno. */
 int unprobe_child(const struct probe_sites *s, pid_t child, pid_t parent);
 
 #endif
