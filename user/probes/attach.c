@@ -191,8 +191,10 @@ static int probe_entry(struct attacher *a, struct objfile *o, const struct alloc
 	reqs[(*nreqs)++] = (struct probe_req){ a->progs.enter[e->layout], offset, cookie, false, session };
 	if (alloc && !session)
 		reqs[(*nreqs)++] = (struct probe_req){ a->progs.exit, offset, cookie, true, false };
-	struct probe_site ps = { o->dev, o->inode, offset, code[pl.offset] };
-	if (probe_sites_add(&a->sites, &ps))
+	/* A site whose bytes cannot be read whole stays in forked children. */
+	struct probe_site ps = { o->dev, o->inode, offset, { 0 } };
+	if (elf_file_read(o->elf, e->vaddr + pl.offset, ps.orig, sizeof(ps.orig)) == sizeof(ps.orig) &&
+	    probe_sites_add(&a->sites, &ps))
 		return -ENOMEM;
 	sites[*nsites].offset = offset;
 	snprintf(sites[(*nsites)++].names, sizeof(sites[0].names), "%s", e->name);
@@ -386,9 +388,9 @@ int attach_loader(struct attacher *a, pid_t pid, const char *path)
 		return -ENOEXEC;
 	if (elf_file_find_func(elf, "_dl_debug_state", &sym) && !elf_file_vaddr_to_offset(elf, sym.vaddr, &offset)) {
 		struct probe_req req = { a->progs.loader, offset, 0, false, false };
-		struct probe_site site = { (uint64_t)major(st.st_dev) << 32 | minor(st.st_dev), st.st_ino, offset, 0 };
+		struct probe_site site = { (uint64_t)major(st.st_dev) << 32 | minor(st.st_dev), st.st_ino, offset, { 0 } };
 		err = attach_reqs(a, &a->loader, &req, 1, pid, path);
-		if (!err && elf_file_read(elf, sym.vaddr, &site.orig, 1) == 1)
+		if (!err && elf_file_read(elf, sym.vaddr, site.orig, sizeof(site.orig)) == sizeof(site.orig))
 			err = probe_sites_add(&a->sites, &site);
 	}
 	elf_file_close(elf);

@@ -94,15 +94,16 @@ int unprobe_child(const struct probe_sites *s, pid_t child, pid_t parent)
 		return -errno;
 	err = parent_of(child) == parent && same_program(child, parent) ? maps_read(child, &maps) : -ESRCH;
 	for (size_t i = 0; !err && i < s->n; i++) {
-		uint64_t addr = site_address(&maps, &s->v[i]);
-		uint8_t byte;
-		if (!addr || s->v[i].orig == BREAKPOINT || pread(fd, &byte, 1, (off_t)addr) != 1 ||
-		    byte != BREAKPOINT)
+		const struct probe_site *site = &s->v[i];
+		uint64_t addr = site_address(&maps, site);
+		uint8_t now[UNPROBE_BYTES];
+		if (!addr || site->orig[0] == BREAKPOINT || pread(fd, now, sizeof(now), (off_t)addr) != sizeof(now) ||
+		    now[0] != BREAKPOINT || memcmp(now + 1, site->orig + 1, sizeof(now) - 1))
 			continue;
 		/* One byte: the child may run this very instruction; it sees
 		 * the breakpoint or the original, and the kernel restarts an
 		 * instruction whose breakpoint went away. */
-		if (pwrite(fd, &s->v[i].orig, 1, (off_t)addr) == 1)
+		if (pwrite(fd, site->orig, 1, (off_t)addr) == 1)
 			restored++;
 	}
 	maps_free(&maps);

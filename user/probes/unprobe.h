@@ -9,10 +9,13 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* An x86 instruction's longest encoding. */
+#define UNPROBE_BYTES 15
+
 struct probe_site {
 	uint64_t dev, inode;	/* the file, as objfiles key it (major << 32 | minor) */
 	uint64_t offset;	/* file offset of the probed instruction */
-	uint8_t orig;		/* its first byte in the file */
+	uint8_t orig[UNPROBE_BYTES];	/* the file's bytes from there */
 };
 
 struct probe_sites {
@@ -27,8 +30,9 @@ void probe_sites_free(struct probe_sites *s);
  * forked) has a breakpoint: only while its parent is parent and it runs the
  * parent's program (a child that exec'd, or the process a reused pid names
  * now, is left alone: -ESRCH), and only where its memory maps the same file
- * and holds 0xcc instead of a different byte. Returns the sites restored,
- * or -errno. */
+ * and holds 0xcc instead of a different byte followed by the file's own
+ * bytes (a site the kernel has turned into a call to its trampoline, or is
+ * turning, is left alone). Returns the sites restored, or -errno. */
 int unprobe_child(const struct probe_sites *s, pid_t child, pid_t parent);
 
 #endif
