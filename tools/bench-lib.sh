@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# What the benchmark scripts share (sourced by tools/bench.sh and
-# tools/bench-redis.sh): clocks, CPU accounting, other tracers, waiting for
+# What the benchmark scripts share (sourced by tools/bench.sh,
+# tools/bench-budget.sh and tools/bench-redis.sh): clocks, CPU accounting, other tracers, waiting for
 # processes and their lines, medians. Callers define die() and TMP.
 
 # bash reads a script as it goes: the caller runs from a private copy, so
@@ -116,7 +116,27 @@ wait_line() {
 	done
 }
 
-# Median of whitespace-separated numbers.
+# wait_quiet: (callers set QUIET_WAIT, QUIET_BUDGET, QUIET_WAITED=0 and
+# MAX_OTHER) waits (up to QUIET_WAIT s per run, QUIET_BUDGET s in all)
+# until the CPUs are idle for a third of a second, so that a run does not
+# start in the middle of someone else's build or test.
+wait_quiet() {
+	local start s0 s1 busy
+	((QUIET_WAIT > 0)) || return 0
+	start=$(now)
+	while :; do
+		s0=$(sys_ticks)
+		sleep 0.3
+		s1=$(sys_ticks)
+		busy=$(awk -v s0="$s0" -v s1="$s1" -v n="$NCPU_STAT" 'BEGIN { split(s0, a); split(s1, b)
+			w = (b[2] - a[2]) / n; printf "%.2f", (w > 0 ? (b[1] - a[1]) / w : 0) }')
+		awk -v b="$busy" -v m="$MAX_OTHER" 'BEGIN { exit !(b <= m) }' && break
+		elapsed_over "$start" "$QUIET_WAIT" && break
+		awk -v w="$QUIET_WAITED" -v s="$start" -v n="$(now)" -v b="$QUIET_BUDGET" 'BEGIN { exit !(w + n - s > b) }' && break
+	done
+	QUIET_WAITED=$(awk -v w="$QUIET_WAITED" -v s="$start" -v n="$(now)" 'BEGIN { printf "%.1f", w + n - s }')
+}
+
 # median VALUES [FORMAT]: median of whitespace-separated numbers (%.1f).
 median() {
 	tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | awk -v f="${2:-%.1f}" '{ v[NR] = $1 } END {

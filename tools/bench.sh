@@ -34,6 +34,8 @@
 # run.
 #
 # Prints Markdown tables to stdout; progress goes to stderr.
+# `tools/bench.sh --budget [OPTIONS]` runs tools/bench-budget.sh instead:
+# the slowdown --max-overhead 5, 10 and 25 achieve against no probes.
 #
 #   tools/bench.sh [--rounds R] [--pairs N] [--size BYTES]
 #                  [--allocators LIST] [--configs LIST] [--attach-runs K]
@@ -46,6 +48,8 @@ set -euo pipefail
 
 source "${MW_BENCH_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}/tools/bench-lib.sh"
 run_from_private_copy "$@"
+# The overhead budget's benchmark is its own script.
+[[ ${1:-} == --budget ]] && exec bash "$MW_BENCH_ROOT/tools/bench-budget.sh" "${@:2}"
 
 ALL_ALLOCATORS=(glibc jemalloc tcmalloc)
 ALL_CONFIGS=(none classic-floor session-floor one-trap-floor default alloc-only fp s1)
@@ -56,6 +60,8 @@ usage() {
 usage: tools/bench.sh [--rounds R] [--pairs N] [--size BYTES]
                       [--allocators LIST] [--configs LIST] [--attach-runs K]
                       [--attach-modes LIST] [--quiet-wait S] [--redo K]
+       tools/bench.sh --budget [OPTIONS]   (--max-overhead's achieved
+                      slowdown: tools/bench-budget.sh --help)
   --rounds R          rounds of every (allocator, configuration), interleaved
                       round-robin (default 5)
   --pairs N           malloc+free pairs per run (default 1000000); the s1
@@ -212,26 +218,6 @@ MEMWATCH_SRC=$MEMWATCH
 MEMWATCH=$TMP/memwatch
 cp "$MEMWATCH_SRC" "$MEMWATCH" || die "cannot copy $MEMWATCH_SRC"
 MEMWATCH_SUM=$(sha256sum "$MEMWATCH" | cut -c1-12)
-
-# wait_quiet: waits (up to QUIET_WAIT s per run, QUIET_BUDGET s in all)
-# until the CPUs are idle for a third of a second, so that a run does not
-# start in the middle of someone else's build or test.
-wait_quiet() {
-	local start s0 s1 busy
-	((QUIET_WAIT > 0)) || return 0
-	start=$(now)
-	while :; do
-		s0=$(sys_ticks)
-		sleep 0.3
-		s1=$(sys_ticks)
-		busy=$(awk -v s0="$s0" -v s1="$s1" -v n="$NCPU_STAT" 'BEGIN { split(s0, a); split(s1, b)
-			w = (b[2] - a[2]) / n; printf "%.2f", (w > 0 ? (b[1] - a[1]) / w : 0) }')
-		awk -v b="$busy" -v m="$MAX_OTHER" 'BEGIN { exit !(b <= m) }' && break
-		elapsed_over "$start" "$QUIET_WAIT" && break
-		awk -v w="$QUIET_WAITED" -v s="$start" -v n="$(now)" -v b="$QUIET_BUDGET" 'BEGIN { exit !(w + n - s > b) }' && break
-	done
-	QUIET_WAITED=$(awk -v w="$QUIET_WAITED" -v s="$start" -v n="$(now)" 'BEGIN { printf "%.1f", w + n - s }')
-}
 
 # wait_exit PID TIMEOUT: waits for child PID, sets RC; fails after TIMEOUT s.
 # Blocks in wait (a sleeping timer beside it): polling would take CPU from

@@ -11,7 +11,12 @@
  *   ns_per_pair=<float>
  *
  * the mean over threads of (thread's loop time / N): what one malloc+free
- * pair costs the thread that makes it.
+ * pair costs the thread that makes it, then
+ *
+ *   user_s=<float> sys_s=<float>
+ *
+ * the process's CPU time (getrusage): where the time went, whatever else ran
+ * on the machine (the probes' traps count as system time).
  *
  * With --wait it first prints "ready <pid>" (flushed) and blocks in sigwait
  * until SIGUSR1 arrives, so that a profiler can attach with -p PID before
@@ -30,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -212,6 +218,10 @@ int main(int argc, char **argv)
 	}
 	free(w);
 	printf("ns_per_pair=%.2f\n", sum / opt_threads);
+	struct rusage ru;
+	if (!getrusage(RUSAGE_SELF, &ru))
+		printf("user_s=%.6f sys_s=%.6f\n", ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
+		       ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
 	fflush(stdout);
 	return 0;
 }

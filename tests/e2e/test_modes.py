@@ -6,7 +6,7 @@ import signal
 import subprocess
 
 from mwtest import (ROOT, Attached, Profile, TestCase, WaitingWorkload, code_byte, memwatch, probe_addresses,
-                    probe_sites, read_manifest, sampled_tolerance, wait_probed, wait_until, workload)
+                    probe_sites, read_manifest, sampled_tolerance, wait_probed, workload)
 
 GT = workload("groundtruth")
 CHURN = os.path.join(ROOT, ".output", "churn")
@@ -103,40 +103,85 @@ class AllocOnlyTest(TestCase):
 
 
 class BudgetTest(TestCase):
-    """--max-overhead 10 on churn with work between calls (probes always on
-    would double its time): the slowdown stays near 10%."""
+    """--max-overhead's duty cycle, by what it reports of itself: a per-trap
+    cost measured in the target, an attached share that follows from that
+    cost and the budget, the probe time held to the budget in the target's
+    own CPU time, and coverage stated in the profile. Nothing here reads a
+    clock: how fast the machine is changes the numbers, not the relations
+    (the achieved slowdown is tools/bench.sh --budget's)."""
 
-    def churn(self, args=None):
-        w = subprocess.Popen([CHURN, "--wait", "--pairs", "2000000", "--work", "5000"], stdout=subprocess.PIPE,
-                             text=True)
-        pid = int(w.stdout.readline().split()[1])
-        mw = Attached(pid, args) if args is not None else None
-        os.kill(pid, 10)
-        out = w.communicate(timeout=120)[0]
-        ns = float(re.search(r"ns_per_pair=([\d.]+)", out).group(1))
-        return ns, (mw.wait() if mw else None)
+    DUTY = re.compile(r"duty cycle \(--max-overhead ([\d.]+)%, uprobe traps\): allocator probes attached ([\d.]+)% of "
+                      r"[\d.]+ s \((\d+) windows\); a probe trap cost the target ([\d.]+) us: ([\d.]+) us of system "
+                      r"time .*?; (\d+) traps/s attached: always attached about (\d+)%; probe time ([\d.]+) s, "
+                      r"([\d.]+)% of the target's own ([\d.]+) s of CPU; values cover the attached windows only")
 
-    def test_budget(self):
-        """Medians of three runs: a shared 2-CPU machine varies by 10% from
-        run to run."""
-        subprocess.run(["make", "-s", "-C", ROOT, ".output/churn"], check=True)
-        out = self.path("b.pb.gz")
-        base = sorted(self.churn()[0] for _ in range(3))[1]
-        full, _ = self.churn(["-o", self.path("full.pb.gz")])
-        runs = [self.churn(["-v", "--max-overhead", "10", "-o", out]) for _ in range(3)]
-        for _, run in runs:
-            self.assertEqual(run.returncode, 0, run.stderr)
-        limited = sorted(ns for ns, _ in runs)[1]
-        self.assertGreater(full / base, 1.4, "the workload must be costly to probe")
-        self.assertLess(limited / base, 1.22, "slowdown %.2f with a 10%% budget (%.2f without)" %
-                        (limited / base, full / base))
+    def churn(self, budget, pairs, work):
+        """churn under memwatch -v --max-overhead BUDGET; the duty cycle's
+        numbers from the profile."""
+        out = self.path("b%d.pb.gz" % budget)
+        w = WaitingWorkload([CHURN, "--pairs", str(pairs), "--work", str(work)])
+        mw = Attached(w.pid, ["-v", "--max-overhead", str(budget), "-o", out])
+        w.go()
+        code, stdout, _ = w.finish(timeout=600)
+        self.assertEqual(code, 0)
+        self.assertIn("ns_per_pair=", stdout, "the target behaves the same")
+        run = mw.wait()
+        self.assertEqual(run.returncode, 0, run.stderr)
         prof = Profile(out)
-        coverage = [c for c in prof.comments if c.startswith("duty cycle")]
-        self.assertTrue(coverage, prof.comments)
-        share = float(re.search(r"attached ([\d.]+)% of", coverage[0]).group(1))
-        self.assertLess(share, 50)
-        self.assertGreater(share, 1)
-        self.assertGreater(prof.by_site().get("run", [0, 0])[0] + sum(v[0] for v in prof.by_site().values()), 0)
+        lines = [c for c in prof.comments if c.startswith("duty cycle")]
+        self.assertEqual(len(lines), 1, prof.comments)
+        m = self.DUTY.search(lines[0])
+        self.assertTrue(m, lines[0])
+        keys = ("budget", "attached", "windows", "cost_us", "sys_us", "traps_per_s", "always_on", "probe_s",
+                "probe_pct", "cpu_s")
+        duty = dict(zip(keys, map(float, m.groups())))
+        self.assertEqual(duty["budget"], budget)
+        return duty, prof, run
+
+    def test_costly_probes_are_cut_to_the_budget(self):
+        """churn with little work between calls: the probes, always on,
+        would cost it several times its own time. They are detached and
+        attached again, for the share of the time the measured cost allows,
+        and their time in all comes to the budget."""
+        subprocess.run(["make", "-s", "-C", ROOT, ".output/churn"], check=True)
+        duty, prof, run = self.churn(10, 2000000, 5000)
+        # The cost comes from the target's own system time, per trap.
+        self.assertGreater(duty["sys_us"], 0)
+        self.assertGreaterEqual(duty["cost_us"], duty["sys_us"])
+        self.assertGreater(duty["traps_per_s"], 0)
+        always_on = duty["always_on"] / 100
+        self.assertGreater(always_on, 0.5, "the workload must be costly to probe: %s" % duty)
+        self.assertGreaterEqual(duty["windows"], 2, duty)
+        # Attached a share f, probes that would cost A always on hold the
+        # budget L when f = L (1 + A) / (A (1 + L)); the attaching and
+        # detaching themselves and the idle start (attached, before churn's
+        # loop) come on top.
+        limit = duty["budget"] / 100
+        expected = 100 * limit * (1 + always_on) / (always_on * (1 + limit))
+        self.assertGreater(duty["attached"], expected / 2, duty)
+        self.assertLess(duty["attached"], 2 * expected + 5, duty)
+        # The probe time, traps x cost, against the target's own CPU time:
+        # the budget, but for the end of the run: above it by what the last
+        # check and detach let through, below it by the credit of the last
+        # 1 s period left unspent (a fast machine runs churn in 2 s).
+        self.assertLess(duty["probe_pct"], duty["budget"] * 1.3, duty)
+        self.assertGreater(duty["probe_pct"], duty["budget"] * 0.3, duty)
+        # Coverage: the regex holds "values cover the attached windows only".
+        self.assertTrue(any("frees while detached were not seen" in c for c in prof.comments), prof.comments)
+        self.assertTrue(prof.by_site(), "samples from the attached windows")
+        self.assertIn("memwatch: a probe trap costs the target", run.stderr)
+
+    def test_cheap_probes_stay_attached(self):
+        """churn with a millisecond of work per call: the measured cost is a
+        few percent, under the 25% budget, and the probes are never cut."""
+        subprocess.run(["make", "-s", "-C", ROOT, ".output/churn"], check=True)
+        duty, prof, run = self.churn(25, 2000, 2000000)
+        self.assertGreater(duty["traps_per_s"], 0)
+        self.assertLess(duty["always_on"], 25, duty)
+        self.assertEqual(duty["windows"], 1, duty)
+        self.assertEqual(duty["attached"], 100.0, duty)
+        self.assertLess(duty["probe_pct"], 25, duty)
+        self.assertNotIn("memwatch: a probe trap costs the target", run.stderr, "never detached")
 
 
 STEADY = workload("steady")

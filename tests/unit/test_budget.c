@@ -1,7 +1,10 @@
 /* --max-overhead's duty cycle against a simulated target: a CPU-bound
- * process whose allocator probes, while attached, take a known share of its
- * CPU. The simulation follows the budget's detach and attach requests in
- * 10 ms steps, one clock tick each, so nothing is lost to tick rounding. */
+ * process that makes a known number of probe traps per second of its own
+ * work, each costing a known system and user time while the probes are
+ * attached. The budget sees only what memwatch sees of a real target: the
+ * trap count and CPU time in whole clock ticks (10 ms); the test checks the
+ * simulation's own accounting (the truth) against the budget. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -14,132 +17,229 @@
 
 #include "session/budget.h"
 
-#define STEP_NS 10000000ull	/* one clock tick (USER_HZ 100) */
+#define STEP_S 0.001	/* the event loop looks this often */
+#define TICK_S 0.01	/* USER_HZ 100 */
 
 struct target {
-	double hits_per_s;	/* allocation probe hits while attached */
-	double cost;		/* CPU seconds per hit */
+	double traps_per_useful_s;	/* while attached */
+	double trap_sys_s, trap_user_s;	/* the truth, per trap */
+	double own_sys_share;		/* of its own work: its syscalls */
+	double busy;			/* share of the wall it runs (1: CPU-bound) */
 	bool attached;
-	double hits;		/* fractional, so no rate is rounded away */
-	struct budget_sample now;
+	double traps, cpu_s, sys_s;	/* exact, so no rate is rounded away */
 	double probe_s, useful_s;	/* the truth */
+	unsigned detaches;
 };
 
-/* One 10 ms step of a process that always runs: while attached, part of
- * the step goes to the probes. */
+/* One step of wall time: the target runs busy x STEP_S; attached, part of
+ * that goes to its traps. */
 static void step(struct target *t)
 {
-	double probe = 0;
+	double run = STEP_S * t->busy, cost = t->trap_sys_s + t->trap_user_s;
+	double useful = t->attached ? run / (1 + t->traps_per_useful_s * cost) : run;
+	double traps = t->attached ? useful * t->traps_per_useful_s : 0;
 
-	if (t->attached) {
-		t->hits += t->hits_per_s * 0.01;
-		probe = t->hits_per_s * 0.01 * t->cost;
-	}
-	t->now.alloc_hits = (uint64_t)t->hits;
-	t->now.cpu_ticks++;
-	t->probe_s += probe;
-	t->useful_s += 0.01 - probe;
+	t->traps += traps;
+	t->cpu_s += run;
+	t->sys_s += traps * t->trap_sys_s + useful * t->own_sys_share;
+	t->probe_s += run - useful;
+	t->useful_s += useful;
 }
 
-/* Runs seconds of target under the budget; returns the windows it made. */
-static unsigned run(struct budget *b, struct target *t, uint64_t *now, double seconds)
+static void sample(const struct target *t, struct budget_sample *out)
 {
-	unsigned switches = 0;
+	out->traps = (uint64_t)t->traps;
+	out->cpu_ticks = (uint64_t)(t->cpu_s / TICK_S);
+	out->sys_ticks = (uint64_t)(t->sys_s / TICK_S);
+	if (out->sys_ticks > out->cpu_ticks)
+		out->sys_ticks = out->cpu_ticks;
+}
 
-	for (uint64_t end = *now + (uint64_t)(seconds * 1e9); *now < end; *now += STEP_NS) {
+/* Runs seconds of target under the budget. */
+static void run(struct budget *b, struct target *t, uint64_t *now, double seconds)
+{
+	struct budget_sample s;
+
+	for (uint64_t end = *now + (uint64_t)(seconds * 1e9); *now < end; *now += (uint64_t)(STEP_S * 1e9)) {
 		step(t);
-		switch (budget_tick(b, *now, &t->now)) {
+		sample(t, &s);
+		switch (budget_tick(b, *now, &s)) {
 		case BUDGET_DETACH:
 			t->attached = false;
-			budget_switched(b, *now, &t->now);
-			switches++;
+			t->detaches++;
+			budget_switched(b, *now, &s);
 			break;
 		case BUDGET_ATTACH:
 			t->attached = true;
-			budget_switched(b, *now, &t->now);
-			switches++;
+			budget_switched(b, *now, &s);
 			break;
 		case BUDGET_NONE:
 			break;
 		}
 	}
-	return switches;
 }
 
-/* Probes that would cost the target 50% (a third of its CPU): a 10% budget
- * keeps them attached about a quarter of the time, and the run's probe time
- * comes to 10% of its useful time. */
-static void test_duty_cycle_meets_the_limit(void **state)
+static void start(struct budget *b, struct target *t, double limit, const struct budget_prior *prior, uint64_t now)
 {
-	struct target t = { .hits_per_s = 100000, .cost = 1.0 / 300000, .attached = true };
+	struct budget_sample s;
+
+	t->attached = true;
+	if (!t->busy)
+		t->busy = 1;
+	sample(t, &s);
+	budget_init(b, limit, prior, now, &s);
+}
+
+/* Probes that would slow the target by 60% (6 us a trap, 100,000 traps per
+ * second of its own work). */
+static struct target costly(void)
+{
+	return (struct target){ .traps_per_useful_s = 100000, .trap_sys_s = 5e-6, .trap_user_s = 1e-6 };
+}
+
+/* Attached a share f of the wall, probes that would cost A always on take
+ * f A / (1 + A) of it; the budget L holds when that is L x the useful rest. */
+static double expected_on(double always_on, double limit)
+{
+	return limit * (1 + always_on) / (always_on * (1 + limit));
+}
+
+static void check_holds(double limit)
+{
+	struct target t = costly();
+	struct budget_prior prior = { t.trap_sys_s, t.trap_user_s };
 	struct budget b;
 	uint64_t now = 1000000000ull;
 
-	budget_init(&b, 0.10, t.cost, 0, now, &t.now);
-	unsigned switches = run(&b, &t, &now, 200);
-	budget_finish(&b, now);
-	/* The estimate of what always-on probes cost: exact, from the
-	 * calibrated cost per hit. */
-	assert_float_equal(b.overhead, 0.5, 0.01);
-	assert_float_equal(b.cost_per_hit, t.cost, 1e-12);
-	/* The outcome, from the simulation's own accounting: the limit, but
-	 * for the rounding of each window to whole 10 ms steps. */
-	double overhead = t.probe_s / t.useful_s;
-	assert_float_equal(overhead, 0.10, 0.003);
-	/* Attached a share f of the time, the probes take f/3 of the CPU:
-	 * f/3 = 0.1 (1 - f/3) makes f = 0.3/1.1, 27%. */
-	double on = (double)b.on_ns / b.total_ns;
-	assert_float_equal(on, 0.3 / 1.1, 0.01);
-	assert_true(switches >= 2 * 90);	/* a window per 2 s period */
-	assert_int_equal(b.windows, (switches + 1) / 2);
+	start(&b, &t, limit, &prior, now);
+	run(&b, &t, &now, 20);	/* converging */
+	struct target at20 = t;
+	run(&b, &t, &now, 100);
+	budget_finish(&b, now, &(struct budget_sample){ 0 });
+	double probe = t.probe_s - at20.probe_s, useful = t.useful_s - at20.useful_s;
+	/* After convergence the truth is the budget within 10% of itself,
+	 * over the whole run too (the first window is paid back). */
+	assert_float_equal(probe / useful, limit, 0.1 * limit);
+	assert_float_equal(t.probe_s / t.useful_s, limit, 0.1 * limit);
+	/* The budget's own estimates are the truth's. */
+	assert_float_equal(budget_always_on(&b), 0.6, 0.06);
+	assert_float_equal(b.cost_per_trap, 6e-6, 0.3e-6);
+	/* A steady duty cycle: about one detach per 1 s period over these
+	 * 100 s, not one per 50 ms check, and attached the share the
+	 * arithmetic says. */
+	unsigned detaches = t.detaches - at20.detaches;
+	assert_in_range(detaches, 70, 110);
+	assert_float_equal((double)b.on_ns / b.total_ns, expected_on(0.6, limit), 0.15 * expected_on(0.6, limit));
 }
 
-/* Probes cheaper than the budget stay attached: one window, never cut. */
+static void test_holds_5_percent(void **state)
+{
+	check_holds(0.05);
+}
+
+static void test_holds_10_percent(void **state)
+{
+	check_holds(0.10);
+}
+
+static void test_holds_25_percent(void **state)
+{
+	check_holds(0.25);
+}
+
+/* A calibration 3x too cheap (a faster probe site than the target's): the
+ * target's own system time corrects it. */
+static void test_measured_cost_overrides_the_prior(void **state)
+{
+	struct target t = costly();
+	struct budget_prior prior = { t.trap_sys_s / 3, t.trap_user_s };
+	struct budget b;
+	uint64_t now = 0;
+
+	start(&b, &t, 0.10, &prior, now);
+	run(&b, &t, &now, 120);
+	assert_float_equal(b.trap_sys_s, t.trap_sys_s, 0.1 * t.trap_sys_s);
+	assert_float_equal(t.probe_s / t.useful_s, 0.10, 0.015);
+}
+
+/* A target whose own work is 30% system time: only the system time beyond
+ * that share is the traps'. */
+static void test_own_system_time_is_not_the_probes(void **state)
+{
+	struct target t = costly();
+	struct budget_prior prior = { 2e-6, 1e-6 };
+	struct budget b;
+	uint64_t now = 0;
+
+	t.own_sys_share = 0.3;
+	start(&b, &t, 0.10, &prior, now);
+	run(&b, &t, &now, 120);
+	assert_float_equal(b.own_sys_share, 0.3, 0.02);
+	assert_float_equal(b.trap_sys_s, t.trap_sys_s, 0.1 * t.trap_sys_s);
+	assert_float_equal(t.probe_s / t.useful_s, 0.10, 0.015);
+}
+
+/* A target that runs a quarter of the time (blocks the rest): the budget is
+ * of its own CPU time, which earns credit only while it runs. */
+static void test_partly_idle_target(void **state)
+{
+	struct target t = costly();
+	struct budget_prior prior = { t.trap_sys_s, t.trap_user_s };
+	struct budget b;
+	uint64_t now = 0;
+
+	t.busy = 0.25;
+	start(&b, &t, 0.10, &prior, now);
+	run(&b, &t, &now, 120);
+	assert_float_equal(t.probe_s / t.useful_s, 0.10, 0.015);
+}
+
+/* Probes cheaper than the budget stay attached: never detached. */
 static void test_cheap_probes_stay_attached(void **state)
 {
-	struct target t = { .hits_per_s = 10000, .cost = 1.0 / 1000000, .attached = true };
+	struct target t = costly();
+	struct budget_prior prior = { t.trap_sys_s, t.trap_user_s };
 	struct budget b;
 	uint64_t now = 0;
 
-	budget_init(&b, 0.10, t.cost, 0, now, &t.now);
-	assert_int_equal(run(&b, &t, &now, 20), 0);
-	budget_finish(&b, now);
-	assert_true(t.attached);
-	assert_float_equal(b.overhead, 0.01 / 0.99, 0.001);
-	assert_true(b.on_ns == b.total_ns && b.total_ns >= 19900000000ull);
+	t.traps_per_useful_s = 5000;	/* 3% always on */
+	start(&b, &t, 0.10, &prior, now);
+	run(&b, &t, &now, 20);
+	budget_finish(&b, now, &(struct budget_sample){ 0 });
+	assert_int_equal(t.detaches, 0);
+	assert_true(t.attached && b.on_ns == b.total_ns);
+	assert_float_equal(budget_always_on(&b), 0.03, 0.005);
 }
 
-/* Too few hits to measure: nothing is known, nothing is cut. */
+/* No traps: nothing to cut, and no calibration needed to know it. */
 static void test_idle_target(void **state)
 {
-	struct target t = { .hits_per_s = 10, .cost = 0.001, .attached = true };
+	struct target t = costly();
+	struct budget_prior none = { 0, 0 };
 	struct budget b;
 	uint64_t now = 0;
 
-	budget_init(&b, 0.05, t.cost, 0, now, &t.now);
-	assert_int_equal(run(&b, &t, &now, 5), 0);
-	assert_true(b.overhead == 0 && b.cost_per_hit == 0);
+	t.traps_per_useful_s = 0;
+	start(&b, &t, 0.05, &none, now);
+	run(&b, &t, &now, 5);
+	assert_int_equal(t.detaches, 0);
+	assert_true(budget_always_on(&b) == 0);
 }
 
-/* Without a calibration the target's system time per hit stands in. */
-static void test_estimated_from_system_time(void **state)
+/* Without a calibration the target's system time alone measures the traps:
+ * the budget holds, less the user time it cannot see. */
+static void test_without_calibration(void **state)
 {
-	struct target t = { .hits_per_s = 100000, .cost = 1.0 / 300000, .attached = true };
+	struct target t = costly();
+	struct budget_prior none = { 0, 0 };
 	struct budget b;
 	uint64_t now = 0;
 
-	budget_init(&b, 0.10, 0, 0, now, &t.now);
-	/* The probes' time shows as system time, in whole ticks. */
-	for (int i = 0; i < 10; i++) {
-		step(&t);
-		t.now.sys_ticks = (uint64_t)(t.probe_s * 100);
-		now += STEP_NS;
-		budget_tick(&b, now, &t.now);
-	}
-	assert_true(b.cost_per_hit > 0);
-	/* 3 whole ticks of probes (of 3.3) over 10,000 hits in the first
-	 * 100 ms window: 3 us per hit, for 3.3 in truth. */
-	assert_float_equal(b.cost_per_hit, 3.0 / 100 / 10000, 1e-12);
+	start(&b, &t, 0.10, &none, now);
+	run(&b, &t, &now, 120);
+	assert_float_equal(b.cost_per_trap, t.trap_sys_s, 0.1 * t.trap_sys_s);
+	/* 5 of the 6 us seen: 10% x 6/5. */
+	assert_float_equal(t.probe_s / t.useful_s, 0.12, 0.02);
 }
 
 static void test_read_cpu_of_self(void **state)
@@ -160,10 +260,15 @@ static void test_read_cpu_of_self(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_duty_cycle_meets_the_limit),
+		cmocka_unit_test(test_holds_5_percent),
+		cmocka_unit_test(test_holds_10_percent),
+		cmocka_unit_test(test_holds_25_percent),
+		cmocka_unit_test(test_measured_cost_overrides_the_prior),
+		cmocka_unit_test(test_own_system_time_is_not_the_probes),
+		cmocka_unit_test(test_partly_idle_target),
 		cmocka_unit_test(test_cheap_probes_stay_attached),
 		cmocka_unit_test(test_idle_target),
-		cmocka_unit_test(test_estimated_from_system_time),
+		cmocka_unit_test(test_without_calibration),
 		cmocka_unit_test(test_read_cpu_of_self),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

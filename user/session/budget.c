@@ -1,128 +1,231 @@
 #include "session/budget.h"
 
+#include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "proc/procstat.h"
 
-#define PERIOD_NS 2000000000ull	/* each attach and detach costs the target too */
-#define FIRST_WINDOW_NS 100000000ull	/* measured with the probes on */
-#define MIN_ON_NS 20000000ull	/* shorter windows are mostly attach/detach */
-#define TICKS_PER_S 100.0	/* USER_HZ */
+#define PERIOD_S 1.0		/* an attached and a detached window, planned */
+#define CHECK_S 0.05		/* attached, the credit is checked this often */
+#define OFF_CHECK_S 1.0		/* and detached, this often */
+#define MIN_ON_S 0.02		/* shorter windows are mostly attach and detach */
+#define MIN_OFF_S 0.01
+#define MEMORY_S 5.0		/* windows this much older weigh 1/e as much */
+#define PRIOR_TRAPS 2000.0	/* the calibrated cost weighs as this many traps */
+#define MAX_OWN_SYS 0.95	/* a target nearly all syscalls: keep the estimate finite */
 
-void budget_init(struct budget *b, double limit, double alloc_cost, double free_cost, uint64_t now_ns,
+void budget_init(struct budget *b, double limit, const struct budget_prior *prior, uint64_t now_ns,
 		 const struct budget_sample *now)
 {
+	long hz = sysconf(_SC_CLK_TCK);
+
 	memset(b, 0, sizeof(*b));
 	b->limit = limit;
-	b->alloc_cost = alloc_cost;
-	b->free_cost = free_cost;
-	b->period_ns = PERIOD_NS;
+	b->prior = *prior;
+	b->tick_s = 1.0 / (hz > 0 ? hz : 100);
+	b->cost_per_trap = prior->sys_s > 0 ? prior->sys_s + prior->user_s : 0;
+	b->trap_sys_s = prior->sys_s;
 	b->attached = true;
+	b->windows = 1;
 	b->on_fraction = 1.0;
 	b->phase_start_ns = now_ns;
-	b->phase_end_ns = now_ns + FIRST_WINDOW_NS;
-	b->at_start = *now;
+	b->phase_end_ns = now_ns + (uint64_t)(CHECK_S * 1e9);
+	b->first = b->at_start = b->last = *now;
 }
 
-/* After a window with the probes on: what the probes cost the target then,
- * and so what they would cost if always on. Calibrated costs per hit count
- * the traps' indirect cost too (a probed loop runs slower than its system
- * time says); without them the target's system time per hit stands in. */
-static void measure(struct budget *b, const struct budget_sample *now)
+static double rate(double x, double wall_s)
 {
-	uint64_t allocs = now->alloc_hits - b->at_start.alloc_hits;
-	uint64_t frees = now->free_hits - b->at_start.free_hits;
-	double cpu = (now->cpu_ticks - b->at_start.cpu_ticks) / TICKS_PER_S;
-	double sys = (now->sys_ticks - b->at_start.sys_ticks) / TICKS_PER_S;
-	double probes;
+	return wall_s > 0 ? x / wall_s : 0;
+}
 
-	if (allocs + frees < 100)
+static double cpu_s(const struct budget *b, const struct budget_sample *from, const struct budget_sample *to)
+{
+	return (double)(to->cpu_ticks - from->cpu_ticks) * b->tick_s;
+}
+
+double budget_probe_s(const struct budget *b)
+{
+	double cpu = cpu_s(b, &b->first, &b->last);
+	double probe = b->cost_per_trap * (double)(b->last.traps - b->first.traps);
+
+	return probe < cpu ? probe : cpu;
+}
+
+double budget_useful_s(const struct budget *b)
+{
+	return cpu_s(b, &b->first, &b->last) - budget_probe_s(b);
+}
+
+double budget_trap_rate(const struct budget *b)
+{
+	return rate(b->on.traps, b->on.wall_s);
+}
+
+/* Target CPU per second attached that goes to the probes. */
+static double probe_rate(const struct budget *b)
+{
+	double cpu = rate(b->on.cpu_s, b->on.wall_s), probes = b->cost_per_trap * budget_trap_rate(b);
+
+	return probes < cpu ? probes : cpu;
+}
+
+/* Attached, the probes take a share of the target's CPU; always attached
+ * they would slow it by share / (1 - share). A share near 1 is mostly tick
+ * noise: capped at 99%. */
+double budget_always_on(const struct budget *b)
+{
+	double cpu = rate(b->on.cpu_s, b->on.wall_s), share = cpu > 0 ? probe_rate(b) / cpu : 0;
+
+	if (share > 0.99)
+		share = 0.99;
+	return share / (1 - share);
+}
+
+/* The window that just ended, into the sums of its kind. */
+static void add_window(struct budget *b, struct budget_sums *sums, double wall_s, const struct budget_sample *now)
+{
+	double keep = exp(-wall_s / MEMORY_S);
+
+	sums->wall_s = keep * sums->wall_s + wall_s;
+	sums->cpu_s = keep * sums->cpu_s + cpu_s(b, &b->at_start, now);
+	sums->sys_s = keep * sums->sys_s + (double)(now->sys_ticks - b->at_start.sys_ticks) * b->tick_s;
+	sums->traps = keep * sums->traps + (double)(now->traps - b->at_start.traps);
+}
+
+/* The system time of a trap: the target's system time while attached
+ * beyond the share its own work takes while detached (its syscalls, its
+ * page faults), per trap, with the calibrated cost weighing as PRIOR_TRAPS
+ * traps so that a few coarse clock ticks do not decide alone. */
+static void measure_cost(struct budget *b)
+{
+	double own = b->off.cpu_s > 0 ? b->off.sys_s / b->off.cpu_s : 0;
+
+	if (own > MAX_OWN_SYS)
+		own = MAX_OWN_SYS;
+	double probes = (b->on.sys_s - own * b->on.cpu_s) / (1 - own);
+	if (probes < 0)
+		probes = 0;
+	if (probes > b->on.cpu_s)
+		probes = b->on.cpu_s;
+	double prior_traps = b->prior.sys_s > 0 ? PRIOR_TRAPS : 0;
+	if (prior_traps + b->on.traps <= 0)
 		return;
-	if (b->alloc_cost > 0) {
-		probes = allocs * b->alloc_cost + frees * b->free_cost;
-		b->cost_per_hit = probes / (allocs + frees);
-	} else {
-		if (sys <= 0)
-			return;
-		double cost = sys / (allocs + frees);
-		/* Ticks are coarse: later, shorter windows weigh less. */
-		b->cost_per_hit = b->cost_per_hit ? 0.7 * b->cost_per_hit + 0.3 * cost : cost;
-		probes = (allocs + frees) * b->cost_per_hit;
-	}
-	double useful = cpu - probes;
-	if (useful <= 0)
-		return;
-	b->probe_s += probes;
-	b->useful_s += useful;
-	/* CPU time comes in 10 ms ticks: estimate from all on-windows so far. */
-	b->on_probe_s += probes;
-	b->on_useful_s += useful;
-	b->overhead = b->on_probe_s / b->on_useful_s;
+	b->own_sys_share = own;
+	b->trap_sys_s = (b->prior.sys_s * prior_traps + probes) / (prior_traps + b->on.traps);
+	b->cost_per_trap = b->trap_sys_s > 0 ? b->trap_sys_s + b->prior.user_s : 0;
 }
 
-/* The on-time of the next period that brings the whole run's probe time to
- * limit x useful time: windows that ran over (the first, measured with the
- * probes always on) are paid back. With the probes on, a share O / (1 + O)
- * of the target's time goes to them. */
-static double next_on_fraction(const struct budget *b)
+/* Credit (limit x useful - probe time) lost per second attached, and earned
+ * per second detached: with the target's CPU rate detached, or attached
+ * until a detached window was seen. */
+static double spend_rate(const struct budget *b)
 {
-	double period = b->period_ns / 1e9, share = b->overhead / (1 + b->overhead);
-	double allowed = b->limit * b->useful_s - b->probe_s;
-
-	if (b->overhead <= b->limit)
-		return 1.0;
-	double on = (allowed + b->limit * period) / (share * (1 + b->limit));
-	return on <= 0 ? 0 : on >= period ? 1.0 : on / period;
+	return probe_rate(b) * (1 + b->limit) - b->limit * rate(b->on.cpu_s, b->on.wall_s);
 }
 
-static void start_phase(struct budget *b, uint64_t now_ns, const struct budget_sample *now, bool attached)
+static double earn_rate(const struct budget *b)
 {
-	uint64_t on = (uint64_t)(b->on_fraction * b->period_ns);
+	const struct budget_sums *s = b->off.wall_s > 0 ? &b->off : &b->on;
 
-	if (on < MIN_ON_NS)
-		on = MIN_ON_NS;
+	return b->limit * rate(s->cpu_s, s->wall_s);
+}
+
+static void start_window(struct budget *b, uint64_t now_ns, const struct budget_sample *now, bool attached,
+			 double seconds)
+{
 	b->attached = attached;
 	b->phase_start_ns = now_ns;
-	b->phase_end_ns = now_ns + (attached ? on : (on < b->period_ns ? b->period_ns - on : 0));
+	b->phase_end_ns = now_ns + (uint64_t)(seconds * 1e9);
 	b->at_start = *now;
+}
+
+static double clamp(double x, double lo, double hi)
+{
+	return x < lo ? lo : x > hi ? hi : x;
+}
+
+/* The attached window the duty cycle plans: its share of the period. */
+static double planned_on_s(const struct budget *b, double spend, double earn)
+{
+	double share = earn + spend > 0 ? earn / (earn + spend) : 1.0;
+
+	return clamp(share * PERIOD_S, MIN_ON_S, PERIOD_S);
+}
+
+/* Attached: stay while the probes fit the budget or the credit lasts, else
+ * detach until the credit pays for the next planned window. */
+static enum budget_action after_attached(struct budget *b, uint64_t now_ns, const struct budget_sample *now)
+{
+	double spend = spend_rate(b), earn = earn_rate(b);
+
+	b->credit_s = b->limit * budget_useful_s(b) - budget_probe_s(b);
+	if (b->cost_per_trap <= 0 || spend <= 0) {
+		b->on_fraction = 1.0;
+		start_window(b, now_ns, now, true, CHECK_S);
+		return BUDGET_NONE;
+	}
+	b->on_fraction = earn / (earn + spend);
+	double left = b->credit_s / spend;
+	if (left >= MIN_ON_S) {
+		start_window(b, now_ns, now, true, left < CHECK_S ? left : CHECK_S);
+		return BUDGET_NONE;
+	}
+	double off = earn > 0 ? (spend * planned_on_s(b, spend, earn) - b->credit_s) / earn : OFF_CHECK_S;
+	start_window(b, now_ns, now, false, clamp(off, MIN_OFF_S, OFF_CHECK_S));
+	return BUDGET_DETACH;
+}
+
+/* Detached: attach once the credit pays for the planned window. */
+static enum budget_action after_detached(struct budget *b, uint64_t now_ns, const struct budget_sample *now)
+{
+	double spend = spend_rate(b), earn = earn_rate(b);
+
+	b->credit_s = b->limit * budget_useful_s(b) - budget_probe_s(b);
+	double need = spend * planned_on_s(b, spend, earn) - b->credit_s;
+	if (spend > 0 && need > 0) {
+		double off = earn > 0 ? need / earn : OFF_CHECK_S;
+		start_window(b, now_ns, now, false, clamp(off, MIN_OFF_S, OFF_CHECK_S));
+		return BUDGET_NONE;
+	}
+	double on = spend > 0 ? b->credit_s / spend : CHECK_S;
+	start_window(b, now_ns, now, true, clamp(on, MIN_ON_S, CHECK_S));
+	b->windows++;
+	return BUDGET_ATTACH;
 }
 
 enum budget_action budget_tick(struct budget *b, uint64_t now_ns, const struct budget_sample *now)
 {
+	b->last = *now;
 	if (now_ns < b->phase_end_ns)
 		return BUDGET_NONE;
+	double wall = (double)(now_ns - b->phase_start_ns) / 1e9;
 	b->total_ns += now_ns - b->phase_start_ns;
 	if (!b->attached) {
-		/* Off: the target worked for itself alone. */
-		b->useful_s += (now->cpu_ticks - b->at_start.cpu_ticks) / TICKS_PER_S;
-		start_phase(b, now_ns, now, true);
-		return BUDGET_ATTACH;
+		add_window(b, &b->off, wall, now);
+		return after_detached(b, now_ns, now);
 	}
 	b->on_ns += now_ns - b->phase_start_ns;
-	b->windows++;
-	measure(b, now);
-	b->on_fraction = next_on_fraction(b);
-	if (b->on_fraction >= 1.0) {
-		start_phase(b, now_ns, now, true);
-		return BUDGET_NONE;
-	}
-	start_phase(b, now_ns, now, false);
-	return BUDGET_DETACH;
+	add_window(b, &b->on, wall, now);
+	measure_cost(b);
+	return after_attached(b, now_ns, now);
 }
 
 void budget_switched(struct budget *b, uint64_t now_ns, const struct budget_sample *now)
 {
-	/* Attaching takes a while: what came before it is not the phase. */
-	b->at_start = *now;
+	/* Switching takes a while, with the probes on: not part of any
+	 * window's rates, but in the run's probe time (from the trap count). */
+	b->last = b->at_start = *now;
 	b->total_ns += now_ns - b->phase_start_ns;
 	if (!b->attached)
-		b->on_ns += now_ns - b->phase_start_ns;	/* probes were on until now */
+		b->on_ns += now_ns - b->phase_start_ns;
 	b->phase_end_ns += now_ns - b->phase_start_ns;
 	b->phase_start_ns = now_ns;
 }
 
-void budget_finish(struct budget *b, uint64_t now_ns)
+void budget_finish(struct budget *b, uint64_t now_ns, const struct budget_sample *now)
 {
+	b->last = *now;
 	b->total_ns += now_ns - b->phase_start_ns;
 	if (b->attached)
 		b->on_ns += now_ns - b->phase_start_ns;

@@ -1,17 +1,23 @@
-/* What one probe hit costs the target on this machine, in the attach mode
- * memwatch uses: empty programs on two functions of memwatch's own, shaped
- * like an allocator's entry and like free's, timed with and without. */
+/* What a uprobe trap costs on this machine beyond the system time the kernel
+ * charges for it: the time a thread's own code runs slower after the trap
+ * returns (translation and cache entries refilled; without PCID, page-table
+ * isolation flushes the TLB at every kernel entry), and the trap's last
+ * steps with interrupts off, whose clock ticks land in user time. Measured
+ * on memwatch's own thread: a function shaped like free's entry, called in a
+ * loop with an empty program probed on it and without, timed with the
+ * thread's CPU clock, less the system time getrusage charges it. */
 #ifndef MW_CALIBRATE_H
 #define MW_CALIBRATE_H
 
 #include "kernel/heapbpf.h"
 
-struct probe_cost {
-	double alloc_s;		/* per allocation call (entry, and return if any) */
-	double free_s;		/* per release call */
+struct trap_cost {
+	double sys_s;		/* system time per trap, here */
+	double user_s;		/* user time per trap beyond the call's own */
+	unsigned long calls;	/* probed calls timed */
 };
 
 /* 0 or -errno. */
-int calibrate_probe_cost(enum attach_mode mode, struct probe_cost *out);
+int calibrate_trap_cost(enum attach_mode mode, struct trap_cost *out);
 
 #endif

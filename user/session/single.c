@@ -35,7 +35,7 @@ struct single {
 	bool announced;			/* the "profiling pid" line was printed */
 	bool detached;
 	struct budget budget;		/* --max-overhead */
-	struct probe_cost probe_cost;	/* calibrated for the budget */
+	struct trap_cost trap_cost;	/* calibrated for the budget */
 };
 
 /* ---- reports ------------------------------------------------------------ */
@@ -103,30 +103,48 @@ static void print_own_cost(struct single *r)
 
 /* ---- --max-overhead ----------------------------------------------------- */
 
-/* The budget needs what a probe hit costs; without it, it estimates. */
+/* What a trap costs on memwatch's own thread: the budget's first estimate of
+ * a trap's system time (until the target's clock ticks tell), and the user
+ * time a trap costs after it, which the target's ticks cannot tell from its
+ * own work. Without it the budget counts the measured system time alone. */
 static void calibrate(struct single *r)
 {
-	int err = calibrate_probe_cost(r->s.bpf.mode, &r->probe_cost);
+	int err = calibrate_trap_cost(r->s.bpf.mode, &r->trap_cost);
 
-	if (err)
-		memset(&r->probe_cost, 0, sizeof(r->probe_cost));
-	if (r->opt->verbose && !err)
-		fprintf(stderr, "memwatch: a probe hit costs %.2f us (allocation) and %.2f us (free) here\n",
-			1e6 * r->probe_cost.alloc_s, 1e6 * r->probe_cost.free_s);
-	else if (r->opt->verbose)
-		fprintf(stderr, "memwatch: cannot time probe hits (%s): estimating from the target's system time\n",
-			strerror(-err));
+	if (err) {
+		memset(&r->trap_cost, 0, sizeof(r->trap_cost));
+		report_error("cannot time a probe trap (%s): the overhead budget counts the target's system time only",
+			     strerror(-err));
+	} else if (r->opt->verbose) {
+		fprintf(stderr, "memwatch: a uprobe trap costs %.3f us of system time and %.3f us of user time after it "
+				"here (%lu calls on memwatch's own probed function)\n",
+			1e6 * r->trap_cost.sys_s, 1e6 * r->trap_cost.user_s, r->trap_cost.calls);
+	}
 }
 
-static void budget_sample(struct single *r, struct budget_sample *out)
+/* 0, or -1 once the target is gone (out: the last reading). */
+static int budget_sample(struct single *r, struct budget_sample *out)
 {
 	uint64_t c[MW_CNT_NR];
+	struct budget_sample now;
 
+	if (budget_read_cpu(r->pid, &now)) {
+		*out = r->budget.last;
+		return -1;
+	}
 	session_heap_counters(&r->s, c);
-	memset(out, 0, sizeof(*out));
-	out->alloc_hits = c[MW_CNT_HITS];
-	out->free_hits = c[MW_CNT_FREE_HITS];
-	budget_read_cpu(r->pid, out);
+	now.traps = c[MW_CNT_HITS] + c[MW_CNT_FREE_HITS] + c[MW_CNT_RETURNS];
+	*out = now;
+	return 0;
+}
+
+static void print_budget_step(const struct budget *b)
+{
+	fprintf(stderr, "memwatch: a probe trap costs the target %.3f us (%.3f us of system time; its own work: %.1f%% "
+			"system time), %.0f traps/s attached: always attached about %.0f%%; detached, to be attached "
+			"%.1f%% of the time; credit %.3f s\n",
+		1e6 * b->cost_per_trap, 1e6 * b->trap_sys_s, 100 * b->own_sys_share, budget_trap_rate(b),
+		100 * budget_always_on(b), 100 * b->on_fraction, b->credit_s);
 }
 
 /* Detaches or attaches the allocator probes as the duty cycle says. */
@@ -135,9 +153,8 @@ static void run_budget(void *ctx, uint64_t now)
 	struct single *r = ctx;
 	struct budget_sample sample;
 
-	if (!r->opt->max_overhead || !procs_find(&r->s.procs, r->pid))
+	if (!r->opt->max_overhead || !procs_find(&r->s.procs, r->pid) || budget_sample(r, &sample))
 		return;
-	budget_sample(r, &sample);
 	switch (budget_tick(&r->budget, now, &sample)) {
 	case BUDGET_DETACH:
 		attacher_suspend(&r->t->att, r->pid);
@@ -145,9 +162,7 @@ static void run_budget(void *ctx, uint64_t now)
 		budget_sample(r, &sample);
 		budget_switched(&r->budget, clock_ns(CLOCK_MONOTONIC), &sample);
 		if (r->opt->verbose)
-			fprintf(stderr, "memwatch: probes cost the target about %.0f%% (%.2f us per hit): attached "
-					"%.1f%% of each second\n",
-				100 * r->budget.overhead, 1e6 * r->budget.cost_per_hit, 100 * r->budget.on_fraction);
+			print_budget_step(&r->budget);
 		break;
 	case BUDGET_ATTACH:
 		r->t->suspended = false;
@@ -160,7 +175,7 @@ static void run_budget(void *ctx, uint64_t now)
 	}
 }
 
-/* Wakes when the budget's phase ends. */
+/* Wakes when the budget's window ends. */
 static int budget_timeout_ms(void *ctx, uint64_t now)
 {
 	struct single *r = ctx;
@@ -174,14 +189,19 @@ static int budget_timeout_ms(void *ctx, uint64_t now)
 static char *describe_budget(const struct single *r)
 {
 	const struct budget *b = &r->budget;
+	double useful = budget_useful_s(b);
 	char *line;
 
-	if (asprintf(&line, "duty cycle (--max-overhead %.0f%%): allocator probes attached %.1f%% of %.1f s "
-			    "(%u windows; always on they would cost the target about %.0f%%, %.2f us per hit); "
-			    "values cover those windows only; in-use values are partial: frees while detached "
-			    "were not seen",
+	if (asprintf(&line, "duty cycle (--max-overhead %g%%, uprobe traps): allocator probes attached %.1f%% of %.1f s "
+			    "(%u windows); a probe trap cost the target %.3f us: %.3f us of system time (per trap while "
+			    "attached, less the %.1f%% its own work takes) and %.3f us of user time after it (calibrated); "
+			    "%.0f traps/s attached: always attached about %.0f%%; probe time %.3f s, %.1f%% of the "
+			    "target's own %.3f s of CPU; values cover the attached windows only; in-use values are "
+			    "partial: frees while detached were not seen",
 		     100 * r->opt->max_overhead, b->total_ns ? 100.0 * b->on_ns / b->total_ns : 100.0,
-		     b->total_ns / 1e9, b->windows, 100 * b->overhead, 1e6 * b->cost_per_hit) < 0)
+		     b->total_ns / 1e9, b->windows, 1e6 * b->cost_per_trap, 1e6 * b->trap_sys_s, 100 * b->own_sys_share,
+		     1e6 * b->prior.user_s, budget_trap_rate(b), 100 * budget_always_on(b), budget_probe_s(b),
+		     useful > 0 ? 100 * budget_probe_s(b) / useful : 0.0, useful) < 0)
 		return NULL;
 	return line;
 }
@@ -419,8 +439,11 @@ static int finish(struct single *r)
 {
 	const struct options *o = r->opt;
 
-	if (o->max_overhead)
-		budget_finish(&r->budget, clock_ns(CLOCK_MONOTONIC));
+	if (o->max_overhead) {
+		struct budget_sample sample;
+		budget_sample(r, &sample);
+		budget_finish(&r->budget, clock_ns(CLOCK_MONOTONIC), &sample);
+	}
 	/* One instant ends the run for every probe; then detach, so the
 	 * target runs at full speed while we write. */
 	session_end_run(&r->s);
@@ -472,8 +495,8 @@ static int run(struct single *r)
 	if (r->opt->max_overhead) {
 		struct budget_sample sample;
 		budget_sample(r, &sample);
-		budget_init(&r->budget, r->opt->max_overhead, r->probe_cost.alloc_s, r->probe_cost.free_s,
-			    r->s.start_ns, &sample);
+		struct budget_prior prior = { r->trap_cost.sys_s, r->trap_cost.user_s };
+		budget_init(&r->budget, r->opt->max_overhead, &prior, r->s.start_ns, &sample);
 	}
 	session_run(&r->s);
 	status = finish(r) ? 1 : 0;
