@@ -31,8 +31,9 @@ void probe_sites_free(struct probe_sites *s);
  * parent's program (a child that exec'd, or the process a reused pid names
  * now, is left alone: -ESRCH), and only where its memory maps the same file
  * and holds 0xcc instead of a different byte followed by the file's own
- * bytes (a site the kernel has turned into a call to its trampoline, or is
- * turning, is left alone). Returns the sites restored, or -errno. */
+ * bytes: a site someone else has rewritten, or is rewriting (an in-process
+ * hook's jump over the same instruction), is left alone. Returns the sites
+ * restored, or -errno. */
 int unprobe_child(const struct probe_sites *s, pid_t child, pid_t parent);
 
 #endif
