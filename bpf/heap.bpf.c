@@ -112,7 +112,7 @@ int free_enter(struct pt_regs *ctx)
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct mw_live_key key = { .tgid = pid_tgid >> 32 };
 
-	if (cfg_target_tgid && key.tgid != cfg_target_tgid)
+	if ((cfg_target_tgid && key.tgid != cfg_target_tgid) || run_ended)
 		return 0;
 	if (cfg_count_hits)
 		count(MW_CNT_FREE_HITS);
@@ -143,6 +143,32 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 		return 0;
 	}
 	fill_head(e, MW_EV_EXEC, bpf_get_current_pid_tgid());
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* A probed process forked: the child's copy of its text has the parent's
+ * breakpoints, and would pay a trap per call without being profiled. A
+ * thread, or a child sharing the parent's memory (vfork), runs the parent's
+ * text itself. */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 tgid = parent->tgid;
+	struct mw_fork_event *e;
+
+	if (child->tgid == tgid || child->mm == parent->mm)
+		return 0;
+	if (cfg_target_tgid ? tgid != cfg_target_tgid : !bpf_map_lookup_elem(&nests, &tgid))
+		return 0;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(MW_CNT_RINGBUF_FULL);
+		return 0;
+	}
+	fill_head(&e->h, MW_EV_FORK, bpf_get_current_pid_tgid());
+	e->child = child->tgid;
+	e->pad = 0;
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }

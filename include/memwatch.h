@@ -87,6 +87,29 @@ enum mw_counter {
 	MW_CNT_NR,
 };
 
+/* Sampled allocation calls lost before user space saw them, by why: their
+ * counts and bytes are kept (struct mw_lost_key), so the profile shows them
+ * as "[lost: <reason>]" sites and its totals stay whole. */
+enum mw_loss {
+	MW_LOSS_RING,		/* ring buffer full */
+	MW_LOSS_BUSY,		/* every scratch slot busy */
+	MW_LOSS_PENDING,	/* pending-call map full */
+	MW_LOSS_NR,
+};
+
+#define MW_LOST_BUCKETS 64	/* sizes by power of two: [2^b, 2^(b+1)), 0 in bucket 0 */
+
+struct mw_lost_key {
+	__u32 tgid;
+	__u16 reason;		/* enum mw_loss */
+	__u16 bucket;
+};
+
+struct mw_lost_val {
+	__u64 count;
+	__u64 bytes;
+};
+
 enum mw_event_type {
 	MW_EV_SAMPLE = 1,	/* a sampled allocation call, with its stack (struct mw_sample_event) */
 	MW_EV_CANCEL,		/* that call failed: it allocated nothing */
@@ -94,6 +117,7 @@ enum mw_event_type {
 	MW_EV_EXEC,		/* a target process called exec */
 	MW_EV_PAGE,		/* a sampled page fault or purge, with its stack (struct mw_page_event) */
 	MW_EV_EXIT,		/* the last thread of a process exited (--all) */
+	MW_EV_FORK,		/* a probed process forked a new one (struct mw_fork_event) */
 };
 
 /* The kernel side: syscalls whose latency is measured (timeline.h's order). */
@@ -211,6 +235,14 @@ _Static_assert(sizeof(struct mw_sample_body) == sizeof(struct mw_page_body),
 struct mw_cancel_event {
 	struct mw_event_head h;
 	__u64 sample_id;
+};
+
+/* The head's tgid forked child: a copy of its address space, breakpoints
+ * included. */
+struct mw_fork_event {
+	struct mw_event_head h;
+	__u32 child;
+	__u32 pad;
 };
 
 /* Live sampled blocks: (tgid, address) -> sample id. */

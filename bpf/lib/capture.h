@@ -302,7 +302,8 @@ static __always_inline __u64 wakeup_flag(void)
 }
 
 /* Emits the event req describes with the current task's user stack: the
- * frame walk or a snapshot, as configured. 0, or -1 if lost (counted). */
+ * frame walk or a snapshot, as configured. 0, or the MW_CNT_* counter of
+ * why it was lost (counted). */
 static __noinline int emit_stack(struct capture_req *req)
 {
 	void *slot = claim_scratch();
@@ -311,7 +312,7 @@ static __noinline int emit_stack(struct capture_req *req)
 	int err = 0;
 
 	if (!slot)
-		return -1;
+		return MW_CNT_BUSY;
 	e = slot + MW_SCRATCH_HEAD;
 	fill_head(&e->h, req->type, req->pid_tgid);
 	__builtin_memcpy(&e->body, &req->body, sizeof(e->body));
@@ -330,7 +331,7 @@ static __noinline int emit_stack(struct capture_req *req)
 		len = cfg_scratch_bytes - MW_SCRATCH_HEAD;
 	if (bpf_ringbuf_output(&events, e, len, wakeup_flag())) {
 		count(MW_CNT_RINGBUF_FULL);
-		err = -1;
+		err = MW_CNT_RINGBUF_FULL;
 	}
 	release_scratch(slot);
 	return err;

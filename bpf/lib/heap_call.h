@@ -15,6 +15,10 @@
 
 const volatile bool cfg_alloc_only = false;	/* no free probes, no live blocks */
 const volatile bool cfg_count_hits = false;	/* for the overhead budget */
+/* Set by user space when the run ends, before any probe detaches: from then
+ * on no program changes what the run recorded, so the live blocks are those
+ * of one instant however long the links take to go. */
+bool run_ended;
 
 struct pending_key {
 	__u64 pid_tgid;
@@ -59,6 +63,45 @@ struct {
 	__type(value, struct mw_nest);
 } nests SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct mw_lost_key);
+	__type(value, struct mw_lost_val);
+} lost SEC(".maps");
+
+/* floor(log2(size)), 0 for 0 and 1: no loop, no clz in BPF. */
+static __always_inline __u16 size_bucket(__u64 size)
+{
+	__u16 b = 0;
+
+#pragma unroll
+	for (int shift = 32; shift; shift >>= 1) {
+		if (size >> shift) {
+			size >>= shift;
+			b += shift;
+		}
+	}
+	return b;
+}
+
+/* A sampled call of size bytes lost: its count and bytes are kept. */
+static __noinline void note_lost(__u32 tgid, __u16 reason, __u64 size)
+{
+	struct mw_lost_key key = { .tgid = tgid, .reason = reason, .bucket = size_bucket(size) };
+	struct mw_lost_val one = { 1, size }, *v = bpf_map_lookup_elem(&lost, &key);
+
+	/* Another CPU may create the key first: then add to it. */
+	if (!v && !bpf_map_update_elem(&lost, &key, &one, BPF_NOEXIST))
+		return;
+	if (!v)
+		v = bpf_map_lookup_elem(&lost, &key);
+	if (v) {
+		v->count++;
+		v->bytes += size;
+	}
+}
+
 /* Is the caller (the return address at [sp]) inside allocator code? */
 static __always_inline bool nested_call(__u32 tgid, __u64 ret_addr)
 {
@@ -84,8 +127,12 @@ static __always_inline __u64 emit_sample(struct pt_regs *ctx, struct cpu_state *
 		.body.sample = { .sample_id = next_sample_id(st), .size = size, .fn = fn },
 	};
 
-	if (emit_stack(&req))
+	int lost = emit_stack(&req);
+
+	if (lost) {
+		note_lost(pid_tgid >> 32, lost == MW_CNT_BUSY ? MW_LOSS_BUSY : MW_LOSS_RING, size);
 		return 0;
+	}
 	count(MW_CNT_SAMPLES);
 	return req.body.sample.sample_id;
 }
@@ -140,6 +187,8 @@ static __always_inline bool enter_call(struct pt_regs *ctx, __u64 size, __u64 ol
 
 	if (cfg_target_tgid && tgid != cfg_target_tgid)
 		return false;
+	if (run_ended)
+		return false;
 	if (cfg_count_hits)
 		count(MW_CNT_HITS);
 	old_live = !cfg_alloc_only && is_live(tgid, old);
@@ -173,6 +222,8 @@ static __always_inline bool enter_call(struct pt_regs *ctx, __u64 size, __u64 ol
 	}
 	if (err) {
 		count(MW_CNT_PENDING_FULL);
+		if (sampled)
+			note_lost(tgid, MW_LOSS_PENDING, size);
 		return false;
 	}
 	if (sampled) {
@@ -198,7 +249,7 @@ static __always_inline void exit_call(struct pt_regs *ctx, __u64 entry_sp)
 	bool ok;
 
 	count(MW_CNT_RETURNS);
-	if (!pc)
+	if (!pc || run_ended)
 		return;
 	call = *pc;
 	bpf_map_delete_elem(&pending, &key);

@@ -2,10 +2,11 @@
 fallbacks without them, --alloc-only, and the --max-overhead duty cycle."""
 import os
 import re
+import signal
 import subprocess
 
 from mwtest import (ROOT, Attached, Profile, TestCase, WaitingWorkload, code_byte, memwatch, probe_addresses,
-                    read_manifest, sampled_tolerance, workload)
+                    probe_sites, read_manifest, sampled_tolerance, wait_probed, workload)
 
 GT = workload("groundtruth")
 CHURN = os.path.join(ROOT, ".output", "churn")
@@ -181,3 +182,134 @@ class BudgetTest(TestCase):
         self.assertEqual(duty["attached"], 100.0, duty)
         self.assertLess(duty["probe_pct"], 25, duty)
         self.assertNotIn("memwatch: a probe trap costs the target", run.stderr, "never detached")
+
+
+STEADY = workload("steady")
+
+
+class EndOfRunTest(TestCase):
+    """The end of a run is one instant for every probe: a heap whose blocks
+    turn over within a second keeps its in-use total however long the links
+    take to detach (perf-event uprobes go one by one, over a second)."""
+
+    RATE = 65536
+
+    def test_in_use_survives_detach(self):
+        blocks, size = 16384, 4096
+        for mode in ("classic", "multi", "session"):
+            with self.subTest(mode=mode):
+                out = self.path(mode + ".pb.gz")
+                w = WaitingWorkload([STEADY, "--blocks", str(blocks), "--size", str(size)])
+                try:
+                    w.go()
+                    self.assertTrue(w.out.wait_for(r"^live \d+"), w.err.lines)
+                    mw = Attached(w.pid, ["-v", "--attach-mode", mode, "-s", str(self.RATE), "--stack-mode", "fp",
+                                          "-o", out])
+                    self.assertTrue(wait_probed(mw, "libc.so.6"), mw.err_lines)
+                    # Two turnovers once the probes are in place: the
+                    # blocks live now were all allocated under them.
+                    start = len(w.out.lines)
+                    self.assertTrue(w.out.wait_for(r"^turned", start=start))
+                    second = len(w.out.lines)
+                    self.assertTrue(w.out.wait_for(r"^turned", start=second))
+                    run = mw.interrupt()
+                    w.release()
+                    self.assertEqual(w.finish()[0], 0)
+                finally:
+                    w.kill()
+                self.assertEqual(run.returncode, 0, run.stderr)
+                self.assertIn(mode == "classic" and "perf-event" or mode == "multi" and "uprobe_multi" or "sessions",
+                              run.stderr)
+                inuse = Profile(out).by_site().get("steady_block", [0, 0, 0, 0])[3]
+                want = blocks * size
+                self.assertLess(abs(inuse - want), sampled_tolerance(blocks, size, self.RATE),
+                                "%s: in use %d, live %d" % (mode, inuse, want))
+
+
+class LossTest(TestCase):
+    """Sampled calls lost in the kernel keep their count and bytes: at -s 1
+    with a ring that holds two events, the profile's allocations of one size
+    add up exactly, the lost ones under a "[lost: ring buffer full]" site."""
+
+    def test_lost_samples_keep_totals(self):
+        blocks, count, size = 1000, 20000, 3000
+        out = self.path("l.pb.gz")
+        run = memwatch(["-s", "1", "--ring-bytes", "64k", "-o", out, "--", STEADY, "--blocks", str(blocks),
+                        "--size", str(size), "--count", str(count)], timeout=300)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        ring_full = int(re.search(r"ring buffer full (\d+)", run.stderr).group(1))
+        self.assertGreater(ring_full, 0, "the test needs losses: %s" % run.stderr)
+        prof = Profile(out)
+        objects = space = lost_objects = 0
+        for sample in prof.samples:
+            if sample[2].get("bytes") != "%d bytes" % size:
+                continue
+            objects += sample[0][0]
+            space += sample[0][1]
+            if prof.site_of(sample) == "[lost: ring buffer full]":
+                lost_objects += sample[0][0]
+        self.assertEqual(objects, blocks + count)
+        self.assertEqual(space, (blocks + count) * size)
+        # The counter also has the rare lost loader or cancel event.
+        self.assertGreater(lost_objects, 0)
+        self.assertLessEqual(lost_objects, ring_full)
+
+    def test_command_keeps_its_priority(self):
+        """memwatch's event loop runs above the target's priority; the
+        command keeps memwatch's own, as if run without it."""
+        run = memwatch(["-o", self.path("n.pb.gz"), "--", "/usr/bin/nice"])
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertEqual(run.stdout.strip(), str(os.nice(0)))
+
+
+FORKER = workload("forker")
+
+
+class ForkTest(TestCase):
+    """A -p target's forked child is not profiled: it loses the breakpoints
+    fork copied into its text (the kernel keeps them there: uprobe_multi
+    links filter by pid only when their programs run), while the parent
+    keeps them."""
+
+    def test_child_loses_breakpoints(self):
+        for mode in ("auto", "multi"):
+            with self.subTest(mode=mode):
+                self.check_child(mode)
+
+    def check_child(self, mode):
+        out = self.path(mode + ".pb.gz")
+        w = WaitingWorkload([FORKER])
+        child = None
+        try:
+            mw = Attached(w.pid, ["-v", "--attach-mode", mode, "-s", "4k", "-o", out])
+            self.assertTrue(wait_probed(mw, "libc.so.6"), mw.err_lines)
+            w.go()
+            child = int(w.out.wait_for(r"^child (\d+)").group(1))
+            sites = probe_sites("".join(mw.err_lines), child)
+            self.assertIn("malloc", sites)
+            # memwatch says when it has cleaned the child (another memwatch
+            # detaching from the same library would clean it too, some time).
+            self.assertTrue(mw.wait_for(r"pid %d forked %d: \d+ breakpoints taken out" % (w.pid, child)),
+                            mw.err_lines)
+            for name, (address, path, offset) in sites.items():
+                self.assertEqual(code_byte(child, address), file_byte(path, offset), "child's " + name)
+            self.assertEqual(code_byte(w.pid, sites["malloc"][0]), 0xcc, "the parent keeps its probe")
+            os.kill(child, signal.SIGTERM)
+            child = None
+            self.assertEqual(w.finish()[0], 0)
+            run = mw.wait()
+        finally:
+            if child:
+                try:
+                    os.kill(child, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            w.kill()
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertGreater(Profile(out).by_site().get("fork_pairs", [0])[0], 0, "the parent is profiled")
+
+
+def file_byte(path, offset):
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(1)[0]

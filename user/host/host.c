@@ -567,6 +567,7 @@ static void last_readings(struct host *h)
 	uint64_t now = clock_ns(CLOCK_MONOTONIC);
 	struct hmap_slot *s;
 
+	session_end_run(&h->s);
 	session_scan_live(&h->s);
 	for (size_t i = 0; hmap_next(&h->table.by_pid, &i, &s);)
 		if (((struct hproc *)s->val)->tgt)

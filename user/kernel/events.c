@@ -33,6 +33,10 @@ int events_dispatch(const struct event_handlers *h, void *ctx, const void *data,
 		if (h->exit)
 			h->exit(ctx, e->tgid);
 		break;
+	case MW_EV_FORK:
+		if (h->fork && len >= sizeof(struct mw_fork_event))
+			h->fork(ctx, e->tgid, ((const struct mw_fork_event *)data)->child);
+		break;
 	}
 	return 0;
 }

@@ -17,6 +17,7 @@ struct event_handlers {
 	void (*loader)(void *ctx, pid_t tgid);
 	void (*exec)(void *ctx, pid_t tgid);
 	void (*exit)(void *ctx, pid_t tgid);
+	void (*fork)(void *ctx, pid_t tgid, pid_t child);
 };
 
 /* One event; always 0 (the ring buffer's callback convention). */

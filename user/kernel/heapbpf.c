@@ -214,7 +214,8 @@ int heapbpf_load(struct heapbpf *b, const struct heapbpf_config *cfg)
 		err = map_stops(b);
 	if (!err) {
 		b->exec_link = bpf_program__attach(b->skel->progs.on_exec);
-		if (!b->exec_link)
+		b->fork_link = b->exec_link ? bpf_program__attach(b->skel->progs.on_fork) : NULL;
+		if (!b->fork_link)
 			err = -errno;
 	}
 	if (err)
@@ -293,6 +294,50 @@ int heapbpf_events_fd(const struct heapbpf *b)
 	return b->skel ? bpf_map__fd(b->skel->maps.events) : -1;
 }
 
+int heapbpf_lost_fd(const struct heapbpf *b)
+{
+	return b->skel ? bpf_map__fd(b->skel->maps.lost) : -1;
+}
+
+int lost_map_scan(int lost_fd, void (*visit)(void *ctx, const struct mw_lost_key *key, const struct mw_lost_val *v),
+		  void *ctx)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	struct mw_lost_val *percpu = ncpu > 0 ? calloc(ncpu, sizeof(*percpu)) : NULL;
+	struct mw_lost_key key, next;
+	bool first = true;
+
+	if (!percpu)
+		return -ENOMEM;
+	while (!bpf_map_get_next_key(lost_fd, first ? NULL : &key, &next)) {
+		struct mw_lost_val sum = { 0, 0 };
+		first = false;
+		key = next;
+		if (bpf_map_lookup_elem(lost_fd, &key, percpu))
+			continue;
+		for (int i = 0; i < ncpu; i++) {
+			sum.count += percpu[i].count;
+			sum.bytes += percpu[i].bytes;
+		}
+		visit(ctx, &key, &sum);
+	}
+	free(percpu);
+	return 0;
+}
+
+void lost_map_forget(int lost_fd, __u32 tgid)
+{
+	struct mw_lost_key key, next;
+	bool first = true;
+
+	while (!bpf_map_get_next_key(lost_fd, first ? NULL : &key, &next)) {
+		first = false;
+		key = next;
+		if (key.tgid == tgid && !bpf_map_delete_elem(lost_fd, &key))
+			first = true;	/* start over: the key we stood on is gone */
+	}
+}
+
 #define SCAN_BATCH 4096
 
 int live_map_scan(int live_fd, void (*visit)(void *ctx, const struct mw_live_key *key, uint64_t sample_id),
@@ -341,10 +386,21 @@ int heapbpf_stops_fd(const struct heapbpf *b)
 	return b->skel ? bpf_map__fd(b->skel->maps.stops) : -1;
 }
 
+void heapbpf_end_run(struct heapbpf *b)
+{
+	/* The .bss of each object is mapped: plain stores, made visible to
+	 * every CPU before the detaching syscalls that follow. */
+	if (b->sess)
+		__atomic_store_n(&b->sess->bss->run_ended, true, __ATOMIC_SEQ_CST);
+	if (b->skel)
+		__atomic_store_n(&b->skel->bss->run_ended, true, __ATOMIC_SEQ_CST);
+}
+
 void heapbpf_destroy(struct heapbpf *b)
 {
 	if (b->stops)
 		munmap(b->stops, sysconf(_SC_PAGESIZE));
+	bpf_link__destroy(b->fork_link);
 	bpf_link__destroy(b->exec_link);
 	heap_session_bpf__destroy(b->sess);
 	heap_bpf__destroy(b->skel);

@@ -44,6 +44,7 @@ struct heapbpf {
 	struct heap_session_bpf *sess;	/* ATTACH_SESSION */
 	struct floor_bpf *floor;
 	struct bpf_link *exec_link;
+	struct bpf_link *fork_link;
 	enum attach_mode mode;		/* the one loaded */
 	struct mw_stops *stops;		/* the stops map, mapped; NULL: none */
 };
@@ -60,6 +61,13 @@ int heapbpf_live_fd(const struct heapbpf *b);
 int live_map_scan(int live_fd, void (*visit)(void *ctx, const struct mw_live_key *key, uint64_t sample_id),
 		  void *ctx);
 int heapbpf_events_fd(const struct heapbpf *b);	/* the event ring; -1 without */
+int heapbpf_lost_fd(const struct heapbpf *b);	/* sampled calls lost (struct mw_lost_key); -1 without */
+/* Calls visit for every entry of the lost map with its values summed over
+ * CPUs. 0 or -errno. */
+int lost_map_scan(int lost_fd, void (*visit)(void *ctx, const struct mw_lost_key *key, const struct mw_lost_val *v),
+		  void *ctx);
+/* Deletes the lost map's entries of tgid (a process no longer profiled). */
+void lost_map_forget(int lost_fd, __u32 tgid);
 void heapbpf_stop_on_loader(struct heapbpf *b, bool stop);
 /* The programs stop the target process at its exec (a static command). */
 void heapbpf_stop_on_exec(struct heapbpf *b, bool stop);
@@ -67,6 +75,9 @@ void heapbpf_stop_on_exec(struct heapbpf *b, bool stop);
  * the kernel; NULL if not loaded. Its map's fd, for the guardian: -1 if none. */
 volatile struct mw_stops *heapbpf_stops(const struct heapbpf *b);
 int heapbpf_stops_fd(const struct heapbpf *b);
+/* The run's end, one instant for every heap program, in every object:
+ * from now on none records or removes anything. Call it before detaching. */
+void heapbpf_end_run(struct heapbpf *b);
 void heapbpf_destroy(struct heapbpf *b);
 
 #endif

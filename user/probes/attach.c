@@ -7,6 +7,8 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "elf/elf_file.h"
@@ -32,6 +34,20 @@ void attacher_detach(struct attacher *a)
 	link_set_close(&a->heap);
 	link_set_close(&a->loader);
 	hmap_free(&a->done);
+	probe_sites_free(&a->sites);
+}
+
+int attacher_unprobe_child(struct attacher *a, pid_t child, pid_t parent)
+{
+	int n = unprobe_child(&a->sites, child, parent);
+
+	if (a->log && n >= 0)
+		fprintf(a->log, "memwatch: pid %d forked %d: %d breakpoints taken out of the child\n", (int)parent,
+			(int)child, n);
+	else if (a->log)
+		fprintf(a->log, "memwatch: pid %d forked %d: cannot take the breakpoints out: %s\n", (int)parent,
+			(int)child, strerror(-n));
+	return n;
 }
 
 void attacher_suspend(struct attacher *a, pid_t pid)
@@ -176,6 +192,11 @@ static int probe_entry(struct attacher *a, struct objfile *o, const struct alloc
 	reqs[(*nreqs)++] = (struct probe_req){ a->progs.enter[e->layout], offset, cookie, false, session };
 	if (alloc && !session)
 		reqs[(*nreqs)++] = (struct probe_req){ a->progs.exit, offset, cookie, true, false };
+	/* A site whose bytes cannot be read whole stays in forked children. */
+	struct probe_site ps = { o->dev, o->inode, offset, { 0 } };
+	if (elf_file_read(o->elf, e->vaddr + pl.offset, ps.orig, sizeof(ps.orig)) == sizeof(ps.orig) &&
+	    probe_sites_add(&a->sites, &ps))
+		return -ENOMEM;
 	sites[*nsites].offset = offset;
 	snprintf(sites[(*nsites)++].names, sizeof(sites[0].names), "%s", e->name);
 	a->nprobes++;
@@ -352,6 +373,7 @@ int attach_loader(struct attacher *a, pid_t pid, const char *path)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct elf_file *elf;
 	struct elf_sym sym;
+	struct stat st;
 	uint64_t offset;
 	int err = -ENOENT;
 
@@ -359,13 +381,18 @@ int attach_loader(struct attacher *a, pid_t pid, const char *path)
 		return 0;
 	if (fd < 0)
 		return -errno;
+	if (fstat(fd, &st))
+		memset(&st, 0, sizeof(st));
 	elf = elf_file_open(fd);
 	close(fd);
 	if (!elf)
 		return -ENOEXEC;
 	if (elf_file_find_func(elf, "_dl_debug_state", &sym) && !elf_file_vaddr_to_offset(elf, sym.vaddr, &offset)) {
 		struct probe_req req = { a->progs.loader, offset, 0, false, false };
+		struct probe_site site = { (uint64_t)major(st.st_dev) << 32 | minor(st.st_dev), st.st_ino, offset, { 0 } };
 		err = attach_reqs(a, &a->loader, &req, 1, pid, path);
+		if (!err && elf_file_read(elf, sym.vaddr, site.orig, sizeof(site.orig)) == sizeof(site.orig))
+			err = probe_sites_add(&a->sites, &site);
 	}
 	elf_file_close(elf);
 	if (a->log && !err)

@@ -13,6 +13,7 @@
 #include "kernel/heapbpf.h"
 #include "memwatch.h"
 #include "probes/placement.h"
+#include "probes/unprobe.h"
 #include "probes/uprobe.h"
 #include "util/hashmap.h"
 
@@ -29,6 +30,7 @@ struct attacher {
 	struct link_set loader;		/* the dynamic loader hook */
 	struct hmap done;		/* (pid, objfile) pairs already probed */
 	unsigned nprobes;		/* probe sites attached */
+	struct probe_sites sites;	/* every site probed, the loader hook's too */
 	char allocators[128];		/* names of the allocators found, for reports */
 	const char *only;		/* --allocator: these allocators only, or NULL */
 };
@@ -54,5 +56,8 @@ int attach_probe_at(struct attacher *a, struct link_set *set, enum mw_layout lay
 /* Detaches the allocator probes of pid only (the loader hook stays);
  * attach_allocators attaches them again. */
 void attacher_suspend(struct attacher *a, pid_t pid);
+/* child, forked by parent, gets the bytes of the files back at every site
+ * (unprobe.h). The sites restored, or -errno. */
+int attacher_unprobe_child(struct attacher *a, pid_t child, pid_t parent);
 
 #endif

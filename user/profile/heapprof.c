@@ -123,6 +123,36 @@ void heapprof_cancel(struct heapprof *hp, uint64_t sample_id)
 	hp->tot.alloc_bytes -= w * s->size;
 }
 
+static const char *const lost_names[MW_LOSS_NR] = {
+	[MW_LOSS_RING] = "[lost: ring buffer full]",
+	[MW_LOSS_BUSY] = "[lost: samplers busy]",
+	[MW_LOSS_PENDING] = "[lost: calls lost]",
+};
+
+int heapprof_set_lost(struct heapprof *hp, pid_t pid, unsigned why, unsigned bucket, uint64_t count,
+		      uint64_t bytes)
+{
+	if (why >= MW_LOSS_NR || bucket >= MW_LOST_BUCKETS || !count)
+		return 0;
+	uint32_t stack = stacks_intern(&hp->st, NULL, NULL, NULL, 0, lost_names[why]);
+	struct site_key k = { .stack = stack, .pid = pid, .size = 1ull << bucket };
+	uint32_t site = stack == UINT32_MAX ? UINT32_MAX : site_for(hp, &k);
+
+	if (site == UINT32_MAX)
+		return -ENOMEM;
+	struct heap_site *s = &hp->sites[site];
+	/* Sizes within a bucket differ by less than 2x: the mean's weight. */
+	double w = sample_weight(bytes / count, hp->rate);
+	hp->tot.lost += count - s->alloc_samples;
+	hp->tot.alloc_objects += w * count - s->alloc_objects;
+	hp->tot.alloc_bytes += w * bytes - s->alloc_bytes;
+	s->lost = true;
+	s->alloc_samples = count;
+	s->alloc_objects = w * count;
+	s->alloc_bytes = w * bytes;
+	return 0;
+}
+
 static void clear_inuse(struct heapprof *hp)
 {
 	for (uint32_t i = 0; i < hp->nsites; i++) {
@@ -274,6 +304,8 @@ long heapprof_rows(const struct heapprof *hp, const struct heap_snapshot *base, 
 			v[k] -= base->v[i][k];
 		struct profile_row *r = &rows[n];
 		*r = (struct profile_row){ .stack = site->stack, .pid = site->pid, .bytes_label = (int64_t)site->size };
+		if (site->lost)
+			r->bytes_label = site->alloc_objects > 0 ? llround(site->alloc_bytes / site->alloc_objects) : 0;
 		for (int k = 0; k < 4; k++)
 			r->values[k] = llround(v[k]);
 		if (r->values[0] || r->values[1] || r->values[2] || r->values[3])

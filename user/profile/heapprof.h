@@ -31,12 +31,14 @@ struct heap_site {
 	uint64_t inuse_samples;		/* as of the last live scan */
 	double inuse_objects, inuse_bytes;
 	double baseline_bytes;		/* in use at heapprof_mark_baseline */
+	bool lost;			/* a "[lost: why]" site: size is its bucket's floor */
 };
 
 struct heap_totals {
 	uint64_t samples, cancels;
 	uint64_t live_unknown;		/* live entries whose sample was never seen */
 	uint64_t stack_oom;		/* samples dropped: out of memory */
+	uint64_t lost;			/* sampled calls lost in the kernel (struct mw_lost_key) */
 	double alloc_bytes, alloc_objects, inuse_bytes, inuse_objects;
 	uint64_t inuse_samples;
 };
@@ -67,6 +69,11 @@ void heapprof_free(struct heapprof *hp);
 /* Records a sample whose stack was already interned. */
 int heapprof_add(struct heapprof *hp, uint64_t sample_id, uint32_t stack, pid_t pid, uint64_t size);
 void heapprof_cancel(struct heapprof *hp, uint64_t sample_id);
+/* The kernel's running totals of sampled calls lost for why (enum mw_loss)
+ * in one size bucket: they become a "[lost: why]" site with their estimated
+ * unsampled values, so the profile's totals include them. 0 or -ENOMEM. */
+int heapprof_set_lost(struct heapprof *hp, pid_t pid, unsigned why, unsigned bucket, uint64_t count,
+		      uint64_t bytes);
 /* In-use values from a scan of the live sampled blocks (the BPF live
  * map): begin, count each live block's sample, end. The end forgets
  * samples whose block has been absent from two scans in a row. */

@@ -98,6 +98,9 @@ struct target *session_add_target(struct session *s, pid_t pid);
 /* Stops profiling it: detaches its probes, forgets its stacks and its
  * process, frees it. */
 void session_drop_target(struct session *s, struct target *t);
+/* The run ends now for every probe, whatever the attach mode: the live
+ * blocks stay as they are while links detach. Before any detach. */
+void session_end_run(struct session *s);
 /* Fresh in-use values for every target, from one pass over the live map. */
 void session_scan_live(struct session *s);
 /* The heap and kernel-side counters, summed over CPUs. */

@@ -543,7 +543,9 @@ static int finish(struct single *r)
 		budget_sample(r, &sample);
 		budget_finish(&r->budget, clock_ns(CLOCK_MONOTONIC), &sample);
 	}
-	/* Detach first so the target runs at full speed while we write. */
+	/* One instant ends the run for every probe; then detach, so the
+	 * target runs at full speed while we write. */
+	session_end_run(&r->s);
 	uint64_t detach_start = clock_ns(CLOCK_MONOTONIC);
 	heapbpf_stop_on_loader(&r->s.bpf, false);
 	heapbpf_stop_on_exec(&r->s.bpf, false);

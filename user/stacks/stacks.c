@@ -105,7 +105,8 @@ static uint64_t loc_hash(const struct loc *l)
 static uint32_t intern_loc(struct stacks *st, struct procs *ps, struct process *p, uint64_t addr,
 			   bool is_return, const char *special)
 {
-	struct loc probe = { .pid = p->pid, .epoch = p->epoch, .addr = addr, .is_return = is_return,
+	/* A synthetic frame needs no process (p may be NULL). */
+	struct loc probe = { .pid = p ? p->pid : 0, .epoch = p ? p->epoch : 0, .addr = addr, .is_return = is_return,
 			     .special = special, .pmap = NO_PMAP };
 	uint64_t h = loc_hash(&probe);
 	void **slot = hmap_find(&st->loc_index, h, (uint64_t)&probe);

@@ -59,7 +59,8 @@ void stacks_init(struct stacks *st);
 void stacks_free(struct stacks *st);
 /* Interns the frames of one sample (leaf first; frames after the first are
  * return addresses). special, if not NULL, is appended as a synthetic
- * outermost frame. Returns the stack id or UINT32_MAX when out of memory. */
+ * outermost frame (with n 0, p may be NULL). Returns the stack id or
+ * UINT32_MAX when out of memory. */
 uint32_t stacks_intern(struct stacks *st, struct procs *ps, struct process *p, const uint64_t *frames,
 		       uint32_t n, const char *special);
 static inline const struct stack *stacks_get(const struct stacks *st, uint32_t id)
