@@ -241,6 +241,7 @@ class RegularFileTest(TestCase):
             os.chmod(swapped, 0o666)
             os.rename(swapped, out)
             w.go()
+            self.assertTrue(w.out.wait_for(r"^checksum="), "the workload's allocations are done")
             run = mw.interrupt()
         finally:
             w.kill()
