@@ -13,15 +13,17 @@ PREFIX    ?= /usr/local
 
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
-CPPFLAGS  += -Iinclude -Iuser -I$(OUTPUT) -D_GNU_SOURCE
+CPPFLAGS  += -Iinclude -Iuser -Iuser/inject -Iuser/inject/agent -I$(OUTPUT) -I$(OUTPUT)/agent -D_GNU_SOURCE
 LDLIBS    += $(LIBBPF_A) -lelf -ldw -lz -lprotobuf-c -lcapstone -lmicrohttpd -lstdc++ -lpthread -lm
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.bpf.o,$(BPF_SRCS))
 SKELS     := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.skel.h,$(BPF_SRCS))
 PROTO_C   := $(OUTPUT)/profile.pb-c.c
-USER_SRCS := $(filter-out user/main.c,$(wildcard user/*.c))
-USER_OBJS := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(USER_SRCS)) $(OUTPUT)/profile.pb-c.o
+USER_SRCS := $(filter-out user/main.c,$(wildcard user/*.c)) $(wildcard user/inject/*.c)
+USER_HDRS := $(wildcard user/*.h user/inject/*.h user/inject/agent/*.h)
+USER_OBJS := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(USER_SRCS)) $(OUTPUT)/profile.pb-c.o \
+	     $(OUTPUT)/user/inject/agent_blob.o
 LIBMW     := $(OUTPUT)/libmemwatch.a
 
 .PHONY: all clean install test unit e2e demo bench deps workloads FORCE
@@ -51,8 +53,44 @@ $(OUTPUT)/profile.pb-c.c $(OUTPUT)/profile.pb-c.h: proto/profile.proto | $(OUTPU
 $(OUTPUT)/profile.pb-c.o: $(OUTPUT)/profile.pb-c.c
 	$(CC) $(CPPFLAGS) -O2 -g -c $< -o $@
 
-$(OUTPUT)/user/%.o: user/%.c $(wildcard user/*.h) include/memwatch.h $(SKELS) $(OUTPUT)/profile.pb-c.h $(OUTPUT)/version.h | $(OUTPUT)/user
+$(OUTPUT)/user/%.o: user/%.c $(USER_HDRS) include/memwatch.h $(SKELS) $(OUTPUT)/profile.pb-c.h $(OUTPUT)/version.h \
+		   $(OUTPUT)/agent/agent_syms.h | $(OUTPUT)/user
+	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+# The in-process agent (user/inject/agent): freestanding, position
+# independent, linked to a flat blob that memwatch embeds and maps into
+# targets. Only PC-relative relocations are allowed: the blob runs at any
+# address without a loader.
+AGENT_DIR    := user/inject/agent
+AGENT_CFLAGS := -ffreestanding -nostdlib -fPIC -fno-stack-protector -O2 -fno-asynchronous-unwind-tables \
+		-fno-unwind-tables -mgeneral-regs-only -fcf-protection=none -fno-jump-tables -fvisibility=hidden \
+		-fno-builtin -std=gnu11 -Wall -Wextra -Werror -Iinclude -I$(AGENT_DIR)
+AGENT_DEPS   := $(wildcard $(AGENT_DIR)/*) include/memwatch.h
+
+$(OUTPUT)/agent/%.o: $(AGENT_DIR)/%.c $(AGENT_DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(AGENT_CFLAGS) -c $< -o $@
+
+$(OUTPUT)/agent/%.o: $(AGENT_DIR)/%.S $(AGENT_DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) -Iinclude -I$(AGENT_DIR) -c $< -o $@
+
+$(OUTPUT)/agent/agent.elf: $(OUTPUT)/agent/stubs.o $(OUTPUT)/agent/agent.o $(AGENT_DIR)/agent.lds
+	@bad=$$(readelf -rW $(filter %.o,$^) | awk '/R_X86_64_/ && $$3 !~ /^R_X86_64_(PC32|PLT32)$$/ {print $$3}' | sort -u); \
+	if [ -n "$$bad" ]; then echo "agent: relocations that need a loader: $$bad" >&2; exit 1; fi
+	$(LD) -static -nostdlib --orphan-handling=error -T $(AGENT_DIR)/agent.lds $(filter %.o,$^) -o $@
+
+$(OUTPUT)/agent/agent.bin: $(OUTPUT)/agent/agent.elf
+	objcopy -O binary $< $@
+
+# Offsets of the agent's symbols in an instance (the blob starts at 0x2000).
+$(OUTPUT)/agent/agent_syms.h: $(OUTPUT)/agent/agent.elf
+	nm $< | awk '$$3 ~ /^mwa_/ { printf "#define SYM_%s 0x%sull\n", $$3, $$1 }' > $@.tmp && mv $@.tmp $@
+
+$(OUTPUT)/user/inject/agent_blob.o: user/inject/agent_blob.S $(OUTPUT)/agent/agent.bin
+	@mkdir -p $(dir $@)
+	$(CC) -Wa,-I$(OUTPUT)/agent -c $< -o $@
 
 $(LIBMW): $(USER_OBJS)
 	rm -f $@ && ar rcs $@ $^

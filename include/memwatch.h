@@ -183,6 +183,25 @@ struct mw_cancel_event {
 	__u64 sample_id;
 };
 
+/*
+ * The in-process agent's report (user/inject/agent): what a hooked
+ * allocator call looked like at its entry, read by the BPF programs on the
+ * agent's report functions. The callee-saved registers are the caller's:
+ * the agent's stubs are frameless and save them first.
+ */
+#define MW_REPORT_TRACK		1u	/* the block is in the agent's live set */
+#define MW_FN_INLINE		(1u << 16)	/* in mw_event_head.fn: from the agent */
+
+struct mw_agent_report {
+	__u64 entry_ip;		/* the allocator entry called */
+	__u64 entry_sp;		/* rsp at that entry: [entry_sp] is the return address */
+	__u64 rbx, rbp, r12, r13, r14, r15;
+	__u64 addr;		/* the block allocated or released */
+	__u64 size;
+	__u32 fn;		/* enum mw_fn */
+	__u32 flags;		/* MW_REPORT_* */
+};
+
 /* Live sampled blocks: (tgid, address) -> sample id. */
 struct mw_live_key {
 	__u32 tgid;

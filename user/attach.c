@@ -13,6 +13,7 @@
 
 #include "allocators.h"
 #include "elf_file.h"
+#include "hooks.h"
 #include "memwatch.h"
 #include "process.h"
 
@@ -95,6 +96,9 @@ static void close_links(struct link_set *set)
 
 void attacher_detach(struct attacher *a)
 {
+	if (a->hooks && a->hooked_pid)
+		hooks_detach(a->hooks, a->hooked_pid);
+	a->hooked_pid = 0;
 	close_links(&a->heap);
 	close_links(&a->loader);
 	hmap_free(&a->done);
@@ -367,6 +371,17 @@ static int probe_file(struct attacher *a, struct process *p, const struct mappin
 		fprintf(a->log, "memwatch: pid %d: %s%s%s%s allocator in %s (build-id %s)\n", (int)p->pid, alloc->name,
 			alloc->prefix[0] ? " (prefix " : "", alloc->prefix, alloc->prefix[0] ? ")" : "", o->path,
 			elf_file_build_id(o->elf) ? elf_file_build_id(o->elf) : "none");
+	if (a->hooks) {
+		int r = hooks_attach(a->hooks, p, o, alloc);
+		if (r < 0)
+			return r;
+		if (r > 0) {
+			a->hooked_pid = p->pid;
+			a->ninline++;
+			note_allocator(a, alloc->name);
+			return 0;
+		}
+	}
 	for (size_t i = 0; i < alloc->nentries; i++) {
 		int r = probe_entry(a, o, &alloc->entries[i], sites, &nsites, reqs, &nreqs);
 		if (r < 0) {

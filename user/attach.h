@@ -15,6 +15,7 @@
 
 struct bpf_program;
 struct bpf_link;
+struct hook_engine;
 struct process;
 struct procs;
 struct objfile;
@@ -46,6 +47,9 @@ struct attacher {
 	unsigned nprobes;		/* probe sites attached */
 	char allocators[128];		/* names of the allocators found, for reports */
 	const char *only;		/* --allocator: these allocators only, or NULL */
+	struct hook_engine *hooks;	/* in-process detours first, where they go (inject/hooks.h) */
+	pid_t hooked_pid;		/* ... installed in this process */
+	unsigned ninline;		/* allocator files detoured */
 };
 
 void attacher_init(struct attacher *a, const struct probe_progs *progs, const char *only, FILE *log);

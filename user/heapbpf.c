@@ -265,6 +265,11 @@ int heapbpf_events_fd(const struct heapbpf *b)
 	return b->skel ? bpf_map__fd(b->skel->maps.events) : -1;
 }
 
+struct bpf_object *heapbpf_object(const struct heapbpf *b)
+{
+	return b->skel ? b->skel->obj : NULL;
+}
+
 void heapbpf_stop_on_loader(struct heapbpf *b, bool stop)
 {
 	if (b->skel)

@@ -24,6 +24,7 @@ enum attach_mode {
 	ATTACH_CLASSIC,
 };
 struct bpf_link;
+struct bpf_object;
 
 struct heapbpf_config {
 	pid_t tgid;		/* 0: any process the probes are attached to */
@@ -52,6 +53,8 @@ void counters_read(int fd, uint64_t out[MW_CNT_NR]);
 void heapbpf_counters(const struct heapbpf *b, uint64_t out[MW_CNT_NR]);
 int heapbpf_live_fd(const struct heapbpf *b);
 int heapbpf_events_fd(const struct heapbpf *b);	/* the event ring; -1 without */
+/* The heap object, whose maps other objects share; NULL without. */
+struct bpf_object *heapbpf_object(const struct heapbpf *b);
 void heapbpf_stop_on_loader(struct heapbpf *b, bool stop);
 void heapbpf_destroy(struct heapbpf *b);
 const char *attach_mode_name(enum attach_mode mode);

@@ -29,6 +29,8 @@
 #include "heapbpf.h"
 #include "events.h"
 #include "heapprof.h"
+#include "hookbpf.h"
+#include "hooks.h"
 #include "host.h"
 #include "latency.h"
 #include "outfile.h"
@@ -67,6 +69,10 @@ struct session {
 	uint64_t start_ns, next_tick_ns, tick_ns;
 	bool stop;
 	bool announced;			/* the "profiling pid" line was printed */
+	struct hookbpf hookbpf;		/* the agent's report programs */
+	struct hook_engine *hooks;	/* in-process detours (--hook) */
+	char hook_note[1024];		/* which entries are detoured, which on uprobes and why */
+	struct hook_stats hook_stats;	/* the agent's counters, as last read */
 	struct budget budget;		/* --max-overhead */
 	struct probe_cost probe_cost;	/* calibrated for the budget */
 	bool suspended;			/* allocator probes detached by the budget */
@@ -288,6 +294,16 @@ static void on_sample(void *ctx, const struct mw_sample_event *e, size_t len)
 	heapprof_add(&s->hp, e->sample_id, stack, e->h.tgid, e->size);
 }
 
+static void on_sample_event(void *ctx, const struct mw_sample_event *e, size_t len)
+{
+	struct session *s = ctx;
+
+	/* Out of the ring: the agent's backoff may let another report in. */
+	if (s->hooks && (e->h.fn & MW_FN_INLINE))
+		hooks_consumed(s->hooks, e->h.tgid);
+	on_sample(ctx, e, len);
+}
+
 /* A sampled page fault or purge: its stack goes to the page profile. */
 static void on_page(void *ctx, const struct mw_sample_event *e, size_t len)
 {
@@ -337,7 +353,7 @@ static void on_cancel(void *ctx, pid_t tgid, uint64_t sample_id)
 }
 
 static const struct event_handlers handlers = {
-	.sample = on_sample, .page = on_page, .cancel = on_cancel, .loader = on_loader, .exec = on_exec,
+	.sample = on_sample_event, .page = on_page, .cancel = on_cancel, .loader = on_loader, .exec = on_exec,
 };
 
 static int on_event(void *ctx, void *data, size_t len)
@@ -399,6 +415,38 @@ static void calibrate(struct session *s)
 			strerror(-err));
 }
 
+/* The in-process fast path: the agent's report programs next to the heap
+ * object, and the engine that installs detours (inject/hooks.c). */
+static int load_hooks(struct session *s, const struct heapbpf_config *cfg)
+{
+	struct hook_reporter rep;
+	struct hook_config hc = {
+		.mode = s->opt.hook,
+		.sample_bytes = s->opt.sample_bytes,
+		.alloc_only = s->opt.alloc_only,
+		.max_live = s->opt.max_live,
+		.inflight = hookbpf_inflight(cfg, 1),
+		.log = s->opt.verbose ? stderr : NULL,
+	};
+	int err;
+
+	if (s->opt.hook == HOOK_UPROBE || s->opt.empty_probes)
+		return 0;
+	err = hookbpf_load(&s->hookbpf, heapbpf_object(&s->bpf), cfg, s->bpf.mode != ATTACH_CLASSIC);
+	if (err) {
+		report_error("cannot load the in-process hooks' BPF programs: %s%s", strerror(-err), bpflog_detail());
+		return -1;
+	}
+	hookbpf_reporter(&s->hookbpf, &rep);
+	s->hooks = hooks_new(&hc, &rep);
+	if (!s->hooks) {
+		report_error("cannot start the in-process hooks: %s", strerror(errno));
+		return -1;
+	}
+	s->att.hooks = s->hooks;
+	return 0;
+}
+
 static int load_heap(struct session *s, pid_t tgid)
 {
 	struct heapbpf_config cfg;
@@ -416,6 +464,8 @@ static int load_heap(struct session *s, pid_t tgid)
 	heapbpf_progs(&s->bpf, &progs);
 	progs.no_frees = s->opt.alloc_only;
 	attacher_init(&s->att, &progs, s->opt.allocator, s->opt.verbose ? stderr : NULL);
+	if (load_hooks(s, &cfg))
+		return -1;
 	if (s->opt.max_overhead)
 		calibrate(s);
 	if (s->opt.verbose)
@@ -495,6 +545,10 @@ static void announce(struct session *s, const struct process *p)
 	if (s->opt.pages_only)
 		fprintf(stderr, "memwatch: profiling pid %d (%s): kernel side only (--pages-only)%s\n", (int)p->pid,
 			p->comm, s->opt.empty_probes ? " (empty programs)" : "");
+	else if (s->att.ninline)
+		fprintf(stderr, "memwatch: profiling pid %d (%s): inline hooks in %u allocator file%s and %u probe "
+				"sites, in %s\n", (int)p->pid, p->comm, s->att.ninline, s->att.ninline > 1 ? "s" : "",
+			s->att.nprobes, s->att.allocators);
 	else
 		fprintf(stderr, "memwatch: profiling pid %d (%s): %u probe sites in %s%s\n", (int)p->pid, p->comm,
 			s->att.nprobes, s->att.allocators, s->opt.empty_probes ? " (empty programs)" : "");
@@ -664,15 +718,54 @@ static void on_signal(struct session *s)
 	}
 }
 
+/* The agent's own losses: sampled calls it could not report (memwatch
+ * gone or stuck) and sampled blocks its live set had no room for. */
+static void agent_losses(struct session *s, char *buf, size_t len)
+{
+	const struct hook_stats *hs = &s->hook_stats;
+
+	buf[0] = 0;
+	if (hs->sites)
+		snprintf(buf, len, ", in-process: unreported %" PRIu64 ", untracked %" PRIu64 ", no thread slot %" PRIu64,
+			 hs->lost, hs->untracked, hs->slot_misses);
+}
+
+/* The agent's counters live in the target: read while it is there. */
+static void read_hooks(struct session *s)
+{
+	struct hook_stats hs;
+
+	if (!s->hooks || s->detached)
+		return;
+	if (!hooks_stats(s->hooks, s->target, &hs) && hs.sites)
+		s->hook_stats = hs;
+	hooks_describe(s->hooks, s->target, s->hook_note, sizeof(s->hook_note));
+}
+
 static void print_losses(struct session *s, FILE *out)
 {
 	uint64_t c[MW_CNT_NR];
+	char agent[160];
 
 	heapbpf_counters(&s->bpf, c);
+	agent_losses(s, agent, sizeof(agent));
 	fprintf(out, "memwatch: losses: ring buffer full %" PRIu64 ", live map full %" PRIu64
-		     ", calls lost %" PRIu64 ", samplers busy %" PRIu64 ", unreadable stacks %" PRIu64 "\n",
+		     ", calls lost %" PRIu64 ", samplers busy %" PRIu64 ", unreadable stacks %" PRIu64 "%s\n",
 		c[MW_CNT_RINGBUF_FULL], c[MW_CNT_LIVE_FULL], c[MW_CNT_PENDING_FULL], c[MW_CNT_BUSY],
-		c[MW_CNT_STACK_FAIL]);
+		c[MW_CNT_STACK_FAIL], agent);
+}
+
+static void print_hooks(struct session *s)
+{
+	const struct hook_stats *hs = &s->hook_stats;
+
+	if (!hs->sites)
+		return;
+	fprintf(stderr, "memwatch: inline hooks: %u entries in %u allocator files; reported %" PRIu64
+			" allocations and %" PRIu64 " frees, %" PRIu64 " nested calls passed through; %" PRIu64
+			" sampled calls waited for the ring (%" PRIu64 " gave up); last pause %.2f ms (%u threads)\n",
+		hs->sites, hs->modules, hs->samples, hs->frees, hs->nested, hs->waits, hs->abandoned, hs->pause_ms,
+		hs->threads);
 }
 
 static void print_summary(struct session *s, const char *when)
@@ -694,6 +787,7 @@ static void print_summary(struct session *s, const char *when)
 		fprintf(stderr, "memwatch: probe counters: samples %" PRIu64 ", return halves %" PRIu64
 				", nested calls skipped %" PRIu64 ", frees of sampled blocks %" PRIu64 "\n",
 			c[MW_CNT_SAMPLES], c[MW_CNT_RETURNS], c[MW_CNT_NESTED], c[MW_CNT_FREES_TRACKED]);
+		print_hooks(s);
 	}
 }
 
@@ -757,6 +851,7 @@ static void run_budget(struct session *s, uint64_t now)
  * sample records bounded), the timeline's reading, the live summary. */
 static void tick(struct session *s, uint64_t now)
 {
+	read_hooks(s);
 	if (!s->opt.pages_only)
 		heapprof_scan_live(&s->hp, heapbpf_live_fd(&s->bpf));
 	if (s->have_pages)
@@ -774,6 +869,8 @@ static void maintain(struct session *s)
 	run_budget(s, now);
 	/* Events only wake us once a backlog builds up: drain on every turn. */
 	consume(s);
+	if (s->hooks)
+		hooks_poll(s->hooks);
 	if (now >= s->next_tick_ns) {
 		tick(s, now);
 		s->next_tick_ns += s->tick_ns;
@@ -896,6 +993,8 @@ static size_t profile_comments(struct session *s, char **lines)
 			 c[MW_CNT_PENDING_FULL], c[MW_CNT_BUSY], c[MW_CNT_STACK_FAIL], s->hp.tot.live_unknown);
 	if (s->opt.alloc_only)
 		asprintf(&lines[n++], "--alloc-only: allocations only; in-use values are absent (no free probes)");
+	if (s->hooks && s->hook_note[0])
+		asprintf(&lines[n++], "hooks (--hook %s): %s", hook_mode_name(s->opt.hook), s->hook_note);
 	if (s->opt.max_overhead)
 		describe_budget(s, &lines[n++]);
 	if (s->have_pages)
@@ -978,6 +1077,7 @@ static int finish(struct session *s)
 	if (s->opt.max_overhead)
 		budget_finish(&s->budget, clock_ns(CLOCK_MONOTONIC));
 	/* Detach first so the target runs at full speed while we write. */
+	read_hooks(s);
 	uint64_t detach_start = clock_ns(CLOCK_MONOTONIC);
 	attacher_detach(&s->att);
 	if (s->have_lat)
@@ -1088,6 +1188,8 @@ int main(int argc, char **argv)
 		r = wait_child(&s);
 out:
 	attacher_detach(&s.att);
+	hooks_free(s.hooks);
+	hookbpf_destroy(&s.hookbpf);
 	if (s.child && !s.child_done && r != 0 && !s.detached) {
 		kill(s.child, SIGCONT);
 		wait_child(&s);

@@ -1,4 +1,5 @@
 #include "options.h"
+#include "hooks.h"
 
 #include "allocators.h"
 #include "heapbpf.h"
@@ -37,6 +38,7 @@ enum {
 	OPT_OUTPUT_MAX_BYTES,
 	OPT_MAX_PROCESSES,
 	OPT_MAX_PROFILED,
+	OPT_HOOK,
 };
 
 #define STACK_BYTES_DEFAULT 32768
@@ -136,6 +138,11 @@ static const char usage_text[] =
 	"      --ring-bytes N       ring buffer for events, one for the heap side and\n"
 	"                           one for the kernel side (default 16m; with --all\n"
 	"                           4m: each counts twice in memwatch's RSS)\n"
+	"      --hook MODE          how allocator entries are hooked: auto (default):\n"
+	"                           in-process detours where they can be installed\n"
+	"                           safely (ptrace; only sampled calls trap), uprobes\n"
+	"                           elsewhere; inline: detours or an error; uprobe:\n"
+	"                           uprobes only (a trap per call)\n"
 	"      --attach-mode MODE   auto (default): the first the kernel offers of\n"
 	"                           session (uprobe sessions, 6.13+: unsampled calls\n"
 	"                           get no return probe), multi (uprobe_multi links,\n"
@@ -218,6 +225,24 @@ static int parse_attach_mode(const char *s, int *out)
 {
 	for (int m = ATTACH_AUTO; m <= ATTACH_CLASSIC; m++) {
 		if (!strcmp(s, attach_mode_name(m))) {
+			*out = m;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static const char *const hook_modes[] = { [HOOK_AUTO] = "auto", [HOOK_INLINE] = "inline", [HOOK_UPROBE] = "uprobe" };
+
+const char *hook_mode_name(int mode)
+{
+	return hook_modes[mode];
+}
+
+static int parse_hook_mode(const char *s, int *out)
+{
+	for (int m = HOOK_AUTO; m <= HOOK_UPROBE; m++) {
+		if (!strcmp(s, hook_modes[m])) {
 			*out = m;
 			return 0;
 		}
@@ -358,6 +383,7 @@ int options_parse(int argc, char **argv, struct options *o)
 		{ "stack-bytes", required_argument, NULL, OPT_STACK_BYTES },
 		{ "allocator", required_argument, NULL, OPT_ALLOCATOR },
 		{ "attach-mode", required_argument, NULL, OPT_ATTACH_MODE },
+		{ "hook", required_argument, NULL, OPT_HOOK },
 		{ "alloc-only", no_argument, NULL, OPT_ALLOC_ONLY },
 		{ "max-overhead", required_argument, NULL, OPT_MAX_OVERHEAD },
 		{ "pages-only", no_argument, NULL, OPT_PAGES_ONLY },
@@ -514,6 +540,10 @@ int options_parse(int argc, char **argv, struct options *o)
 			break;
 		case OPT_ALLOC_ONLY:
 			o->alloc_only = true;
+			break;
+		case OPT_HOOK:
+			if (parse_hook_mode(optarg, &o->hook))
+				return bad("--hook (auto, inline or uprobe)", optarg);
 			break;
 		case OPT_ATTACH_MODE:
 			if (parse_attach_mode(optarg, &o->attach_mode))

@@ -27,6 +27,7 @@ struct options {
 	bool empty_probes;	/* benchmark floor: empty programs, no profile */
 	const char *allocator;	/* --allocator: only these (comma-separated) */
 	int attach_mode;	/* enum attach_mode (heapbpf.h) */
+	int hook;		/* enum hook_mode (inject/hooks.h) */
 	bool alloc_only;	/* allocation rates only: no free probes */
 	double max_overhead;	/* --max-overhead, as a fraction; 0: none */
 	bool pages_only;	/* the kernel side only: no uprobes in the target */
@@ -58,5 +59,6 @@ void options_free(struct options *o);
 /* "512k", "1M", "4096": 0 or -1. */
 int parse_size(const char *s, uint64_t *out);
 const char *stack_mode_name(enum stack_mode mode);
+const char *hook_mode_name(int mode);
 
 #endif

@@ -1,0 +1,116 @@
+#include "hookbpf.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attach.h"
+#include "capture.h"
+#include "heapbpf.h"
+#include "hook.skel.h"
+
+#define BPF_TRACE_UPROBE_MULTI_ 48
+#define WAKEUP_BYTES (64 << 10)	/* producers may wait on the reader: wake it early */
+
+/* Maps of the heap object by name; the hook object's own (its scratch
+ * registers, parked blocks, drop counts) stay its own. */
+static int share_maps(struct bpf_object *from, struct bpf_object *to)
+{
+	struct bpf_map *map;
+
+	bpf_object__for_each_map(map, to) {
+		const char *name = bpf_map__name(map);
+		if (strchr(name, '.'))
+			continue;
+		struct bpf_map *shared = bpf_object__find_map_by_name(from, name);
+		if (shared && bpf_map__reuse_fd(map, bpf_map__fd(shared)))
+			return -errno;
+	}
+	return 0;
+}
+
+int hookbpf_load(struct hookbpf *b, struct bpf_object *heap, const struct heapbpf_config *cfg, bool multi)
+{
+	struct bpf_program *prog;
+	int err;
+
+	memset(b, 0, sizeof(*b));
+	b->skel = hook_bpf__open();
+	if (!b->skel)
+		return -errno;
+	b->multi = multi;
+	if (multi)
+		bpf_object__for_each_program(prog, b->skel->obj)
+			bpf_program__set_expected_attach_type(prog, BPF_TRACE_UPROBE_MULTI_);
+	b->skel->rodata->cfg_target_tgid = cfg->tgid;
+	b->skel->rodata->cfg_sample_bytes = cfg->sample_bytes;
+	b->skel->rodata->cfg_stack_mode = cfg->stack_mode;
+	b->skel->rodata->cfg_stack_bytes = cfg->stack_bytes;
+	b->skel->rodata->cfg_scratch_bytes = capture_scratch_bytes(cfg->stack_mode, cfg->stack_bytes);
+	b->skel->rodata->cfg_wakeup_bytes = WAKEUP_BYTES;
+	b->skel->rodata->cfg_alloc_only = cfg->alloc_only;
+	err = share_maps(heap, b->skel->obj);
+	if (!err && hook_bpf__load(b->skel))
+		err = -errno;
+	if (err)
+		hookbpf_destroy(b);
+	return err;
+}
+
+static int attach(void *ctx, pid_t pid, const char *path, const uint64_t offsets[4], void **handle)
+{
+	struct hookbpf *b = ctx;
+	struct bpf_program *progs[4] = { b->skel->progs.report_alloc, b->skel->progs.report_free,
+					 b->skel->progs.report_park, b->skel->progs.report_unpark };
+	struct link_set *set = calloc(1, sizeof(*set));
+	int err = set ? 0 : -ENOMEM;
+
+	for (int i = 0; i < 4 && !err; i++)
+		err = attach_entry_exit(set, b->multi, progs[i], NULL, pid, path, offsets[i]);
+	if (err && set) {
+		attach_close(set);
+		free(set);
+		set = NULL;
+	}
+	*handle = set;
+	return err;
+}
+
+static void detach(void *ctx, void *handle)
+{
+	if (handle) {
+		attach_close(handle);
+		free(handle);
+	}
+}
+
+static uint64_t drops(void *ctx, pid_t pid)
+{
+	struct hookbpf *b = ctx;
+	__u32 tgid = pid;
+	__u64 n = 0;
+
+	bpf_map_lookup_elem(bpf_map__fd(b->skel->maps.hook_drops), &tgid, &n);
+	return n;
+}
+
+void hookbpf_reporter(struct hookbpf *b, struct hook_reporter *out)
+{
+	*out = (struct hook_reporter){ .attach = attach, .detach = detach, .drops = drops, .ctx = b };
+}
+
+void hookbpf_destroy(struct hookbpf *b)
+{
+	hook_bpf__destroy(b->skel);
+	b->skel = NULL;
+}
+
+uint64_t hookbpf_inflight(const struct heapbpf_config *cfg, unsigned processes)
+{
+	uint64_t event = capture_scratch_bytes(cfg->stack_mode, cfg->stack_bytes) + 16;
+	uint64_t n = cfg->ring_bytes / 2 / event / (processes ? processes : 1);
+
+	return n < 8 ? 8 : n;
+}
