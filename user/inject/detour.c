@@ -330,9 +330,11 @@ static int32_t rel32_at(const uint8_t *p)
 	return v;
 }
 
-bool detour_text_branches_into(const uint8_t *text, size_t len, uint64_t vaddr, uint64_t lo, uint64_t hi,
-			       uint64_t skip_lo, uint64_t skip_hi)
+size_t detour_text_branch_sources(const uint8_t *text, size_t len, uint64_t vaddr, uint64_t lo, uint64_t hi,
+				  uint64_t skip_lo, uint64_t skip_hi, uint64_t *out, size_t max)
 {
+	size_t n = 0;
+
 	for (size_t i = 0; i + 5 <= len; i++) {
 		uint64_t at = vaddr + i, target;
 		if (at >= skip_lo && at < skip_hi)
@@ -343,10 +345,13 @@ bool detour_text_branches_into(const uint8_t *text, size_t len, uint64_t vaddr, 
 			target = at + 6 + (int64_t)rel32_at(text + i + 2);
 		else
 			continue;
-		if (target >= lo && target < hi)
-			return true;
+		if (target >= lo && target < hi) {
+			if (n < max)
+				out[n] = at;
+			n++;
+		}
 	}
-	return false;
+	return n;
 }
 
 /* ---- code ---- */

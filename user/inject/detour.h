@@ -59,12 +59,13 @@ int detour_plan(const uint8_t *code, size_t len, uint64_t vaddr, unsigned flags,
  * count (up to max filled), or -EPERM if the bytes do not decode to the end. */
 ssize_t detour_branch_targets(const uint8_t *code, size_t len, uint64_t vaddr, uint64_t *out, size_t max);
 
-/* Whether any rel32 jmp, call or jcc encoding in text (at vaddr), read at
- * every byte offset (conservative: it also sees bytes that are not the
- * start of an instruction), lands in [lo, hi). skip_lo/skip_hi: a range of
- * text whose own bytes are ignored (the window itself). */
-bool detour_text_branches_into(const uint8_t *text, size_t len, uint64_t vaddr, uint64_t lo, uint64_t hi,
-			       uint64_t skip_lo, uint64_t skip_hi);
+/* Where a rel32 jmp, call or jcc encoding in text (at vaddr) lands in
+ * [lo, hi), read at every byte offset: a superset of the real branches
+ * (bytes inside other instructions look like branches too), for the caller
+ * to confirm by decoding. Bytes in [skip_lo, skip_hi) are ignored. Returns
+ * the count, fills up to max source addresses. */
+size_t detour_text_branch_sources(const uint8_t *text, size_t len, uint64_t vaddr, uint64_t lo, uint64_t hi,
+				  uint64_t skip_lo, uint64_t skip_hi, uint64_t *out, size_t max);
 
 /* The original: the first instruction and the window relocated to run at
  * dst (entry: the function's runtime address), then a jmp to entry + len0

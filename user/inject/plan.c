@@ -132,23 +132,55 @@ static int site_refused(struct planner *pl, const struct hook_site *s, const cha
 	return -EPERM;
 }
 
+static bool lands_in(const uint64_t *targets, ssize_t n, uint64_t lo, uint64_t hi, uint64_t *hit)
+{
+	for (ssize_t i = 0; i < n && i < MAX_TARGETS; i++)
+		if (targets[i] >= lo && targets[i] < hi) {
+			*hit = targets[i];
+			return true;
+		}
+	return false;
+}
+
+/* A rel32 branch encoding elsewhere in the file lands in [lo, hi): real,
+ * unless the function holding it decodes without such a branch (the bytes
+ * were part of another instruction). Unknown functions count as real. */
+static bool real_branch_from(struct planner *pl, uint64_t source, uint64_t lo, uint64_t hi)
+{
+	struct elf_sym fn;
+	uint64_t hit;
+
+	if (!elf_file_func_containing(pl->o->elf, source, &fn) || !fn.size || fn.size > MAX_CODE)
+		return true;
+	ssize_t len = elf_file_read(pl->o->elf, fn.vaddr, pl->code, fn.size);
+	ssize_t n = len > 0 ? detour_branch_targets(pl->code, len, fn.vaddr, pl->targets, MAX_TARGETS) : -1;
+	return n < 0 || lands_in(pl->targets, n, lo, hi, &hit);
+}
+
 /* No branch anywhere in the file may land inside the window (it would run
  * the jmp's bytes), nor may a symbol start there. */
 static int check_window(struct planner *pl, struct hook_site *s, size_t len)
 {
-	uint64_t lo = s->vaddr + s->d.len0, hi = lo + s->d.wlen;
+	uint64_t lo = s->vaddr + s->d.len0, hi = lo + s->d.wlen, hit, sources[16];
 	ssize_t n = detour_branch_targets(pl->code, len, s->vaddr, pl->targets, MAX_TARGETS);
 	const char *names[4];
 
 	if (n < 0)
 		return site_refused(pl, s, "its code does not decode to the end of the symbol");
-	for (ssize_t i = 0; i < n && i < MAX_TARGETS; i++)
-		if (pl->targets[i] >= lo && pl->targets[i] < hi)
-			return site_refused(pl, s, "a branch in it lands at +%llu, inside the bytes to replace",
-					    (unsigned long long)(pl->targets[i] - s->vaddr));
-	if (pl->text && detour_text_branches_into(pl->text, pl->text_len, pl->text_vaddr, lo, hi, s->vaddr,
-						  s->vaddr + len))
-		return site_refused(pl, s, "a branch elsewhere in the file may land inside the bytes to replace");
+	if (lands_in(pl->targets, n, lo, hi, &hit))
+		return site_refused(pl, s, "a branch in it lands at +%llu, inside the bytes to replace",
+				    (unsigned long long)(hit - s->vaddr));
+	size_t ns = pl->text ? detour_text_branch_sources(pl->text, pl->text_len, pl->text_vaddr, lo, hi, s->vaddr,
+							  s->vaddr + len, sources, 16) : 0;
+	if (ns > 16)
+		return site_refused(pl, s, "%zu branches elsewhere in the file may land inside the bytes to replace", ns);
+	for (size_t i = 0; i < ns; i++)
+		if (real_branch_from(pl, sources[i], lo, hi))
+			return site_refused(pl, s, "the code at 0x%llx may branch inside the bytes to replace",
+					    (unsigned long long)sources[i]);
+	/* pl->code held other functions meanwhile: read this one back. */
+	if (ns && elf_file_read(pl->o->elf, s->vaddr, pl->code, len) != (ssize_t)len)
+		return site_refused(pl, s, "its code cannot be read from the file");
 	for (uint64_t at = lo; at < hi; at++)
 		if (elf_file_names_at(pl->o->elf, at, names, 4))
 			return site_refused(pl, s, "symbol %s starts inside the bytes to replace", names[0]);
