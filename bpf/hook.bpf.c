@@ -20,6 +20,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 struct hook_scratch {
 	struct pt_regs regs;		/* as the allocator entry saw them */
 	struct mw_agent_report rep;
+	struct mw_agent_free frees[MW_AGENT_FREE_BATCH];
 };
 
 struct {
@@ -28,15 +29,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct hook_scratch);
 } hook_scratch SEC(".maps");
-
-/* A tracked block a realloc released before its call (keyed by thread):
- * back to the live map if the call fails. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, __u64);
-} parked SEC(".maps");
 
 /* Reports a process issued that never reached the ring: the agent's
  * backoff counts them as consumed. */
@@ -58,6 +50,29 @@ static __always_inline struct hook_scratch *read_report(struct pt_regs *ctx, __u
 	if (!sc || bpf_probe_read_user(&sc->rep, sizeof(sc->rep), (void *)PT_REGS_PARM1(ctx)))
 		return NULL;
 	return sc;
+}
+
+/* The releases the report carries: their live keys are unique (the
+ * agent's tags), so however late they come, they hit only their blocks. */
+static __always_inline void apply_frees(struct hook_scratch *sc, __u32 tgid)
+{
+	struct mw_live_key key = { .tgid = tgid };
+	__u32 n = sc->rep.nfrees;
+
+	if (!n)
+		return;
+	if (n > MW_AGENT_FREE_BATCH)
+		n = MW_AGENT_FREE_BATCH;
+	if (bpf_probe_read_user(sc->frees, n * sizeof(sc->frees[0]), (void *)sc->rep.frees))
+		return;
+	for (__u32 i = 0; i < MW_AGENT_FREE_BATCH; i++) {
+		if (i >= n)
+			break;
+		key.tag = sc->frees[i].tag;
+		key.addr = sc->frees[i].addr;
+		if (!bpf_map_delete_elem(&live, &key))
+			count(MW_CNT_FREES_TRACKED);
+	}
 }
 
 static __always_inline void count_drop(__u32 tgid)
@@ -135,6 +150,7 @@ int report_alloc(struct pt_regs *ctx)
 
 	if (!sc)
 		return 0;
+	apply_frees(sc, key.tgid);
 	st = bpf_map_lookup_elem(&cpu_state, &zero);
 	if (!st) {
 		count_drop(key.tgid);
@@ -165,6 +181,7 @@ int report_alloc(struct pt_regs *ctx)
 	count(MW_CNT_SAMPLES);
 	if (cfg_alloc_only || !(sc->rep.flags & MW_REPORT_TRACK))
 		return 0;
+	key.tag = sc->rep.tag;
 	key.addr = sc->rep.addr;
 	if (bpf_map_update_elem(&live, &key, &id, BPF_ANY))
 		count(MW_CNT_LIVE_FULL);
@@ -172,57 +189,12 @@ int report_alloc(struct pt_regs *ctx)
 }
 
 SEC("uprobe")
-int report_free(struct pt_regs *ctx)
+int report_frees(struct pt_regs *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct hook_scratch *sc = read_report(ctx, pid_tgid);
-	struct mw_live_key key = { .tgid = pid_tgid >> 32 };
 
-	if (!sc)
-		return 0;
-	key.addr = sc->rep.addr;
-	if (!bpf_map_delete_elem(&live, &key))
-		count(MW_CNT_FREES_TRACKED);
-	return 0;
-}
-
-SEC("uprobe")
-int report_park(struct pt_regs *ctx)
-{
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct hook_scratch *sc = read_report(ctx, pid_tgid);
-	struct mw_live_key key = { .tgid = pid_tgid >> 32 };
-	__u64 *id, saved;
-
-	if (!sc)
-		return 0;
-	key.addr = sc->rep.addr;
-	id = bpf_map_lookup_elem(&live, &key);
-	if (!id)
-		return 0;
-	saved = *id;
-	if (!bpf_map_delete_elem(&live, &key))
-		count(MW_CNT_FREES_TRACKED);
-	bpf_map_update_elem(&parked, &pid_tgid, &saved, BPF_ANY);
-	return 0;
-}
-
-SEC("uprobe")
-int report_unpark(struct pt_regs *ctx)
-{
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct hook_scratch *sc = read_report(ctx, pid_tgid);
-	struct mw_live_key key = { .tgid = pid_tgid >> 32 };
-	__u64 *id;
-
-	if (!sc)
-		return 0;
-	id = bpf_map_lookup_elem(&parked, &pid_tgid);
-	if (!id)
-		return 0;
-	key.addr = sc->rep.addr;
-	if (bpf_map_update_elem(&live, &key, id, BPF_ANY))
-		count(MW_CNT_LIVE_FULL);
-	bpf_map_delete_elem(&parked, &pid_tgid);
+	if (sc)
+		apply_frees(sc, pid_tgid >> 32);
 	return 0;
 }

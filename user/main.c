@@ -852,6 +852,8 @@ static void run_budget(struct session *s, uint64_t now)
 static void tick(struct session *s, uint64_t now)
 {
 	read_hooks(s);
+	if (s->hooks)
+		hooks_sweep(s->hooks);
 	if (!s->opt.pages_only)
 		heapprof_scan_live(&s->hp, heapbpf_live_fd(&s->bpf));
 	if (s->have_pages)

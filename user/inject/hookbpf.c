@@ -59,15 +59,14 @@ int hookbpf_load(struct hookbpf *b, struct bpf_object *heap, const struct heapbp
 	return err;
 }
 
-static int attach(void *ctx, pid_t pid, const char *path, const uint64_t offsets[4], void **handle)
+static int attach(void *ctx, pid_t pid, const char *path, const uint64_t offsets[2], void **handle)
 {
 	struct hookbpf *b = ctx;
-	struct bpf_program *progs[4] = { b->skel->progs.report_alloc, b->skel->progs.report_free,
-					 b->skel->progs.report_park, b->skel->progs.report_unpark };
+	struct bpf_program *progs[2] = { b->skel->progs.report_alloc, b->skel->progs.report_frees };
 	struct link_set *set = calloc(1, sizeof(*set));
 	int err = set ? 0 : -ENOMEM;
 
-	for (int i = 0; i < 4 && !err; i++)
+	for (int i = 0; i < 2 && !err; i++)
 		err = attach_entry_exit(set, b->multi, progs[i], NULL, pid, path, offsets[i]);
 	if (err && set) {
 		attach_close(set);
@@ -96,9 +95,34 @@ static uint64_t drops(void *ctx, pid_t pid)
 	return n;
 }
 
+/* One batch delete per call; a key already gone (its report was lost)
+ * stops a batch, which goes on after it. */
+static void released(void *ctx, pid_t pid, const struct mw_agent_free *frees, size_t n)
+{
+	struct hookbpf *b = ctx;
+	int fd = bpf_map__fd(b->skel->maps.live);
+	struct mw_live_key keys[256];
+	LIBBPF_OPTS(bpf_map_batch_opts, opts);
+
+	if (n > 256)
+		n = 256;
+	for (size_t i = 0; i < n; i++)
+		keys[i] = (struct mw_live_key){ .tgid = pid, .tag = frees[i].tag, .addr = frees[i].addr };
+	for (size_t done = 0; done < n;) {
+		__u32 count = n - done;
+		int err = bpf_map_delete_batch(fd, keys + done, &count, &opts);
+		done += count;
+		if (!err)
+			break;
+		done++;	/* the key that stopped it */
+	}
+}
+
 void hookbpf_reporter(struct hookbpf *b, struct hook_reporter *out)
 {
-	*out = (struct hook_reporter){ .attach = attach, .detach = detach, .drops = drops, .ctx = b };
+	*out = (struct hook_reporter){
+		.attach = attach, .detach = detach, .drops = drops, .released = released, .ctx = b,
+	};
 }
 
 void hookbpf_destroy(struct hookbpf *b)

@@ -283,8 +283,7 @@ static bool mapped_at(const struct maps *maps, uint64_t addr)
 
 static int attach_reports(struct hook_engine *h, struct hproc *hp, struct hinst *hi)
 {
-	const uint64_t offsets[4] = { SYM_mwa_report_alloc, SYM_mwa_report_free, SYM_mwa_report_park,
-				      SYM_mwa_report_unpark };
+	const uint64_t offsets[2] = { SYM_mwa_report_alloc, SYM_mwa_report_frees };
 	char path[96];
 
 	if (!h->have_rep)
@@ -523,6 +522,54 @@ fail:
 	return refused(h, hp, alloc, file, why[0] ? why : strerror(-err));
 }
 
+static struct mwa_slot *read_slots(pid_t pid, const struct instance *in)
+{
+	struct mwa_slot *slots = malloc(MWA_SLOTS * sizeof(*slots));
+
+	if (slots && proc_mem_read(pid, instance_slots(in), slots, MWA_SLOTS * sizeof(*slots))) {
+		free(slots);
+		return NULL;
+	}
+	return slots;
+}
+
+/* Releases the agent published in the control page's ring: their keys
+ * leave the live map. After the target is gone (final), entries claimed
+ * but never written are skipped instead of waited for. */
+static void drain(struct hook_engine *h, struct hproc *hp, bool final)
+{
+	struct mwa_control *c = hp->ctl;
+	struct mw_agent_free batch[256];
+	size_t n = 0;
+
+	if (!c || !h->have_rep || !h->rep.released)
+		return;
+	struct mwa_release *ring = MWA_RELEASE_RING(c);
+	uint64_t tail = c->rel_tail, head = __atomic_load_n(&c->rel_head, __ATOMIC_ACQUIRE);
+	for (; tail < head; tail++) {
+		struct mwa_release *e = &ring[tail % MWA_RELEASES];
+		if (__atomic_load_n(&e->lap, __ATOMIC_ACQUIRE) != (uint32_t)(tail / MWA_RELEASES + 1)) {
+			if (final)
+				continue;
+			break;	/* being written: next time */
+		}
+		batch[n++] = (struct mw_agent_free){ .addr = e->addr, .tag = e->tag };
+		if (n == sizeof(batch) / sizeof(batch[0])) {
+			h->rep.released(h->rep.ctx, hp->pid, batch, n);
+			n = 0;
+		}
+	}
+	if (n)
+		h->rep.released(h->rep.ctx, hp->pid, batch, n);
+	__atomic_store_n(&c->rel_tail, tail, __ATOMIC_RELEASE);
+}
+
+void hooks_sweep(struct hook_engine *h)
+{
+	for (size_t i = 0; i < h->nprocs; i++)
+		drain(h, h->procs[i], false);
+}
+
 void hooks_detach(struct hook_engine *h, pid_t pid)
 {
 	struct hproc *hp = proc_find(h, pid);
@@ -535,7 +582,10 @@ void hooks_detach(struct hook_engine *h, pid_t pid)
 	if (hp->ninst && !tracee_hold(&t, pid, true)) {
 		for (size_t i = 0; i < hp->ninst; i++)
 			install_restore(&t, &hp->inst[i].in);
+		drain(h, hp, false);
 		tracee_release(&t);
+	} else {
+		drain(h, hp, true);	/* it exited: what it published is all there is */
 	}
 	proc_remove(h, hp);
 }
@@ -585,6 +635,7 @@ void hooks_consumed(struct hook_engine *h, pid_t pid)
 
 void hooks_poll(struct hook_engine *h)
 {
+	hooks_sweep(h);
 	if (!h->have_rep || !h->rep.drops)
 		return;
 	for (size_t i = 0; i < h->nprocs; i++) {
@@ -601,10 +652,10 @@ void hooks_poll(struct hook_engine *h)
 
 static void add_slots(pid_t pid, const struct instance *in, struct hook_stats *out)
 {
-	struct mwa_slot *slots = malloc(MWA_SLOTS * sizeof(*slots));
+	struct mwa_slot *slots = read_slots(pid, in);
 	uint64_t misses = 0;
 
-	if (slots && !proc_mem_read(pid, instance_slots(in), slots, MWA_SLOTS * sizeof(*slots))) {
+	if (slots) {
 		for (size_t i = 0; i < MWA_SLOTS; i++) {
 			out->samples += slots[i].samples;
 			out->frees += slots[i].frees;

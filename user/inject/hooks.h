@@ -21,14 +21,18 @@ enum hook_mode {
 	HOOK_UPROBE,		/* uprobes only */
 };
 
+struct mw_agent_free;
+
 /* The BPF side: report programs on an instance's report functions. */
 struct hook_reporter {
 	/* path: the instance's memfd as /proc/PID/map_files/...; offsets of
-	 * the report functions in it: alloc, free, park, unpark. */
-	int (*attach)(void *ctx, pid_t pid, const char *path, const uint64_t offsets[4], void **handle);
+	 * its report functions: alloc, frees. */
+	int (*attach)(void *ctx, pid_t pid, const char *path, const uint64_t offsets[2], void **handle);
 	void (*detach)(void *ctx, void *handle);
 	/* Reports of pid the BPF side could not put in the ring. */
 	uint64_t (*drops)(void *ctx, pid_t pid);
+	/* Releases the agent published in its control page's ring. */
+	void (*released)(void *ctx, pid_t pid, const struct mw_agent_free *frees, size_t n);
 	void *ctx;
 };
 
@@ -69,8 +73,11 @@ void hooks_forget(struct hook_engine *h, pid_t pid);
 
 /* One report of pid read from the ring (an event with MW_FN_INLINE). */
 void hooks_consumed(struct hook_engine *h, pid_t pid);
-/* Publishes the BPF side's drop counts; call every loop turn. */
+/* Applies the agents' releases and publishes the BPF side's drop counts;
+ * call every loop turn. */
 void hooks_poll(struct hook_engine *h);
+/* Applies the releases the agents published (before a live scan). */
+void hooks_sweep(struct hook_engine *h);
 
 int hooks_stats(struct hook_engine *h, pid_t pid, struct hook_stats *out);
 /* "inline: glibc (malloc, free, ...)" and why anything stays on uprobes,

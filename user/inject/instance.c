@@ -64,12 +64,12 @@ static uint64_t image_bytes(void)
 
 static uint64_t state_bytes(uint64_t buckets)
 {
-	return page_up(MWA_LIVE_OFF + buckets * 64);
+	return page_up(MWA_LIVE_OFF + MWA_LIVE_BYTES(buckets));
 }
 
 uint64_t instance_span(uint64_t live_buckets)
 {
-	return image_bytes() + MWA_PAGE + state_bytes(live_buckets);
+	return image_bytes() + MWA_CONTROL_BYTES + state_bytes(live_buckets);
 }
 
 static void layout(struct instance *in, uint64_t base, uint64_t buckets)
@@ -77,7 +77,7 @@ static void layout(struct instance *in, uint64_t base, uint64_t buckets)
 	in->base = base;
 	in->image_bytes = image_bytes();
 	in->control_off = in->image_bytes;
-	in->state_off = in->image_bytes + MWA_PAGE;
+	in->state_off = in->image_bytes + MWA_CONTROL_BYTES;
 	in->live_buckets = buckets;
 	in->state_bytes = state_bytes(buckets);
 }
@@ -312,13 +312,13 @@ int instance_new_control(struct tracee *t, uint64_t syscall_insn, uint64_t addr)
 
 	if (setup_injector(&j, t, syscall_insn))
 		return -ENOEXEC;
-	fd = target_memfd(&j, CONTROL_NAME, MWA_PAGE, NULL, 0, 0);
+	fd = target_memfd(&j, CONTROL_NAME, MWA_CONTROL_BYTES, NULL, 0, 0);
 	if (fd < 0)
 		return (int)fd;
-	/* MAP_FIXED: a forked child may have a hole there, nothing else. */
-	err = map_at(&j, addr, MWA_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
+	/* A forked child has a hole there (MADV_DONTFORK), nothing else. */
+	err = map_at(&j, addr, MWA_CONTROL_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
 	if (!err)
-		err = inject(&j, SYS_madvise, (long)addr, MWA_PAGE, MADV_DONTFORK, 0, 0, 0);
+		err = inject(&j, SYS_madvise, (long)addr, MWA_CONTROL_BYTES, MADV_DONTFORK, 0, 0, 0);
 	inject(&j, SYS_close, fd, 0, 0, 0, 0, 0);
 	return (int)err;
 }
@@ -364,11 +364,11 @@ struct mwa_control *control_map(pid_t pid, uint64_t addr)
 	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", (int)pid, (unsigned long long)addr,
-		 (unsigned long long)(addr + MWA_PAGE));
+		 (unsigned long long)(addr + MWA_CONTROL_BYTES));
 	fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return NULL;
-	p = mmap(NULL, MWA_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	p = mmap(NULL, MWA_CONTROL_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	close(fd);
 	return p == MAP_FAILED ? NULL : p;
 }
@@ -376,7 +376,7 @@ struct mwa_control *control_map(pid_t pid, uint64_t addr)
 void control_unmap(struct mwa_control *c)
 {
 	if (c)
-		munmap(c, MWA_PAGE);
+		munmap(c, MWA_CONTROL_BYTES);
 }
 
 /* ---- state ---- */

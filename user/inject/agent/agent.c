@@ -38,15 +38,15 @@ _Static_assert(offsetof(struct mwa_desc, twin) == D_TWIN, "desc");
 _Static_assert(offsetof(struct mwa_desc, fn) == D_FN, "desc");
 _Static_assert(offsetof(struct mwa_desc, twin_arg) == D_TWIN_ARG, "desc");
 _Static_assert(sizeof(struct mwa_desc) == D_SIZE, "desc");
-_Static_assert(sizeof(struct mwa_slot) == 64, "slot");
+_Static_assert(sizeof(struct mwa_slot) == 1 << MWA_SLOT_SHIFT, "slot");
 _Static_assert(MW_EXP_CELLS == MW_EXP_SIZE, "exp table");
 _Static_assert(sizeof(struct mwa_header) <= MWA_HEADER_BYTES, "header");
 
-void mwa_report_alloc(struct mw_agent_report *r);
-void mwa_report_free(struct mw_agent_report *r);
-void mwa_report_park(struct mw_agent_report *r);
-void mwa_report_unpark(struct mw_agent_report *r);
-long mwa_syscall2(long nr, long a0, long a1);
+/* In stubs.S. Hidden: taken as addresses, they must not go through a GOT. */
+#define HIDDEN __attribute__((visibility("hidden")))
+HIDDEN void mwa_report_alloc(struct mw_agent_report *r);
+HIDDEN void mwa_report_frees(struct mw_agent_report *r);
+HIDDEN long mwa_syscall2(long nr, long a0, long a1);
 long mwa_slow(struct mwa_rec *r);
 
 #define SYS_nanosleep 35
@@ -155,7 +155,8 @@ static void slot_init(const struct mwa_state *s, struct mwa_slot *sl, uint64_t t
 /* The calling thread's slot: its home slot or one of the next few, claimed
  * when free. With none free it takes a slot that is not busy (its owner,
  * likely a thread that exited, claims another when it comes back: a fresh
- * countdown is as good as the old one, the exponential has no memory). */
+ * countdown is as good as the old one, the exponential has no memory; the
+ * releases it had pending go with the next report of the new owner). */
 static struct mwa_slot *slot_of(struct mwa_state *s, const struct mwa_desc *d, uint64_t tp)
 {
 	struct mwa_slot *slots = (struct mwa_slot *)d->slots;
@@ -183,11 +184,25 @@ static struct mwa_slot *slot_of(struct mwa_state *s, const struct mwa_desc *d, u
 	return NULL;
 }
 
-/* ---- the live set: sampled blocks still allocated ---- */
+/* ---- the live set: sampled blocks still allocated, with their tags ---- */
+
+struct live_way {
+	uint64_t *addr;
+	uint32_t *tag;
+};
 
 static uint64_t *bucket_of(const struct mwa_desc *d, uint64_t addr)
 {
 	return (uint64_t *)(d->live + ((hash_mul(addr) >> MWA_LIVE_SHIFT) & d->live_mask));
+}
+
+/* The tags sit after the address buckets, 32 bytes per bucket. */
+static uint32_t *tags_of(const struct mwa_desc *d, const uint64_t *bucket)
+{
+	uint64_t index = ((uint64_t)bucket - d->live) >> 6;
+	uint64_t nbuckets = (d->live_mask >> 6) + 1;
+
+	return (uint32_t *)(d->live + nbuckets * 64 + index * 32);
 }
 
 static bool live_contains(const struct mwa_desc *d, uint64_t addr)
@@ -200,24 +215,38 @@ static bool live_contains(const struct mwa_desc *d, uint64_t addr)
 	return false;
 }
 
-static bool live_remove(const struct mwa_desc *d, uint64_t addr)
+/* Removes addr; its tag, or 0 if it was not there. */
+static uint32_t live_remove(const struct mwa_desc *d, uint64_t addr)
 {
 	uint64_t *b = bucket_of(d, addr);
 
-	for (int i = 0; i < MWA_WAYS; i++)
-		if (load(&b[i]) == addr && cas(&b[i], addr, 0))
-			return true;
-	return false;
+	for (int i = 0; i < MWA_WAYS; i++) {
+		if (load(&b[i]) != addr)
+			continue;
+		/* Only the thread releasing the block gets here: the tag is its. */
+		uint32_t tag = __atomic_load_n(&tags_of(d, b)[i], __ATOMIC_ACQUIRE);
+		if (cas(&b[i], addr, 0))
+			return tag;
+	}
+	return 0;
 }
 
-static bool live_insert(const struct mwa_desc *d, uint64_t addr)
+/* Inserts addr with a new tag; the tag, or 0 when its bucket is full. */
+static uint32_t live_insert(struct mwa_state *s, const struct mwa_desc *d, uint64_t addr)
 {
 	uint64_t *b = bucket_of(d, addr);
 
-	for (int i = 0; i < MWA_WAYS; i++)
-		if (!load(&b[i]) && cas(&b[i], 0, addr))
-			return true;
-	return false;
+	for (int i = 0; i < MWA_WAYS; i++) {
+		if (load(&b[i]) || !cas(&b[i], 0, addr))
+			continue;
+		uint32_t tag;
+		do
+			tag = (uint32_t)__atomic_add_fetch(&s->next_tag, 1, __ATOMIC_RELAXED);
+		while (!tag);
+		__atomic_store_n(&tags_of(d, b)[i], tag, __ATOMIC_RELEASE);
+		return tag;
+	}
+	return 0;
 }
 
 /* ---- the backoff ---- */
@@ -311,30 +340,59 @@ static uint64_t call_original(struct call *c, bool through_twin)
 	return ret;
 }
 
-static void report(struct call *c, void (*fn)(struct mw_agent_report *), uint64_t addr, uint64_t size,
-		   uint32_t flags)
+static void report(struct call *c, void (*fn)(struct mw_agent_report *), uint64_t addr, uint32_t tag)
 {
 	struct mw_agent_report *rep = &c->r->rep;
 
 	rep->entry_ip = c->d->entry;
 	rep->addr = addr;
-	rep->size = size;
+	rep->size = c->size;
 	rep->fn = c->d->fn;
-	rep->flags = flags;
+	rep->flags = tag ? MW_REPORT_TRACK : 0;
+	rep->tag = tag;
+	rep->nfrees = 0;
+	rep->frees = 0;
 	fn(rep);
+}
+
+/* A tracked block is released: its key goes to the control page's ring,
+ * for memwatch to drain (or through the kernel when the ring is full). */
+static void released(struct call *c, uint64_t addr, uint32_t tag)
+{
+	struct mwa_control *ctl = (struct mwa_control *)c->d->control;
+	struct mwa_release *ring = MWA_RELEASE_RING(ctl);
+	uint64_t head = load(&ctl->rel_head);
+
+	if (c->slot)
+		c->slot->frees++;
+	if (load(&ctl->closed))
+		return;
+	for (;;) {
+		if (head - load(&ctl->rel_tail) >= MWA_RELEASES) {
+			struct mw_agent_free one = { addr, tag, 0 };
+			struct mw_agent_report *rep = &c->r->rep;
+			bump(&ctl->rel_full);
+			rep->nfrees = 1;
+			rep->frees = (uint64_t)&one;
+			mwa_report_frees(rep);
+			return;
+		}
+		if (__atomic_compare_exchange_n(&ctl->rel_head, &head, head + 1, false, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE))
+			break;
+	}
+	struct mwa_release *e = &ring[head % MWA_RELEASES];
+	e->addr = addr;
+	e->tag = tag;
+	__atomic_store_n(&e->lap, (uint32_t)(head / MWA_RELEASES + 1), __ATOMIC_RELEASE);
 }
 
 static long slow_free(struct call *c)
 {
-	uint64_t addr = c->r->args[0];
+	uint32_t tag = live_remove(c->d, c->r->args[0]);
 
-	/* Reported before the block is released: once free, its address may
-	 * come back from another thread's malloc, sampled. */
-	if (live_remove(c->d, addr)) {
-		report(c, mwa_report_free, addr, 0, 0);
-		if (c->slot)
-			c->slot->frees++;
-	}
+	if (tag)
+		released(c, c->r->args[0], tag);
 	return 0;
 }
 
@@ -388,44 +446,30 @@ static bool result(struct call *c, uint64_t ret, uint64_t *addr)
 	}
 }
 
-/* The old block of a realloc that was tracked: released before the call
- * (reported then, for slow_free's reason) and restored if the call fails. */
+/* A tracked block the call may have released: released on success (a
+ * realloc moves or resizes it, an xallocx resizes it in place), and by
+ * realloc(p, 0) returning NULL; a failed realloc leaves it as it was. */
 static void settle_old(struct call *c, bool ok)
 {
-	if (c->d->layout == MW_LAYOUT_XALLOCX) {
-		/* Resized in place: on success the old record ends here. */
-		if (ok && live_remove(c->d, c->old)) {
-			report(c, mwa_report_free, c->old, 0, 0);
-			c->slot->frees++;
-		}
-		return;
-	}
-	/* realloc(p, 0) may free p and return NULL. A block the live set has
-	 * no room for again stays released: an undercount, never a leak. */
-	if (ok || !c->size)
-		return;
-	if (live_insert(c->d, c->old))
-		report(c, mwa_report_unpark, c->old, 0, MW_REPORT_TRACK);
-	else
-		c->slot->untracked++;
+	bool gone = ok || (c->d->layout != MW_LAYOUT_XALLOCX && !c->size);
+	uint32_t tag = gone ? live_remove(c->d, c->old) : 0;
+
+	if (tag)
+		released(c, c->old, tag);
 }
 
 static void record(struct call *c, uint64_t addr)
 {
 	struct mwa_control *ctl = (struct mwa_control *)c->d->control;
-	uint32_t flags = 0;
+	uint32_t tag = 0;
 
 	if (!room_to_report(ctl)) {
 		c->slot->lost++;
 		return;
 	}
-	if (!c->s->alloc_only) {
-		if (live_insert(c->d, addr))
-			flags = MW_REPORT_TRACK;
-		else
-			c->slot->untracked++;
-	}
-	report(c, mwa_report_alloc, addr, c->size, flags);
+	if (!c->s->alloc_only && !(tag = live_insert(c->s, c->d, addr)))
+		c->slot->untracked++;
+	report(c, mwa_report_alloc, addr, tag);
 	c->slot->samples++;
 }
 
@@ -434,7 +478,6 @@ static long slow_alloc(struct call *c)
 	bool wrap = c->d->flags & MWA_F_WRAP, throws = c->d->flags & MWA_F_THROWS;
 	uint64_t ret, addr;
 
-	c->slot = slot_of(c->s, c->d, thread_pointer());
 	if (!c->slot)
 		return 0;
 	if (c->slot->owner & 1) {
@@ -449,10 +492,6 @@ static long slow_alloc(struct call *c)
 	c->old_tracked = c->old && live_contains(c->d, c->old);
 	if (!c->sampled && !c->old_tracked && !wrap)
 		return 0;
-	if (c->old_tracked && c->d->layout != MW_LAYOUT_XALLOCX && live_remove(c->d, c->old)) {
-		report(c, mwa_report_park, c->old, 0, 0);
-		c->slot->frees++;
-	}
 	ret = call_original(c, throws);
 	if (throws && !ret)
 		return 0;	/* the throwing original retries, and throws */
@@ -472,9 +511,8 @@ long mwa_slow(struct mwa_rec *r)
 	c.s = (struct mwa_state *)c.d->state;
 	if (!load(&c.s->enabled))
 		return 0;
-	if (c.d->layout == MW_LAYOUT_FREE) {
-		c.slot = slot_of(c.s, c.d, thread_pointer());
+	c.slot = slot_of(c.s, c.d, thread_pointer());
+	if (c.d->layout == MW_LAYOUT_FREE)
 		return slow_free(&c);
-	}
 	return slow_alloc(&c);
 }

@@ -11,8 +11,9 @@
  *   [8K, report)             the agent's code (the embedded blob)
  *   [report, +4K)            report functions: nop5; ret (memwatch's uprobes; never written)
  *   [patch, +MWA_PATCH_BYTES) per-entry code: prelude, original (relocated), descriptor
- *   [image, +4K)             control page: a MAP_SHARED memfd memwatch maps too (MADV_DONTFORK)
- *   [image + 4K, ...)        state: private anonymous (MADV_WIPEONFORK): sampler
+ *   [image, +CONTROL_BYTES)  control: a MAP_SHARED memfd memwatch maps too (MADV_DONTFORK):
+ *                            the backoff, and the ring of released blocks
+ *   [image + CONTROL_BYTES, ...) state: private anonymous (MADV_WIPEONFORK): sampler
  *                            parameters, per-thread slots, the live set
  */
 #ifndef MW_AGENT_H
@@ -22,6 +23,7 @@
 #define MWA_PATCH_BYTES		(4 * MWA_PAGE)
 #define MWA_SLOT_BITS		11
 #define MWA_SLOTS		(1 << MWA_SLOT_BITS)
+#define MWA_SLOT_SHIFT		6		/* 64-byte slots */
 #define MWA_SLOT_PROBES		8		/* slots a thread may take, from its home slot */
 #define MWA_WAYS		8		/* addresses per live-set bucket (64 bytes) */
 /* Both hashes multiply by this immediate, sign-extended to 64 bits (imul
@@ -65,14 +67,16 @@
 #define R_R13		40
 #define R_R14		48
 #define R_R15		56
-#define R_ARGS		88	/* rdi rsi rdx rcx r8 r9 */
-#define R_DESC		136
-#define R_WHY		144	/* 1: the stub's countdown went <= 0 (sampled) */
-#define R_RET		152
-#define R_FRAME		168	/* keeps rsp 16-byte aligned at the C call */
+#define R_ARGS		104	/* rdi rsi rdx rcx r8 r9 */
+#define R_DESC		152
+#define R_WHY		160	/* 1: the stub's countdown went <= 0 (sampled) */
+#define R_RET		168
+#define R_FRAME		184	/* keeps rsp 16-byte aligned at the C call */
 
 #ifndef __ASSEMBLER__
 #include <stdint.h>
+
+#include "memwatch.h"
 
 struct mwa_patch {
 	uint64_t at;		/* the first byte replaced: entry + len0 */
@@ -124,7 +128,7 @@ struct mwa_slot {
 	int64_t countdown;	/* bytes until the next sample point */
 	uint64_t rng;		/* xorshift64* */
 	uint64_t samples;	/* allocations reported */
-	uint64_t frees;		/* releases of tracked blocks reported */
+	uint64_t frees;		/* releases of tracked blocks */
 	uint64_t nested;	/* calls inside an original the agent called */
 	uint64_t lost;		/* sampled calls not reported (observer gone, or stuck) */
 	uint64_t untracked;	/* sampled blocks the live set had no room for */
@@ -140,31 +144,57 @@ struct mwa_state {
 	uint64_t seed;
 	uint64_t alloc_only;	/* no live set: frees are not hooked */
 	uint64_t slot_misses;	/* calls that found no slot (passed through unsampled) */
-	uint64_t pad[3];
+	uint64_t next_tag;	/* tags of tracked blocks (live keys) */
+	uint64_t pad[2];
 	uint64_t exp_edges[MW_EXP_CELLS + 1];	/* R * -ln(k / cells) */
 };
 
 #define MWA_SLOTS_OFF	(((sizeof(struct mwa_state) + MWA_PAGE - 1) / MWA_PAGE) * MWA_PAGE)
 #define MWA_LIVE_OFF	(MWA_SLOTS_OFF + MWA_SLOTS * sizeof(struct mwa_slot))
+/* The live set: buckets of MWA_WAYS addresses (64 bytes) at MWA_LIVE_OFF,
+ * then the same number of buckets of MWA_WAYS 32-bit tags. */
+#define MWA_LIVE_BYTES(buckets)	((buckets) * (64 + 32))
 
 /* The control page, shared with memwatch: the no-loss backoff. Each
  * sampled call takes a ticket and waits until fewer than limit reports are
  * in the ring (tickets beyond consumed + abandoned + limit wait). It stops
  * waiting, and reporting, once memwatch's heartbeat stalls (dead,
  * detached) or it consumes nothing for seconds (stuck). */
+/*
+ * Releases of tracked blocks go to memwatch through the control memfd, not
+ * through the kernel: a ring of live keys the agent's threads append to
+ * (claim a position, write, then publish the lap) and memwatch drains. Its
+ * mapping outlives the target, so releases made just before an exit are
+ * not lost. A late release is harmless: each key is unique (its tag). With
+ * the ring full, a release is reported through the kernel instead.
+ */
+#define MWA_RELEASES		4096
+#define MWA_CONTROL_BYTES	(MWA_PAGE + MWA_RELEASES * 16)
+
+struct mwa_release {
+	uint64_t addr;
+	uint32_t tag;
+	uint32_t lap;		/* position / MWA_RELEASES + 1, once written */
+};
+
 struct mwa_control {
 	uint64_t heartbeat;	/* memwatch: bumped every few milliseconds */
 	uint64_t consumed;	/* memwatch: reports out of the ring (read or dropped) */
 	uint64_t limit;		/* memwatch: reports in flight allowed; 0: never wait */
 	uint64_t closed;	/* memwatch: detached; report nothing */
 	uint64_t generation;	/* memwatch: bumped when it resets the counters */
-	uint64_t pad0[3];
+	uint64_t rel_tail;	/* memwatch: releases drained */
+	uint64_t pad0[2];
 	uint64_t issued;	/* agent: tickets taken */
 	uint64_t abandoned;	/* agent: tickets given up */
 	uint64_t gone;		/* agent: the observer stopped answering (sticky) */
 	uint64_t waits;		/* agent: sampled calls that had to wait */
-	uint64_t pad1[4];
+	uint64_t rel_head;	/* agent: releases claimed */
+	uint64_t rel_full;	/* agent: releases reported through the kernel (ring full) */
+	uint64_t pad1[2];
 };
+
+#define MWA_RELEASE_RING(control) ((struct mwa_release *)((char *)(control) + MWA_PAGE))
 
 struct mwa_desc {
 	uint64_t tramp, slots, live, live_mask, state, control, entry, twin;

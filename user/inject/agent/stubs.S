@@ -22,7 +22,7 @@
 	movq	%fs:0, %r10
 	imulq	$MWA_HASH_IMM, %r10, %rax
 	shrq	$(64 - MWA_SLOT_BITS), %rax
-	shlq	$6, %rax
+	shlq	$MWA_SLOT_SHIFT, %rax
 	addq	D_SLOTS(%r11), %rax
 .endm
 
@@ -189,25 +189,13 @@ mwa_syscall2:			/* (nr, a0, a1) */
 	.p2align 4
 	.globl	mwa_report_alloc
 	.hidden	mwa_report_alloc
-mwa_report_alloc:		/* a sampled allocation */
+mwa_report_alloc:		/* a sampled allocation, and the releases pending */
 	.byte	0x0f, 0x1f, 0x44, 0x00, 0x00
 	ret
 	.p2align 4
-	.globl	mwa_report_free
-	.hidden	mwa_report_free
-mwa_report_free:		/* a tracked block released */
-	.byte	0x0f, 0x1f, 0x44, 0x00, 0x00
-	ret
-	.p2align 4
-	.globl	mwa_report_park
-	.hidden	mwa_report_park
-mwa_report_park:		/* realloc of a tracked block: released, unless it fails */
-	.byte	0x0f, 0x1f, 0x44, 0x00, 0x00
-	ret
-	.p2align 4
-	.globl	mwa_report_unpark
-	.hidden	mwa_report_unpark
-mwa_report_unpark:		/* that realloc failed: the block is live again */
+	.globl	mwa_report_frees
+	.hidden	mwa_report_frees
+mwa_report_frees:		/* a batch of releases of tracked blocks */
 	.byte	0x0f, 0x1f, 0x44, 0x00, 0x00
 	ret
 
