@@ -7,7 +7,7 @@ build=(clang llvm libbpf-dev bpftool libelf-dev libdw-dev zlib1g-dev libprotobuf
        libmicrohttpd-dev libcapstone-dev pkg-config make gcc g++ binutils)
 test=(libcmocka-dev golang-go libc6-dbg libc6-dev python3 util-linux procps elfutils
       libjemalloc-dev libjemalloc2 libgoogle-perftools-dev redis-server redis-tools prometheus
-      librsvg2-bin python3-pil bpftrace dwz google-perftools libtcmalloc-minimal4 libgoogle-perftools4)
+      librsvg2-bin python3-pil bpftrace strace dwz google-perftools libtcmalloc-minimal4 libgoogle-perftools4)
 
 missing=()
 for pkg in "${build[@]}" "${test[@]}"; do

@@ -27,6 +27,7 @@ void attacher_init(struct attacher *a, const struct probe_progs *progs, const ch
 	a->progs = *progs;
 	a->log = log;
 	hmap_init(&a->done, NULL, NULL);
+	hmap_init(&a->inlined, NULL, NULL);
 }
 
 static int keep_link(struct link_set *set, struct bpf_link *link)
@@ -102,6 +103,7 @@ void attacher_detach(struct attacher *a)
 	close_links(&a->heap);
 	close_links(&a->loader);
 	hmap_free(&a->done);
+	hmap_free(&a->inlined);
 }
 
 void attacher_suspend(struct attacher *a, pid_t pid)
@@ -357,6 +359,11 @@ static void note_allocator(struct attacher *a, const char *name)
 		snprintf(a->allocators + len, sizeof(a->allocators) - len, "%s%s", len ? "," : "", name);
 }
 
+static uint64_t visit_key(pid_t pid, const struct objfile *o)
+{
+	return hash_u64((uintptr_t)o) ^ (uint64_t)pid;
+}
+
 static int probe_file(struct attacher *a, struct process *p, const struct mapping *m, const struct allocator *alloc)
 {
 	struct objfile *o = m->data;
@@ -376,8 +383,11 @@ static int probe_file(struct attacher *a, struct process *p, const struct mappin
 		if (r < 0)
 			return r;
 		if (r > 0) {
+			uint64_t key = visit_key(p->pid, o);
+			bool fresh = false;
+			hmap_upsert(&a->inlined, hash_u64(key), key, &fresh);
 			a->hooked_pid = p->pid;
-			a->ninline++;
+			a->ninline += fresh;
 			note_allocator(a, alloc->name);
 			return 0;
 		}
@@ -400,11 +410,6 @@ static int probe_file(struct attacher *a, struct process *p, const struct mappin
 	if (!err)
 		note_allocator(a, alloc->name);
 	return err;
-}
-
-static uint64_t visit_key(pid_t pid, const struct objfile *o)
-{
-	return hash_u64((uintptr_t)o) ^ (uint64_t)pid;
 }
 
 /* Marks (pid, objfile) as handled; false if it already was. */
@@ -458,9 +463,16 @@ int attach_allocators(struct attacher *a, struct procs *ps, struct process *p)
 	return found;
 }
 
+static bool was_inlined(const struct attacher *a, pid_t pid, const struct objfile *o)
+{
+	uint64_t key = visit_key(pid, o);
+	return hmap_find(&a->inlined, hash_u64(key), key) != NULL;
+}
+
 /* After exec the files are mapped anew (elsewhere, or not at all): redo the
  * nesting ranges of the allocators probed before, whose probes still apply
- * where the new image maps their files again, and probe the new ones. */
+ * where the new image maps their files again, detour again those that were
+ * detoured (patches die with the old image), and probe the new ones. */
 int attach_after_exec(struct attacher *a, struct procs *ps, struct process *p)
 {
 	__u32 tgid = p->pid;
@@ -474,7 +486,10 @@ int attach_after_exec(struct attacher *a, struct procs *ps, struct process *p)
 		if (!m->executable || !o || !o->elf || !visited(a, p->pid, o))
 			continue;
 		const struct allocator *alloc = allocator_of(a, o);
-		if (alloc && (err = add_nesting(a, p, o, alloc)))
+		if (!alloc)
+			continue;
+		err = was_inlined(a, p->pid, o) ? probe_file(a, p, m, alloc) : add_nesting(a, p, o, alloc);
+		if (err)
 			return err;
 	}
 	return attach_allocators(a, ps, p);

@@ -50,6 +50,7 @@ struct attacher {
 	struct hook_engine *hooks;	/* in-process detours first, where they go (inject/hooks.h) */
 	pid_t hooked_pid;		/* ... installed in this process */
 	unsigned ninline;		/* allocator files detoured */
+	struct hmap inlined;		/* (pid, objfile) pairs detoured: exec needs them again */
 };
 
 void attacher_init(struct attacher *a, const struct probe_progs *progs, const char *only, FILE *log);

@@ -173,7 +173,7 @@ def bpf_programs():
     another memwatch running meanwhile are held by it.)"""
     out = subprocess.run(["bpftool", "prog", "show"], capture_output=True, text=True).stdout
     ours = {"enter_size0", "enter_size1", "enter_calloc", "enter_realloc", "enter_reallocar",
-            "enter_memalign_", "free_enter", "alloc_exit", "loader_state"}
+            "enter_memalign_", "free_enter", "alloc_exit", "loader_state", "report_alloc", "report_frees"}
     loaded = [(int(i), n) for i, n in re.findall(r"^(\d+): \S+\s+name (\S+)", out, re.M) if n in ours]
     if not loaded:
         return []
