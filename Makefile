@@ -59,12 +59,12 @@ $(OUTPUT)/user/%.o: user/%.c $(USER_HDRS) include/memwatch.h $(SKELS) $(OUTPUT)/
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 # The in-process agent (user/inject/agent): freestanding, position
-# independent, linked to a flat blob that memwatch embeds and maps into
-# targets. Only PC-relative relocations are allowed: the blob runs at any
-# address without a loader.
+# independent, linked to an ELF whose file is its memory image, which
+# memwatch embeds and maps into targets. Only PC-relative relocations are
+# allowed: it runs at any address without a loader.
 AGENT_DIR    := user/inject/agent
-AGENT_CFLAGS := -ffreestanding -nostdlib -fPIC -fno-stack-protector -O2 -fno-asynchronous-unwind-tables \
-		-fno-unwind-tables -mgeneral-regs-only -fcf-protection=none -fno-jump-tables -fvisibility=hidden \
+AGENT_CFLAGS := -ffreestanding -nostdlib -fPIC -fno-stack-protector -O2 -fasynchronous-unwind-tables \
+		-mgeneral-regs-only -fcf-protection=none -fno-jump-tables -fvisibility=hidden \
 		-fno-builtin -std=gnu11 -Wall -Wextra -Werror -Iinclude -I$(AGENT_DIR)
 AGENT_DEPS   := $(wildcard $(AGENT_DIR)/*) include/memwatch.h
 
@@ -81,14 +81,11 @@ $(OUTPUT)/agent/agent.elf: $(OUTPUT)/agent/stubs.o $(OUTPUT)/agent/agent.o $(AGE
 	if [ -n "$$bad" ]; then echo "agent: relocations that need a loader: $$bad" >&2; exit 1; fi
 	$(LD) -static -nostdlib --orphan-handling=error -T $(AGENT_DIR)/agent.lds $(filter %.o,$^) -o $@
 
-$(OUTPUT)/agent/agent.bin: $(OUTPUT)/agent/agent.elf
-	objcopy -O binary $< $@
-
-# Offsets of the agent's symbols in an instance (the blob starts at 0x2000).
+# Offsets of the agent's symbols in an instance (the ELF maps from offset 0).
 $(OUTPUT)/agent/agent_syms.h: $(OUTPUT)/agent/agent.elf
 	nm $< | awk '$$3 ~ /^mwa_/ { printf "#define SYM_%s 0x%sull\n", $$3, $$1 }' > $@.tmp && mv $@.tmp $@
 
-$(OUTPUT)/user/inject/agent_blob.o: user/inject/agent_blob.S $(OUTPUT)/agent/agent.bin
+$(OUTPUT)/user/inject/agent_blob.o: user/inject/agent_blob.S $(OUTPUT)/agent/agent.elf
 	@mkdir -p $(dir $@)
 	$(CC) -Wa,-I$(OUTPUT)/agent -c $< -o $@
 

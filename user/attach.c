@@ -463,21 +463,21 @@ int attach_allocators(struct attacher *a, struct procs *ps, struct process *p)
 	return found;
 }
 
-static bool was_inlined(const struct attacher *a, pid_t pid, const struct objfile *o)
-{
-	uint64_t key = visit_key(pid, o);
-	return hmap_find(&a->inlined, hash_u64(key), key) != NULL;
-}
-
 /* After exec the files are mapped anew (elsewhere, or not at all): redo the
  * nesting ranges of the allocators probed before, whose probes still apply
- * where the new image maps their files again, detour again those that were
- * detoured (patches die with the old image), and probe the new ones. */
+ * where the new image maps their files again, and probe the new ones.
+ * Detours die with the old image: files that were detoured count as new
+ * again, and are detoured when (and if) the new image maps them. */
 int attach_after_exec(struct attacher *a, struct procs *ps, struct process *p)
 {
 	__u32 tgid = p->pid;
+	struct hmap_slot *slot;
 	int err;
 
+	for (size_t i = 0; hmap_next(&a->inlined, &i, &slot);)
+		hmap_remove(&a->done, hash_u64(slot->key), slot->key, NULL);
+	hmap_clear(&a->inlined);
+	a->ninline = 0;
 	if (a->progs.nests_fd >= 0)
 		bpf_map_delete_elem(a->progs.nests_fd, &tgid);
 	for (size_t i = 0; i < p->maps.n; i++) {
@@ -486,10 +486,7 @@ int attach_after_exec(struct attacher *a, struct procs *ps, struct process *p)
 		if (!m->executable || !o || !o->elf || !visited(a, p->pid, o))
 			continue;
 		const struct allocator *alloc = allocator_of(a, o);
-		if (!alloc)
-			continue;
-		err = was_inlined(a, p->pid, o) ? probe_file(a, p, m, alloc) : add_nesting(a, p, o, alloc);
-		if (err)
+		if (alloc && (err = add_nesting(a, p, o, alloc)))
 			return err;
 	}
 	return attach_allocators(a, ps, p);

@@ -17,6 +17,11 @@ NO_LOSS = re.compile(r"losses: ring buffer full 0, live map full 0, calls lost 0
                      r"stacks 0, in-process: unreported 0, untracked 0, no thread slot 0")
 
 
+def exit_code(binary):
+    """groundtruth and its builds exit 3; the C++ one 0."""
+    return 0 if binary.startswith("gtcxx") else 3
+
+
 def inline_allocators(stderr):
     """Allocator names memwatch -v says it detoured."""
     return set(re.findall(r": (\S+) allocator in \S+: inline hooks", stderr))
@@ -40,7 +45,7 @@ class GroundTruthTest(TestCase):
                 out, man = self.path(name + ".pb.gz"), self.path(name + ".manifest")
                 run = memwatch(["-v", "-s", "1", "-o", out] + INLINE + extra +
                                ["--", workload(binary), "--manifest", man], env=env_with(preload))
-                self.assertEqual(run.returncode, 3, run.stderr)
+                self.assertEqual(run.returncode, exit_code(binary), run.stderr)
                 self.check(name, out, man, run, allocator_rx)
 
     def run_pid(self, configs, extra):
@@ -51,7 +56,7 @@ class GroundTruthTest(TestCase):
                 try:
                     mw = Attached(w.pid, ["-v", "-s", "1", "-o", out] + INLINE + extra)
                     w.go()
-                    self.assertEqual(w.finish()[0], 3)
+                    self.assertEqual(w.finish()[0], exit_code(binary))
                 finally:
                     w.kill()
                 run = mw.wait()
@@ -89,6 +94,43 @@ class GroundTruthTest(TestCase):
                         tol = tolerance(want[idx - 1], sizes[site], DEFAULT_RATE)
                         self.assertLess(abs(got[idx] - want[idx]), tol, "%s %s[%d]: %d vs %d" %
                                         (name, site, idx, got[idx], want[idx]))
+
+
+def libc_bytes(pid, name, n=16):
+    """n bytes of libc function name: in pid's memory, and in the file."""
+    with open("/proc/%d/maps" % pid) as f:
+        line = next(l for l in f if "libc.so.6" in l and " 00000000 " in l)
+    base, path = int(line.split("-")[0], 16), line.split()[5]
+    out = subprocess.run(["nm", "-D", "--defined-only", path], capture_output=True, text=True).stdout
+    offset = next(int(l.split()[0], 16) for l in out.splitlines() if l.split()[2].split("@")[0] == name)
+    with open("/proc/%d/mem" % pid, "rb") as mem:
+        mem.seek(base + offset)
+        memory = mem.read(n)
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return memory, f.read(n)
+
+
+class AllocOnlyTest(TestCase):
+    def test_alloc_only_leaves_free_alone(self):
+        """--alloc-only: allocation entries are detoured, free is not touched."""
+        out, man = self.path("a.pb.gz"), self.path("a.manifest")
+        w = WaitingWorkload([workload("groundtruth"), "--manifest", man])
+        try:
+            mw = Attached(w.pid, ["-v", "--alloc-only", "-s", "1", "--stack-mode", "fp", "-o", out] + INLINE)
+            memory, file = libc_bytes(w.pid, "malloc")
+            self.assertNotEqual(memory, file, "malloc is detoured")
+            memory, file = libc_bytes(w.pid, "free")
+            self.assertEqual(memory, file, "free is untouched")
+            w.go()
+            self.assertEqual(w.finish()[0], 3)
+        finally:
+            w.kill()
+        run = mw.wait()
+        self.assertEqual(run.returncode, 0, run.stderr)
+        sites = Profile(out).by_site()
+        for site, want in read_manifest(man).items():
+            self.assertEqual(sites.get(site, [0, 0])[:2], want[:2], site)
 
 
 class PathsTest(TestCase):

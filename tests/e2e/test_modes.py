@@ -52,7 +52,8 @@ class SessionTest(TestCase):
     def test_return_half_only_for_sampled_calls(self):
         """1 KiB blocks sampled at 1 MiB: about one call in a thousand."""
         out, man = self.path("s.pb.gz"), self.path("s.manifest")
-        run = memwatch(["-v", "-s", "1m", "-o", out, "--", GT, "--big", "--manifest", man], timeout=300)
+        run = memwatch(["-v", "-s", "1m", "--hook", "uprobe", "-o", out, "--", GT, "--big", "--manifest", man],
+                       timeout=300)
         self.assertEqual(run.returncode, 3, run.stderr)
         self.assertIn("uprobe sessions", run.stderr)
         samples, returns = counters(run.stderr)
@@ -69,7 +70,8 @@ class SessionTest(TestCase):
         self.assertLess(abs(got[3] - want[3]), tol)
 
     def test_without_sessions_every_call_returns(self):
-        run = memwatch(["-v", "--attach-mode", "multi", "-s", "1m", "-o", self.path("m.pb.gz"), "--", GT, "--big"],
+        run = memwatch(["-v", "--hook", "uprobe", "--attach-mode", "multi", "-s", "1m", "-o", self.path("m.pb.gz"), "--",
+                        GT, "--big"],
                        timeout=300)
         self.assertEqual(run.returncode, 3, run.stderr)
         samples, returns = counters(run.stderr)
@@ -81,7 +83,7 @@ class SessionTest(TestCase):
         for mode in ("session", "multi", "classic"):
             with self.subTest(mode=mode):
                 out, man = self.path(mode + ".pb.gz"), self.path(mode + ".manifest")
-                run = memwatch(["-v", "--attach-mode", mode, "-s", "1", "--stack-mode", "fp", "-o", out, "--",
+                run = memwatch(["-v", "--hook", "uprobe", "--attach-mode", mode, "-s", "1", "--stack-mode", "fp", "-o", out, "--",
                                 GT, "--manifest", man])
                 self.assertEqual(run.returncode, 3, run.stderr)
                 sites = Profile(out).by_site()
@@ -94,7 +96,7 @@ class AllocOnlyTest(TestCase):
         out, man = self.path("a.pb.gz"), self.path("a.manifest")
         w = WaitingWorkload([GT, "--manifest", man, "--linger", "30"])
         try:
-            mw = Attached(w.pid, ["-v", "--alloc-only", "-s", "1", "--stack-mode", "fp", "-o", out])
+            mw = Attached(w.pid, ["-v", "--hook", "uprobe", "--alloc-only", "-s", "1", "--stack-mode", "fp", "-o", out])
             probes = probe_addresses("".join(mw.err_lines), w.pid)
             self.assertIn("malloc", probes)
             self.assertNotIn("free", probes)
@@ -156,8 +158,9 @@ class BudgetTest(TestCase):
         subprocess.run(["make", "-s", "-C", ROOT, ".output/churn"], check=True)
         out = self.path("b.pb.gz")
         base = sorted(self.churn()[0] for _ in range(3))[1]
-        full, _ = self.churn(["-o", self.path("full.pb.gz")])
-        runs = [self.churn(["-v", "--max-overhead", "10", "-o", out]) for _ in range(3)]
+        # The budget is for probes that trap on every call: the uprobe path.
+        full, _ = self.churn(["--hook", "uprobe", "-o", self.path("full.pb.gz")])
+        runs = [self.churn(["-v", "--hook", "uprobe", "--max-overhead", "10", "-o", out]) for _ in range(3)]
         for _, run in runs:
             self.assertEqual(run.returncode, 0, run.stderr)
         limited = sorted(ns for ns, _ in runs)[1]

@@ -1,9 +1,9 @@
-/* The agent blob (user/inject/agent, built by the Makefile), embedded. */
+/* The agent (user/inject/agent, an ELF built by the Makefile), embedded. */
 	.section .rodata
 	.p2align 12
 	.globl	mw_agent_blob
 	.globl	mw_agent_blob_end
 mw_agent_blob:
-	.incbin	"agent.bin"
+	.incbin	"agent.elf"
 mw_agent_blob_end:
 	.section .note.GNU-stack, "", @progbits

@@ -12,11 +12,11 @@
 #include "agent_syms.h"
 #include "procmaps.h"
 #include "sampling.h"
+#include "seccomp.h"
 #include "tracee.h"
 
 extern const uint8_t mw_agent_blob[], mw_agent_blob_end[];
 
-#define BLOB_OFF 0x2000		/* the blob is linked after the header */
 #define GUARD (64 << 10)	/* free space kept around an instance */
 #define REACH ((1ull << 31) - (1ull << 20))
 #define USER_TOP 0x7ffffffff000ull
@@ -61,6 +61,8 @@ static uint64_t image_bytes(void)
 {
 	return SYM_mwa_blob_end + MWA_PATCH_BYTES;
 }
+
+_Static_assert(MWA_HEADER_OFF + MWA_HEADER_BYTES <= 0x3000, "the header fits before the code (agent.lds)");
 
 static uint64_t state_bytes(uint64_t buckets)
 {
@@ -153,7 +155,7 @@ size_t instance_find_all(pid_t pid, const struct maps *maps, struct instance *ou
 		if (m->offset || !strstr(m->path, "memfd:" AGENT_NAME))
 			continue;
 		memset(in, 0, sizeof(*in));
-		if (proc_mem_read(pid, m->start, &in->hdr, sizeof(in->hdr)) || in->hdr.magic != MWA_MAGIC ||
+		if (proc_mem_read(pid, m->start + MWA_HEADER_OFF, &in->hdr, sizeof(in->hdr)) || in->hdr.magic != MWA_MAGIC ||
 		    in->hdr.version != MWA_HEADER_VERSION || in->hdr.base != m->start)
 			continue;
 		in->base = m->start;
@@ -216,12 +218,19 @@ struct injector {
 	uint64_t scratch;	/* below the held thread's red zone */
 };
 
+/* Runs a system call in the held thread, unless its seccomp filters would
+ * refuse it (an injected call a filter kills would kill the target). */
 static long inject(struct injector *j, long nr, long a0, long a1, long a2, long a3, long a4, long a5)
 {
 	const long args[6] = { a0, a1, a2, a3, a4, a5 };
+	uint64_t uargs[1][6] = { { a0, a1, a2, a3, a4, a5 } };
+	int nrs[1] = { (int)nr }, refused;
 	long ret;
-	int err = tracee_syscall(j->t, 0, j->insn, nr, args, &ret);
+	int err = seccomp_allows(j->t->t[0].tid, nrs, uargs, 1, j->insn, &refused);
 
+	if (err)
+		return err == -EPERM ? -EACCES : err;
+	err = tracee_syscall(j->t, 0, j->insn, nr, args, &ret);
 	return err ? err : ret;
 }
 
@@ -249,7 +258,8 @@ static long target_memfd(struct injector *j, const char *name, uint64_t len, con
 	ours = open_target_fd(j->t->pid, fd);
 	if (ours < 0)
 		err = -errno;
-	else if (ftruncate(ours, (off_t)len) || (data_len && pwrite(ours, data, data_len, (off_t)off) != (ssize_t)data_len))
+	else if (ftruncate(ours, (off_t)(len > off + data_len ? len : off + data_len)) ||
+		 (data_len && pwrite(ours, data, data_len, (off_t)off) != (ssize_t)data_len))
 		err = -errno;
 	if (ours >= 0)
 		close(ours);
@@ -342,7 +352,7 @@ int instance_create(struct tracee *t, uint64_t syscall_insn, const struct maps *
 		return -ENOMEM;
 	}
 	layout(out, base, live_buckets);
-	fd = target_memfd(&j, AGENT_NAME, out->image_bytes, mw_agent_blob, mw_agent_blob_end - mw_agent_blob, BLOB_OFF);
+	fd = target_memfd(&j, AGENT_NAME, out->image_bytes, mw_agent_blob, mw_agent_blob_end - mw_agent_blob, 0);
 	if (fd < 0) {
 		snprintf(why, why_len, "memfd_create in the target failed: %s", strerror((int)-fd));
 		return (int)fd;
@@ -433,5 +443,5 @@ int instance_write_header(pid_t pid, const struct instance *in)
 	h.live_buckets = in->live_buckets;
 	h.report_off = SYM_mwa_report_page;
 	h.patch_off = SYM_mwa_blob_end;
-	return proc_mem_write(pid, in->base, &h, sizeof(h));
+	return proc_mem_write(pid, in->base + MWA_HEADER_OFF, &h, sizeof(h));
 }

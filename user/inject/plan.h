@@ -37,7 +37,7 @@ struct hook_plan {
 	uint64_t lo, hi;	/* the file's mappings in the target */
 	struct hook_site sites[ALLOC_MAX_ENTRIES];
 	size_t n;
-	char why[192];		/* the first entry that cannot be detoured, and why */
+	char why[256];		/* the first entry that cannot be detoured, and why */
 };
 
 /* Plans every entry of alloc (in o, mapped in p). 0 when every entry can

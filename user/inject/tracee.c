@@ -21,6 +21,7 @@
 #define ERESTARTNOHAND_ 514
 #define ERESTART_RESTARTBLOCK_ 516
 #define MAX_STEPS 32
+#define STOP_TIMEOUT_NS 2000000000ull
 
 static uint64_t now_ns(void)
 {
@@ -33,7 +34,7 @@ static uint64_t now_ns(void)
 const char *tracee_blocker(pid_t pid, char *buf, size_t len)
 {
 	char path[64], line[256], comm[64] = "?";
-	int tracer = 0;
+	int tracer = 0, seccomp = 0;
 	FILE *f;
 
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
@@ -41,9 +42,13 @@ const char *tracee_blocker(pid_t pid, char *buf, size_t len)
 	if (!f)
 		return NULL;
 	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "TracerPid: %d", &tracer) == 1)
-			break;
+		if (sscanf(line, "TracerPid: %d", &tracer) == 1 || sscanf(line, "Seccomp: %d", &seccomp) == 1)
+			continue;
 	fclose(f);
+	if (seccomp == 1) {
+		snprintf(buf, len, "in seccomp strict mode");
+		return buf;
+	}
 	if (!tracer)
 		return NULL;
 	snprintf(path, sizeof(path), "/proc/%d/comm", tracer);
@@ -84,15 +89,35 @@ static void drop(struct tracee *t, size_t i)
 	t->t[i] = t->t[--t->n];
 }
 
+/* waitpid for one thread, giving up after STOP_TIMEOUT_NS: a thread in
+ * uninterruptible sleep must not hang memwatch (nor hold the others). */
+static pid_t wait_for(pid_t tid, int *status)
+{
+	uint64_t deadline = now_ns() + STOP_TIMEOUT_NS;
+	struct timespec nap = { 0, 0 };
+
+	for (;;) {
+		pid_t r = waitpid(tid, status, __WALL | WNOHANG);
+		if (r != 0 && !(r < 0 && errno == EINTR))
+			return r;
+		if (now_ns() > deadline) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		nanosleep(&nap, NULL);
+		nap.tv_nsec = nap.tv_nsec ? (nap.tv_nsec < 1000000 ? 2 * nap.tv_nsec : nap.tv_nsec) : 20000;
+	}
+}
+
 /* Waits for thread tid to stop. A signal it was about to take is kept for
- * its release. 0, or -ESRCH if it is gone. */
+ * its release. 0, -ESRCH if it is gone, -ETIMEDOUT. */
 static int wait_stop(struct held_thread *h, bool want_step)
 {
 	for (;;) {
 		int status;
-		pid_t r = waitpid(h->tid, &status, __WALL);
-		if (r < 0 && errno == EINTR)
-			continue;
+		pid_t r = wait_for(h->tid, &status);
+		if (r < 0 && errno == ETIMEDOUT)
+			return -ETIMEDOUT;
 		if (r < 0 || WIFEXITED(status) || WIFSIGNALED(status))
 			return -ESRCH;
 		if (!WIFSTOPPED(status))
@@ -156,7 +181,11 @@ static int stop_new(struct tracee *t, size_t from)
 {
 	for (size_t i = from; i < t->n;) {
 		struct held_thread *h = &t->t[i];
-		if (wait_stop(h, false) || ptrace(PTRACE_GETREGS, h->tid, 0, &h->regs)) {
+		int err = wait_stop(h, false);
+		if (err == -ETIMEDOUT)
+			return err;
+		if (err || ptrace(PTRACE_GETREGS, h->tid, 0, &h->regs)) {
+			ptrace(PTRACE_DETACH, h->tid, 0, 0);
 			drop(t, i);	/* exited */
 			continue;
 		}
@@ -187,8 +216,8 @@ int tracee_hold(struct tracee *t, pid_t pid, bool all)
 			err = fresh;
 			break;
 		}
-		stop_new(t, before);
-		if (!fresh)
+		err = stop_new(t, before);
+		if (err || !fresh)
 			break;
 	}
 	if (!err && !t->n)
@@ -227,11 +256,9 @@ static int to_syscall_stop(struct held_thread *h)
 		int status;
 		if (ptrace(PTRACE_SYSCALL, h->tid, 0, 0))
 			return -errno;
-		pid_t r;
-		while ((r = waitpid(h->tid, &status, __WALL)) < 0 && errno == EINTR)
-			;
+		pid_t r = wait_for(h->tid, &status);
 		if (r < 0 || WIFEXITED(status) || WIFSIGNALED(status))
-			return -ESRCH;
+			return r < 0 && errno == ETIMEDOUT ? -ETIMEDOUT : -ESRCH;
 		if (!WIFSTOPPED(status))
 			continue;
 		int sig = WSTOPSIG(status);

@@ -7,8 +7,9 @@
  *
  * An instance, mapped near the allocator it serves (rel32 reach):
  *
- *   [0, 8K)                  header: magic, version, patched entries (memwatch writes it)
- *   [8K, report)             the agent's code (the embedded blob)
+ *   [0, 4K)                  the agent's ELF headers (its file is its image)
+ *   [4K, 12K)                header: magic, version, patched entries (memwatch writes it)
+ *   [12K, report)            the agent's code
  *   [report, +4K)            report functions: nop5; ret (memwatch's uprobes; never written)
  *   [patch, +MWA_PATCH_BYTES) per-entry code: prelude, original (relocated), descriptor
  *   [image, +CONTROL_BYTES)  control: a MAP_SHARED memfd memwatch maps too (MADV_DONTFORK):
@@ -34,6 +35,7 @@
 
 #define MWA_MAGIC		0x746e6567614d574dull	/* "MWAgent" */
 #define MWA_HEADER_VERSION	1
+#define MWA_HEADER_OFF		MWA_PAGE
 #define MWA_HEADER_BYTES	(2 * MWA_PAGE)
 #define MWA_MAX_PATCHES		64
 #define MWA_MAX_CODES		192
@@ -97,7 +99,7 @@ struct mwa_code {
 	uint32_t off, len;
 };
 
-/* Pages 0-1 of an instance, readable through /proc/PID/mem: a later memwatch
+/* Pages 1-2 of an instance, readable through /proc/PID/mem: a later memwatch
  * (this version or another) finds the instance by its mapping, restores the
  * entries it patched, or reuses it when the build matches. */
 struct mwa_header {

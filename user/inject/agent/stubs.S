@@ -131,8 +131,11 @@ mwa_stub_slow:			/* entries that always need the slow path */
  */
 	.globl	mwa_slow_entry
 	.hidden	mwa_slow_entry
+	.type	mwa_slow_entry, @function
 mwa_slow_entry:
+	.cfi_startproc		/* a function's entry: the caller's return address at (%rsp) */
 	subq	$R_FRAME, %rsp
+	.cfi_adjust_cfa_offset R_FRAME
 	movq	%rbx, R_RBX(%rsp)
 	movq	%rbp, R_RBP(%rsp)
 	movq	%r12, R_R12(%rsp)
@@ -161,10 +164,15 @@ mwa_slow_entry:
 	movq	R_ARGS+32(%rsp), %r8
 	movq	R_ARGS+40(%rsp), %r9
 	addq	$R_FRAME, %rsp
+	.cfi_adjust_cfa_offset -R_FRAME
 	jmp	*D_TRAMP(%r11)
-1:	movq	R_RET(%rsp), %rax
+1:	.cfi_adjust_cfa_offset R_FRAME
+	movq	R_RET(%rsp), %rax
 	addq	$R_FRAME, %rsp
+	.cfi_adjust_cfa_offset -R_FRAME
 	ret
+	.cfi_endproc
+	.size	mwa_slow_entry, . - mwa_slow_entry
 
 /*
  * Raw system calls for the backoff (nanosleep, clock_gettime).
@@ -189,12 +197,14 @@ mwa_syscall2:			/* (nr, a0, a1) */
 	.p2align 4
 	.globl	mwa_report_alloc
 	.hidden	mwa_report_alloc
+	.type	mwa_report_alloc, @function
 mwa_report_alloc:		/* a sampled allocation, and the releases pending */
 	.byte	0x0f, 0x1f, 0x44, 0x00, 0x00
 	ret
 	.p2align 4
 	.globl	mwa_report_frees
 	.hidden	mwa_report_frees
+	.type	mwa_report_frees, @function
 mwa_report_frees:		/* a batch of releases of tracked blocks */
 	.byte	0x0f, 0x1f, 0x44, 0x00, 0x00
 	ret
