@@ -16,6 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -55,6 +59,18 @@ static void child_loop(int cmd, int ack)
 			for (int i = 0; i < BLOCKS; i++)
 				free(blocks[i]);
 			break;
+		case 's': {	/* a seccomp filter that kills on memfd_create */
+			struct sock_filter insns[] = {
+				BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+				BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_memfd_create, 0, 1),
+				BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+				BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+			};
+			struct sock_fprog prog = { sizeof(insns) / sizeof(insns[0]), insns };
+			if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+				status = 'x';
+			break;
+		}
 		case 'f': {	/* a forked grandchild allocates and exits normally */
 			pid_t g = fork();
 			if (g == 0) {
@@ -268,6 +284,25 @@ static void killed_observer_leaves_a_working_target(void **state)
 	assert_int_equal(finish(&c), 0);
 }
 
+static void seccomp_filter_keeps_uprobes(void **state)
+{
+	struct child c = spawn();
+	struct hook_config cfg = { .mode = HOOK_AUTO, .sample_bytes = 1, .max_live = 65536 };
+	struct hook_engine *h = hooks_new(&cfg, NULL);
+	struct procs ps;
+
+	assert_int_equal(command(&c, 's'), 'k');
+	procs_init(&ps);
+	/* Injecting memfd_create would kill the child: nothing is injected. */
+	assert_int_equal(attach_glibc(h, &ps, c.pid), 0);
+	assert_true(malloc_is_pristine(c.pid));
+	assert_int_equal(agent_mappings(c.pid), 0);
+	assert_int_equal(command(&c, 'a'), 'k');
+	hooks_free(h);
+	procs_free(&ps);
+	assert_int_equal(finish(&c), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -275,6 +310,7 @@ int main(void)
 		cmocka_unit_test(reattach_reuses_the_agent),
 		cmocka_unit_test(forked_child_runs),
 		cmocka_unit_test(killed_observer_leaves_a_working_target),
+		cmocka_unit_test(seccomp_filter_keeps_uprobes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
