@@ -73,6 +73,8 @@ struct session {
 	struct hook_engine *hooks;	/* in-process detours (--hook) */
 	char hook_note[1024];		/* which entries are detoured, which on uprobes and why */
 	struct hook_stats hook_stats;	/* the agent's counters, as last read */
+	uint64_t last_hits;		/* uprobe hits at the last tick */
+	bool cost_noted;		/* the note on costly uprobes was printed */
 	struct budget budget;		/* --max-overhead */
 	struct probe_cost probe_cost;	/* calibrated for the budget */
 	bool suspended;			/* allocator probes detached by the budget */
@@ -847,10 +849,45 @@ static void run_budget(struct session *s, uint64_t now)
 	}
 }
 
+#define COSTLY_CALLS 20000		/* calls/s through uprobes worth timing */
+#define COSTLY_SHARE 0.05		/* ... and worth a note past this share of a CPU */
+
+/* Allocator calls still going through uprobes at a high rate cost the
+ * target a trap each: say so once, with the numbers and what helps. */
+static void note_uprobe_cost(struct session *s, double dt)
+{
+	uint64_t c[MW_CNT_NR];
+	struct probe_cost cost;
+
+	if (s->cost_noted || !s->att.nprobes || s->opt.empty_probes || s->opt.max_overhead)
+		return;
+	heapbpf_counters(&s->bpf, c);
+	uint64_t hits = c[MW_CNT_HITS] + c[MW_CNT_FREE_HITS];
+	double rate = (hits - s->last_hits) / dt;
+	s->last_hits = hits;
+	if (rate < COSTLY_CALLS || calibrate_probe_cost(s->bpf.mode, &cost))
+		return;
+	double per_call = (cost.alloc_s + cost.free_s) / 2, share = rate * per_call;
+	if (share < COSTLY_SHARE)
+		return;
+	s->cost_noted = true;
+	char cpu[48];
+	if (share >= 1)
+		snprintf(cpu, sizeof(cpu), "%.1f CPUs", share);
+	else
+		snprintf(cpu, sizeof(cpu), "%.0f%% of a CPU", 100 * share);
+	fprintf(stderr, "memwatch: pid %d calls its allocator %.0f times a second through uprobes, a trap of about "
+			"%.1f us each here (timed at start): %s; %s\n", (int)s->target, rate, 1e6 * per_call, cpu,
+		s->opt.hook == HOOK_UPROBE ? "--hook auto would detour them in-process (a few ns a call)"
+					   : "they could not be detoured (-v says why); --max-overhead PCT bounds "
+					     "the cost");
+}
+
 /* Every interval (-i, or 1 s): the live blocks (which also keeps the
  * sample records bounded), the timeline's reading, the live summary. */
 static void tick(struct session *s, uint64_t now)
 {
+	note_uprobe_cost(s, s->tick_ns / 1e9);
 	read_hooks(s);
 	if (s->hooks)
 		hooks_sweep(s->hooks);
