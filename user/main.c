@@ -877,7 +877,7 @@ static void note_uprobe_cost(struct session *s, double dt)
 	else
 		snprintf(cpu, sizeof(cpu), "%.0f%% of a CPU", 100 * share);
 	fprintf(stderr, "memwatch: pid %d calls its allocator %.0f times a second through uprobes, a trap of about "
-			"%.1f us each here (timed at start): %s; %s\n", (int)s->target, rate, 1e6 * per_call, cpu,
+			"%.1f us each (timed on this machine): %s; %s\n", (int)s->target, rate, 1e6 * per_call, cpu,
 		s->opt.hook == HOOK_UPROBE ? "--hook auto would detour them in-process (a few ns a call)"
 					   : "they could not be detoured (-v says why); --max-overhead PCT bounds "
 					     "the cost");
