@@ -14,7 +14,7 @@ PREFIX    ?= /usr/local
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 CPPFLAGS  += -Iinclude -Iuser -Iuser/inject -Iuser/inject/agent -I$(OUTPUT) -I$(OUTPUT)/agent -D_GNU_SOURCE
-LDLIBS    += $(LIBBPF_A) -lelf -ldw -lz -lprotobuf-c -lcapstone -lmicrohttpd -lstdc++ -lpthread -lm
+LDLIBS    += $(LIBBPF_A) -lelf -ldw -lz -lprotobuf-c -lcapstone -lmicrohttpd -lgnutls -lyaml -lcrypt -lstdc++ -lpthread -lm
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.bpf.o,$(BPF_SRCS))
@@ -26,7 +26,7 @@ USER_OBJS := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(USER_SRCS)) $(OUTPUT)/prof
 	     $(OUTPUT)/user/inject/agent_blob.o
 LIBMW     := $(OUTPUT)/libmemwatch.a
 
-.PHONY: all clean install test unit e2e demo bench deps workloads FORCE
+.PHONY: all clean install test unit e2e fuzz demo bench deps workloads FORCE
 .SECONDARY:
 all: memwatch
 
@@ -110,6 +110,10 @@ $(OUTPUT)/tests/test_unwind: tests/unit/fixtures/unwind_capture.h tests/unit/fix
 $(OUTPUT)/churn: tools/churn.c | $(OUTPUT)
 	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -pthread $< -o $@
 
+# The unwinder's speed, fast path vs libdwfl: like a Debian binary, no frame pointers.
+$(OUTPUT)/bench-unwind: tools/bench-unwind.c tests/unit/fixtures/unwind_capture.h $(LIBMW)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -fomit-frame-pointer $< $(LIBMW) $(LDLIBS) -o $@
+
 $(OUTPUT)/faulter: tools/faulter.c tests/workloads/common.h | $(OUTPUT)
 	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -Itests/workloads $< -o $@
 
@@ -119,6 +123,37 @@ workloads:
 
 unit: $(UNIT_BINS) workloads
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+# Fuzzing: each tests/fuzz/fuzz_*.c is a libFuzzer target, linked with
+# memwatch's sources built again by clang with AddressSanitizer and
+# UndefinedBehaviorSanitizer; `make fuzz` runs each for FUZZ_SECONDS from
+# its seeds (tests/fuzz/NAME/), new inputs going to .output/fuzz/corpus/.
+FUZZ_SECONDS ?= 20
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(OUTPUT)/fuzz/%,$(FUZZ_SRCS))
+FUZZ_OBJS := $(patsubst user/%.c,$(OUTPUT)/fuzz/obj/%.o,$(USER_SRCS)) $(OUTPUT)/fuzz/obj/profile.pb-c.o
+
+$(OUTPUT)/fuzz/obj/%.o: user/%.c $(wildcard user/*.h) include/memwatch.h $(SKELS) $(OUTPUT)/profile.pb-c.h $(OUTPUT)/version.h
+	@mkdir -p $(@D)
+	$(CLANG) $(CPPFLAGS) -std=gnu11 $(FUZZ_CFLAGS) -c $< -o $@
+
+$(OUTPUT)/fuzz/obj/profile.pb-c.o: $(OUTPUT)/profile.pb-c.c
+	@mkdir -p $(@D)
+	$(CLANG) $(CPPFLAGS) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(OUTPUT)/fuzz/libmemwatch.a: $(FUZZ_OBJS)
+	rm -f $@ && ar rcs $@ $^
+
+$(OUTPUT)/fuzz/%: tests/fuzz/%.c $(OUTPUT)/fuzz/libmemwatch.a
+	$(CLANG) $(CPPFLAGS) -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined $< $(OUTPUT)/fuzz/libmemwatch.a \
+		$(LDLIBS) -o $@
+
+fuzz: $(FUZZ_BINS)
+	@set -e; for bin in $(FUZZ_BINS); do name=$$(basename $$bin); \
+		mkdir -p $(OUTPUT)/fuzz/corpus/$$name; echo "== $$name ($(FUZZ_SECONDS) s)"; \
+		$$bin -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+			-artifact_prefix=$(OUTPUT)/fuzz/ $(OUTPUT)/fuzz/corpus/$$name tests/fuzz/$$name; done
 
 # Debian's python3: the tests use modules from Debian packages (python3-pil).
 PYTHON ?= /usr/bin/python3
@@ -130,6 +165,7 @@ test:
 	tools/deps.sh
 	$(MAKE) all
 	$(MAKE) unit
+	$(MAKE) fuzz
 	$(MAKE) e2e
 
 demo:

@@ -20,6 +20,7 @@
 #include "bpfconfig.h"
 #include "bpflog.h"
 #include "events.h"
+#include "hostlisten.h"
 #include "hostweb.h"
 #include "http.h"
 #include "outdir.h"
@@ -378,15 +379,45 @@ static void on_exec(void *ctx, pid_t pid)
 	}
 }
 
+/* The process is forgotten once its last samples are read (consume()). */
 static void on_exit_event(void *ctx, pid_t pid)
 {
 	struct host *h = ctx;
 	struct hproc *hp = host_find(h, pid);
 
-	if (!hp)
+	if (!hp || hp->exit_epoch)
 		return;
-	forget(h, hp);
+	hp->exit_epoch = h->exit_epoch;
+	h->exits_pending++;
 	h->counts.exits++;
+}
+
+static void forget_exited(struct host *h, uint64_t epoch)
+{
+	struct hmap_slot *s;
+
+	for (size_t i = 0; hmap_next(&h->by_pid, &i, &s);) {
+		struct hproc *hp = s->val;
+		if (!hp->exit_epoch || hp->exit_epoch > epoch)
+			continue;
+		forget(h, hp);
+		i--;	/* the removal moved a later entry here */
+	}
+}
+
+/* Reads both rings. A process's heap samples were all written before its
+ * exit event, but the heap ring may have been read before they came and the
+ * kernel ring's exit after: so the exited are forgotten only after one more
+ * pass (which may read more exits, for the next round). */
+static void consume(struct host *h)
+{
+	ring_buffer__consume(h->rb);
+	while (h->exits_pending) {
+		uint64_t epoch = h->exit_epoch++;
+		h->exits_pending = 0;
+		ring_buffer__consume(h->rb);
+		forget_exited(h, epoch);
+	}
 }
 
 static struct target *target_of(struct host *h, pid_t pid, struct process **p)
@@ -626,11 +657,7 @@ static int open_outputs(struct host *h)
 		     err == -EINVAL ? "give --output-keep or --output-max-bytes a bound" : strerror(-err));
 		return err;
 	}
-	if (h->opt->listen && (err = http_start(&h->http, h->opt->listen, hostweb_handle, h))) {
-		report_error("--listen %s: %s", h->opt->listen, err == -EINVAL ? "not [ADDR:]PORT" : strerror(-err));
-		return err;
-	}
-	return 0;
+	return h->opt->listen ? hostlisten_start(h) : 0;
 }
 
 /* ---- the loop --------------------------------------------------------- */
@@ -677,7 +704,7 @@ static void maintain(struct host *h)
 {
 	uint64_t now = clock_ns(CLOCK_MONOTONIC);
 
-	ring_buffer__consume(h->rb);
+	consume(h);
 	if (now >= h->next_scan_ns) {
 		scan_proc(h);
 		h->next_scan_ns = now + SCAN_NS;
@@ -702,7 +729,7 @@ static void run_loop(struct host *h)
 			} else if (h->http && evs[i].data.fd == http_fd(h->http)) {
 				http_run(h->http);
 			} else {
-				ring_buffer__consume(h->rb);
+				consume(h);
 			}
 		}
 		if (h->http)
@@ -739,8 +766,7 @@ static void teardown(struct host *h)
 		i--;
 	}
 	hostweb_free(h);
-	if (h->http)
-		http_stop(h->http);
+	hostlisten_stop(h);
 	if (h->outdir)
 		outdir_close(h->outdir);
 	ring_buffer__free(h->rb);
@@ -766,6 +792,7 @@ int host_run(const struct options *opt)
 	memset(&h, 0, sizeof(h));
 	h.opt = opt;
 	h.sigfd = h.epfd = -1;
+	h.exit_epoch = 1;
 	hmap_init(&h.by_pid, NULL, NULL);
 	hmap_init(&h.skip, NULL, NULL);
 	procs_init(&h.procs);
@@ -786,8 +813,7 @@ int host_run(const struct options *opt)
 	scan_proc(&h);
 	h.next_scan_ns = clock_ns(CLOCK_MONOTONIC) + SCAN_NS;
 	fprintf(stderr, "memwatch: watching %zu processes, %zu with heap probes\n", h.by_pid.len, h.nprofiled);
-	if (h.http)
-		fprintf(stderr, "memwatch: serving /metrics and /debug/pprof/ on port %u\n", (unsigned)http_port(h.http));
+	hostlisten_announce(&h);
 	run_loop(&h);
 	host_scan_live(&h);
 	print_end(&h);

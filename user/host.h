@@ -25,6 +25,7 @@
 
 struct ring_buffer;
 struct http_server;
+struct web_config;
 struct outdir;
 struct delta_request;
 
@@ -52,6 +53,7 @@ struct hproc {
 	uint64_t last_active_ns;	/* CLOCK_MONOTONIC: last change seen */
 	uint64_t last_faults, last_calls, last_samples;
 	bool seen;			/* by the current /proc scan */
+	uint64_t exit_epoch;		/* 0, or the host's exit_epoch when its exit was read */
 };
 
 struct host_counts {
@@ -73,8 +75,11 @@ struct host {
 	size_t nprofiled;
 	struct host_counts counts;
 	struct http_server *http;
+	struct web_config *web;		/* --web-config */
 	struct outdir *outdir;
 	struct delta_request *deltas;	/* ?seconds=N answers pending */
+	uint64_t exit_epoch;		/* see consume() in host.c */
+	size_t exits_pending;		/* exits read, the processes not yet forgotten */
 	int sigfd, epfd;
 	uint64_t start_ns, next_scan_ns;
 	int64_t start_real_ns;

@@ -318,6 +318,20 @@ int hostweb_process_gone(struct host *h, struct hproc *hp)
 	return 0;
 }
 
+void hostweb_abandoned(void *ctx, struct http_request *req)
+{
+	struct host *h = ctx;
+
+	for (struct delta_request **dp = &h->deltas; *dp; dp = &(*dp)->next) {
+		struct delta_request *d = *dp;
+		if (d->req == req) {
+			*dp = d->next;
+			free_delta(d);
+			return;
+		}
+	}
+}
+
 void hostweb_free(struct host *h)
 {
 	while (h->deltas) {
@@ -502,6 +516,18 @@ static void own_losses(struct metrics *m, struct host *h)
 	}
 }
 
+static void http_auth_metrics(struct metrics *m, const struct http_stats *hs)
+{
+	const char *name = "memwatch_http_authentications_total";
+
+	metrics_family(m, name, "counter", "Basic authentications: passed or failed a bcrypt check, passed as a "
+		       "password seen before, or refused (429) past the checks' CPU budget.");
+	metrics_sample_u64(m, name, (const char *const[]){ "result", "passed", NULL }, hs->auth_passed);
+	metrics_sample_u64(m, name, (const char *const[]){ "result", "failed", NULL }, hs->auth_failed);
+	metrics_sample_u64(m, name, (const char *const[]){ "result", "remembered", NULL }, hs->auth_remembered);
+	metrics_sample_u64(m, name, (const char *const[]){ "result", "refused", NULL }, hs->auth_refused);
+}
+
 static void own_metrics(struct metrics *m, struct host *h)
 {
 	struct rusage ru;
@@ -534,6 +560,18 @@ static void own_metrics(struct metrics *m, struct host *h)
 		metrics_family(m, "memwatch_resident_memory_bytes", "gauge", "memwatch's own resident memory.");
 		metrics_sample_u64(m, "memwatch_resident_memory_bytes", NULL,
 				   (uint64_t)(ms.rss_anon + ms.rss_file + ms.rss_shmem));
+	}
+	if (h->http) {
+		struct http_stats hs;
+		http_stats(h->http, &hs);
+		metrics_family(m, "memwatch_http_connections_closed_total", "counter",
+			       "Connections the server closed: to make room for other clients (evicted), or past their "
+			       "deadline for a request or an answer (timeout).");
+		metrics_sample_u64(m, "memwatch_http_connections_closed_total",
+				   (const char *const[]){ "reason", "evicted", NULL }, hs.evicted);
+		metrics_sample_u64(m, "memwatch_http_connections_closed_total",
+				   (const char *const[]){ "reason", "timeout", NULL }, hs.timed_out);
+		http_auth_metrics(m, &hs);
 	}
 	if (h->outdir) {
 		struct outdir_stats os;
@@ -682,11 +720,14 @@ static void answer_pprof(struct host *h, struct http_request *req, enum profile_
 		answer_profile(h, req, hp, kind, NULL);
 		return;
 	}
-	if (!start_delta(h, req, hp, kind, (unsigned)seconds)) {
-		http_respond_text(req, 500, "memwatch: out of memory\n");
+	if (http_defer(req)) {
+		http_header(req, "Retry-After", "10");
+		http_respond_text(req, 503, "memwatch: too many ?seconds requests waiting (%d at once, %d per client)\n",
+				  HTTP_MAX_DEFERRED, HTTP_MAX_DEFERRED_PER_CLIENT);
 		return;
 	}
-	http_defer(req);
+	if (!start_delta(h, req, hp, kind, (unsigned)seconds))
+		http_respond_text(req, 500, "memwatch: out of memory\n");
 }
 
 void hostweb_handle(void *ctx, struct http_request *req)

@@ -18,8 +18,9 @@ enum profile_kind {
 	PROFILE_PAGES,		/* faults and purges */
 };
 
-/* The http_handler of --listen. */
+/* The http_handler of --listen, and its abandoned callback. */
 void hostweb_handle(void *ctx, struct http_request *req);
+void hostweb_abandoned(void *ctx, struct http_request *req);
 /* One process's profile (hp NULL: every profiled process) into fd. 0 or -errno. */
 int hostweb_write_profile(struct host *h, struct hproc *hp, enum profile_kind kind, const void *base, int fd);
 /* Delta requests: milliseconds to the next one due (-1: none), answer the

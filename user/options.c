@@ -39,6 +39,8 @@ enum {
 	OPT_MAX_PROCESSES,
 	OPT_MAX_PROFILED,
 	OPT_HOOK,
+	OPT_WEB_CONFIG,
+	OPT_INSECURE_LISTEN,
 };
 
 #define STACK_BYTES_DEFAULT 32768
@@ -49,7 +51,7 @@ static const char usage_text[] =
 	"Usage: memwatch -p PID [options]\n"
 	"       memwatch [options] -- CMD [ARGS...]\n"
 	"       memwatch --all [--comm REGEX] [--pid LIST] [--cgroup PATH]\n"
-	"                [--listen [ADDR:]PORT] [--output-dir DIR] [options]\n"
+	"                [--listen [ADDR:]PORT|unix:PATH] [--output-dir DIR] [options]\n"
 	"\n"
 	"Attaches to a running process (or starts CMD) and samples its heap\n"
 	"allocations with uprobes, then writes a gzipped pprof heap profile\n"
@@ -77,7 +79,13 @@ static const char usage_text[] =
 	"                           names it; repeatable)\n"
 	"      --listen [ADDR:]PORT serve /metrics (Prometheus) and /debug/pprof/\n"
 	"                           {heap,allocs,pages}?pid=N[&seconds=N] (pprof);\n"
-	"                           127.0.0.1 unless ADDR is given\n"
+	"                           127.0.0.1 unless ADDR is given; unix:PATH: a\n"
+	"                           Unix socket, mode 0600. They expose every\n"
+	"                           profiled process's stacks, paths and build ids\n"
+	"      --web-config FILE    TLS and basic authentication for --listen, in\n"
+	"                           the Prometheus exporter-toolkit format\n"
+	"      --insecure-listen    allow a --listen address other hosts reach\n"
+	"                           without TLS and authentication\n"
 	"      --output-dir DIR     write each profiled process's heap and page\n"
 	"                           profiles there every -i seconds (default 60)\n"
 	"      --output-keep N      keep at most N files there (default 1000; 0:\n"
@@ -351,6 +359,10 @@ static int check_host_options(const struct options *o)
 		fprintf(stderr, "memwatch: %s profiles one process: it cannot go with --all\n", clash);
 		return -1;
 	}
+	if ((o->web_config || o->insecure_listen) && !o->listen) {
+		fprintf(stderr, "memwatch: --web-config and --insecure-listen go with --listen\n");
+		return -1;
+	}
 	if (o->pages_only && (o->ncomms || o->ncgroups)) {
 		fprintf(stderr, "memwatch: --pages-only probes no heap: --comm and --cgroup have nothing to select\n");
 		return -1;
@@ -396,6 +408,8 @@ int options_parse(int argc, char **argv, struct options *o)
 		{ "comm", required_argument, NULL, OPT_COMM },
 		{ "cgroup", required_argument, NULL, OPT_CGROUP },
 		{ "listen", required_argument, NULL, OPT_LISTEN },
+		{ "web-config", required_argument, NULL, OPT_WEB_CONFIG },
+		{ "insecure-listen", no_argument, NULL, OPT_INSECURE_LISTEN },
 		{ "output-dir", required_argument, NULL, OPT_OUTPUT_DIR },
 		{ "output-keep", required_argument, NULL, OPT_OUTPUT_KEEP },
 		{ "output-max-bytes", required_argument, NULL, OPT_OUTPUT_MAX_BYTES },
@@ -441,8 +455,16 @@ int options_parse(int argc, char **argv, struct options *o)
 			break;
 		case OPT_LISTEN:
 			if (!*optarg)
-				return bad("--listen ([ADDR:]PORT)", optarg);
+				return bad("--listen ([ADDR:]PORT or unix:PATH)", optarg);
 			o->listen = optarg;
+			break;
+		case OPT_WEB_CONFIG:
+			if (!*optarg)
+				return bad("--web-config", optarg);
+			o->web_config = optarg;
+			break;
+		case OPT_INSECURE_LISTEN:
+			o->insecure_listen = true;
 			break;
 		case OPT_OUTPUT_DIR:
 			if (!*optarg)
@@ -576,8 +598,9 @@ int options_parse(int argc, char **argv, struct options *o)
 		return r;
 	if (o->all)
 		return 0;
-	if (o->ncomms || o->ncgroups || o->listen || o->output_dir) {
-		fprintf(stderr, "memwatch: --comm, --cgroup, --listen and --output-dir go with --all\n");
+	if (o->ncomms || o->ncgroups || o->listen || o->output_dir || o->web_config || o->insecure_listen) {
+		fprintf(stderr, "memwatch: --comm, --cgroup, --listen, --web-config, --insecure-listen and "
+				"--output-dir go with --all\n");
 		return -1;
 	}
 	if (o->pages_only && (o->alloc_only || o->max_overhead)) {

@@ -45,7 +45,9 @@ struct options {
 	size_t npids;
 	const char **cgroups;	/* --cgroup PATH */
 	size_t ncgroups;
-	const char *listen;	/* --listen [ADDR:]PORT */
+	const char *listen;	/* --listen [ADDR:]PORT or unix:PATH */
+	const char *web_config;	/* --web-config FILE */
+	bool insecure_listen;	/* --insecure-listen */
 	const char *output_dir;
 	uint64_t output_keep;	/* files kept in --output-dir; 0: no count bound */
 	uint64_t output_max_bytes;	/* bytes kept there; 0: no byte bound */

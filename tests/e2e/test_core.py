@@ -1,13 +1,11 @@
 """Core profiler: exact values with -s 1, statistical accuracy at the default
 interval, -p and -- CMD, a transparent target, and bad input."""
-import math
 import os
 import re
 import subprocess
-import time
 
-from mwtest import (DEFAULT_RATE, Attached, MEMWATCH, Profile, Run, TestCase, WaitingWorkload,
-                    bpf_programs, memwatch, read_manifest, workload)
+from mwtest import (DEFAULT_RATE, Attached, MEMWATCH, Profile, Run, Running, TestCase, WaitingWorkload, memwatch,
+                    read_manifest, sampled_tolerance, workload)
 
 GT = workload("groundtruth")
 
@@ -70,13 +68,6 @@ class ExactTest(TestCase):
 class SampledTest(TestCase):
     """At the default interval every site is within four standard errors."""
 
-    @staticmethod
-    def tolerance(count, size, rate):
-        # Each of count allocations of size bytes is sampled with probability
-        # p and weighted size/p: the estimate's variance is count*size^2*(1-p)/p.
-        p = -math.expm1(-size / rate)
-        return 4 * math.sqrt(count * size * size * (1 - p) / p)
-
     def test_default_interval(self):
         out, man = self.path("big.pb.gz"), self.path("big.manifest")
         run = memwatch(["-o", out, "--", GT, "--big", "--manifest", man], timeout=300)
@@ -90,7 +81,7 @@ class SampledTest(TestCase):
             got = sites.get(name, [0, 0, 0, 0])
             for idx, what in ((1, "alloc_space"), (3, "inuse_space")):
                 count = want[idx - 1]
-                tol = self.tolerance(count, size, DEFAULT_RATE)
+                tol = sampled_tolerance(count, size, DEFAULT_RATE)
                 with self.subTest(site=name, value=what):
                     self.assertLess(abs(got[idx] - want[idx]), tol,
                                     "%s %s: got %d want %d (4 SE = %d)" % (name, what, got[idx], want[idx], tol))
@@ -116,17 +107,28 @@ class TransparencyTest(TestCase):
         self.assertEqual(run.returncode, 128 + 15, run.stderr)
 
     def test_duration_with_command(self):
-        """-d stops profiling; the command still runs to its end."""
-        start = time.time()
-        run = memwatch(["-d", "0.5", "-o", self.path("p.pb.gz"), "--", GT, "--linger", "2"])
-        self.assertEqual(run.returncode, 3, run.stderr)
-        self.assertGreater(time.time() - start, 1.9)
-        self.assertTrue(os.path.exists(self.path("p.pb.gz")))
+        """-d stops profiling and writes the profile; the command runs on
+        (it waits for the test's word) and memwatch exits with its status."""
+        out = self.path("p.pb.gz")
+        mw = Running([MEMWATCH, "-d", "0.5", "-o", out, "--", GT, "--hold"])
+        try:
+            self.assertTrue(mw.err.wait_for(r"^memwatch: wrote %s$" % re.escape(out)), mw.err.lines)
+            self.assertEqual(Profile(out).sample_types[0], "alloc_objects/count")
+            self.assertIsNone(mw.proc.poll(), "memwatch must wait for its command")
+            mw.send("")
+            code, stdout, stderr = mw.finish()
+        finally:
+            mw.kill()
+        self.assertEqual(code, 3, stderr)
+        self.assertEqual(stdout.count("checksum="), 1, stdout)
 
 
 class BadInputTest(TestCase):
+    """Errors are one line; nothing stays attached (TestCase checks that
+    after every test, and these check it mid-test too)."""
+
     def assertNothingAttached(self):
-        self.assertEqual(bpf_programs(), [], "memwatch left BPF programs loaded")
+        self.assertNothingLeaked()
 
     def test_missing_pid(self):
         run = memwatch(["-p", "4194000", "-o", self.path("x.pb.gz")])
@@ -196,18 +198,20 @@ class BadInputTest(TestCase):
 
     def test_interrupt_writes_profile(self):
         out = self.path("x.pb.gz")
-        w = WaitingWorkload([GT, "--linger", "30"])
+        w = WaitingWorkload([GT, "--hold"])
         try:
             mw = Attached(w.pid, ["-o", out, "-s", "1"])
             w.go()
-            time.sleep(1)
+            self.assertTrue(w.out.wait_for(r"^checksum="), "the workload did not finish allocating")
             run = mw.interrupt()
             self.assertEqual(run.returncode, 0, run.stderr)
             self.assertIn("gt_malloc", Profile(out).by_site())
             self.assertNothingAttached()
+            self.assertIsNone(w.proc.poll(), "the target must keep running")
+            w.release()
+            self.assertEqual(w.finish()[0], 3)
         finally:
-            w.proc.kill()
-            w.finish()
+            w.kill()
 
 
 class CliTest(TestCase):
@@ -238,7 +242,15 @@ class CliTest(TestCase):
         self.assertRegex(run.stderr, r"reallocarray +forwards to realloc: counted there")
 
     def test_interval_summary(self):
-        run = memwatch(["-i", "0.2", "-o", self.path("x.pb.gz"), "--", GT, "--linger", "1"])
-        self.assertEqual(run.returncode, 3, run.stderr)
-        self.assertRegex(run.stderr, r"memwatch: after \d")
-        self.assertIn("losses:", run.stderr)
+        """A summary every -i while the command runs (it waits for one)."""
+        mw = Running([MEMWATCH, "-i", "0.2", "-o", self.path("x.pb.gz"), "--", GT, "--hold"])
+        try:
+            self.assertTrue(mw.out.wait_for(r"^checksum="), mw.err.lines)
+            summary = mw.err.wait_for(r"^memwatch: after [\d.]+s: (\d+) samples")
+            self.assertTrue(summary, mw.err.lines)
+            mw.send("")
+            code, _, stderr = mw.finish()
+        finally:
+            mw.kill()
+        self.assertEqual(code, 3, stderr)
+        self.assertIn("memwatch: losses:", stderr)

@@ -1,12 +1,11 @@
 """Cheaper modes: uprobe sessions (return probes only for sampled calls), the
 fallbacks without them, --alloc-only, and the --max-overhead duty cycle."""
-import math
 import os
 import re
 import subprocess
-import time
 
-from mwtest import (ROOT, Attached, Profile, TestCase, WaitingWorkload, memwatch, read_manifest, workload)
+from mwtest import (ROOT, Attached, Profile, TestCase, WaitingWorkload, code_byte, memwatch, probe_addresses,
+                    read_manifest, sampled_tolerance, workload)
 
 GT = workload("groundtruth")
 CHURN = os.path.join(ROOT, ".output", "churn")
@@ -15,37 +14,6 @@ CHURN = os.path.join(ROOT, ".output", "churn")
 def counters(stderr):
     m = re.search(r"probe counters: samples (\d+), return halves (\d+)", stderr)
     return int(m.group(1)), int(m.group(2))
-
-
-def probe_addresses(stderr, pid, lib="libc.so.6"):
-    """Runtime addresses of the probes -v reports in lib: name -> address."""
-    offsets = {}
-    section = None
-    for line in stderr.splitlines():
-        m = re.match(r"memwatch: pid \d+: \S+ .*allocator in (\S+)", line)
-        if m:
-            section = m.group(1)
-            continue
-        m = re.match(r"^  (\S+) +0x[0-9a-f]+\+\d+ \(file offset (0x[0-9a-f]+)\)", line)
-        if m and section and section.endswith(lib):
-            offsets[m.group(1)] = int(m.group(2), 16)
-    addresses = {}
-    with open("/proc/%d/maps" % pid) as maps:
-        for line in maps:
-            fields = line.split()
-            if len(fields) >= 6 and fields[5].endswith(lib) and "x" in fields[1]:
-                start, end = (int(x, 16) for x in fields[0].split("-"))
-                off = int(fields[2], 16)
-                for name, fo in offsets.items():
-                    if off <= fo < off + (end - start):
-                        addresses[name] = start + fo - off
-    return addresses
-
-
-def code_byte(pid, address):
-    with open("/proc/%d/mem" % pid, "rb") as mem:
-        mem.seek(address)
-        return mem.read(1)[0]
 
 
 class SessionTest(TestCase):
@@ -65,9 +33,7 @@ class SessionTest(TestCase):
         self.assertTrue(all("unknown live blocks 0" in c for c in prof.comments if "unknown live" in c))
         want = read_manifest(man)["gt_big_small"]
         got = prof.by_site()["gt_big_small"]
-        p = -math.expm1(-1024 / (1 << 20))
-        tol = 4 * math.sqrt(want[2] * 1024 * 1024 * (1 - p) / p)
-        self.assertLess(abs(got[3] - want[3]), tol)
+        self.assertLess(abs(got[3] - want[3]), sampled_tolerance(want[2], 1024, 1 << 20))
 
     def test_without_sessions_every_call_returns(self):
         run = memwatch(["-v", "--hook", "uprobe", "--attach-mode", "multi", "-s", "1m", "-o", self.path("m.pb.gz"), "--",
@@ -94,7 +60,7 @@ class SessionTest(TestCase):
 class AllocOnlyTest(TestCase):
     def test_alloc_only(self):
         out, man = self.path("a.pb.gz"), self.path("a.manifest")
-        w = WaitingWorkload([GT, "--manifest", man, "--linger", "30"])
+        w = WaitingWorkload([GT, "--manifest", man, "--hold"])
         try:
             mw = Attached(w.pid, ["-v", "--hook", "uprobe", "--alloc-only", "-s", "1", "--stack-mode", "fp", "-o", out])
             probes = probe_addresses("".join(mw.err_lines), w.pid)
@@ -106,14 +72,13 @@ class AllocOnlyTest(TestCase):
             for offset in range(16):
                 self.assertNotEqual(code_byte(w.pid, free_addr + offset), 0xcc, "free+%d" % offset)
             w.go()
-            deadline = time.time() + 30
-            while not os.path.exists(man) and time.time() < deadline:
-                time.sleep(0.05)
-            time.sleep(0.2)
+            # The manifest is written before the checksum line: all allocations are made.
+            self.assertTrue(w.out.wait_for(r"^checksum="), w.err.lines)
             run = mw.interrupt()
+            w.release()
+            self.assertEqual(w.finish()[0], 3)
         finally:
-            w.proc.kill()
-            w.finish()
+            w.kill()
         self.assertEqual(run.returncode, 0, run.stderr)
         prof = Profile(out)
         self.assertEqual(prof.sample_types, ["alloc_objects/count", "alloc_space/bytes[dflt]"])

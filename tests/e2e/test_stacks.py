@@ -1,6 +1,5 @@
 """Whole stacks without frame pointers: DWARF unwinding of stack snapshots,
 and an honest frame-pointer mode."""
-import re
 import subprocess
 
 from mwtest import Profile, TestCase, memwatch, read_manifest, traces, workload

@@ -1,5 +1,5 @@
-/* place_probe and find_tail_calls on hand-assembled code and on the
- * allocators installed here. */
+/* place_probe and find_tail_calls on hand-assembled code (the installed
+ * allocators: test_placement_real.c). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -20,9 +20,6 @@
 #define RSI PLACE_ARG(1)
 #define RDX PLACE_ARG(2)
 
-#define LIBC "/lib/x86_64-linux-gnu/libc.so.6"
-#define JEMALLOC "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
-#define TCMALLOC "/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4"
 
 static struct placement place(const uint8_t *code, size_t len, unsigned mask)
 {
@@ -279,111 +276,6 @@ static void tail_calls_synthetic(void **state)
 	assert_int_equal(targets[0], 0x2000);
 }
 
-/* ---- the installed allocators ---- */
-
-struct entry_point {
-	const char *name;
-	unsigned args;
-};
-
-static const struct entry_point allocator_functions[] = {
-	{ "malloc", RDI }, { "free", RDI }, { "calloc", RDI | RSI }, { "realloc", RDI | RSI },
-	{ "reallocarray", RDI | RSI | RDX }, { "posix_memalign", RDI | RSI | RDX },
-	{ "aligned_alloc", RDI | RSI }, { "memalign", RDI | RSI }, { "valloc", RDI },
-	{ "pvalloc", RDI }, { "_Znwm", RDI }, { "_ZdlPv", RDI }, { "_ZdlPvm", RDI | RSI },
-	{ "sdallocx", RDI | RSI | RDX }, { "mallocx", RDI | RSI },
-};
-
-static struct elf_file *open_elf(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return NULL;
-	struct elf_file *f = elf_file_open(fd);
-	close(fd);
-	return f;
-}
-
-static uint8_t *read_function(struct elf_file *f, const struct elf_sym *sym, size_t *len)
-{
-	size_t want = sym->size ? sym->size : 64;
-	uint8_t *buf = malloc(want);
-	assert_non_null(buf);
-	ssize_t n = elf_file_read(f, sym->vaddr, buf, want);
-	assert_true(n > 0);
-	*len = (size_t)n;
-	return buf;
-}
-
-static bool place_function(struct elf_file *f, const struct entry_point *ep, struct placement *p)
-{
-	struct elf_sym sym;
-	size_t len;
-	if (!elf_file_find_func(f, ep->name, &sym))
-		return false;
-	uint8_t *code = read_function(f, &sym, &len);
-	assert_int_equal(place_probe(code, len, sym.vaddr, ep->args, p), 0);
-	free(code);
-	print_message("  %-15s %#8llx +%-3llu %-9s %-28s %s\n", ep->name, (unsigned long long)sym.vaddr,
-		      (unsigned long long)p->offset, p->emulated ? "emulated" : "stepped", p->insn,
-		      p->emulated ? "" : p->why);
-	return true;
-}
-
-static void place_in_library(const char *path)
-{
-	struct elf_file *f = open_elf(path);
-	if (!f) {
-		fail_msg("%s: not installed (tools/deps.sh installs it)", path);
-	}
-	print_message("%s\n", path);
-	for (size_t i = 0; i < sizeof(allocator_functions) / sizeof(allocator_functions[0]); i++) {
-		struct placement p;
-		place_function(f, &allocator_functions[i], &p);
-	}
-	elf_file_close(f);
-}
-
-static void real_glibc(void **state)
-{
-	struct elf_file *f = open_elf(LIBC);
-	assert_non_null(f);
-	struct placement p;
-	struct entry_point malloc_ep = { "malloc", RDI }, free_ep = { "free", RDI };
-	assert_true(place_function(f, &malloc_ep, &p));
-	assert_emulated_at(p, 0, "push r12");
-	assert_true(place_function(f, &free_ep, &p));
-	assert_true(p.emulated);
-	assert_int_equal(p.offset, 3);
-	assert_true(!strncmp(p.insn, "je ", 3));
-	elf_file_close(f);
-	place_in_library(LIBC);
-}
-
-static void real_jemalloc_tcmalloc(void **state)
-{
-	place_in_library(JEMALLOC);
-	place_in_library(TCMALLOC);
-}
-
-static void reallocarray_tail_calls_realloc(void **state)
-{
-	struct elf_file *f = open_elf(LIBC);
-	assert_non_null(f);
-	struct elf_sym sym;
-	size_t len;
-	assert_true(elf_file_find_func(f, "reallocarray", &sym));
-	uint8_t *code = read_function(f, &sym, &len);
-	uint64_t targets[4];
-	size_t n = find_tail_calls(code, len, sym.vaddr, targets, 4);
-	assert_int_equal(n, 1);
-	assert_string_equal(elf_file_plt_target(f, targets[0]), "realloc");
-	assert_null(elf_file_plt_target(f, targets[0] + 1));
-	assert_null(elf_file_plt_target(f, sym.vaddr));
-	free(code);
-	elf_file_close(f);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -406,9 +298,6 @@ int main(void)
 		cmocka_unit_test(scan_limit_and_end),
 		cmocka_unit_test(bad_arguments),
 		cmocka_unit_test(tail_calls_synthetic),
-		cmocka_unit_test(real_glibc),
-		cmocka_unit_test(real_jemalloc_tcmalloc),
-		cmocka_unit_test(reallocarray_tail_calls_realloc),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

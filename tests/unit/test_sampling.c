@@ -51,15 +51,20 @@ static void test_exact_draws(void **state)
 {
 	const uint64_t rate = 10000;
 	const int n = 200000;
-	double sum = 0;
+	double sum = 0, squares = 0;
 
 	for (int i = 0; i < n; i++) {
 		uint64_t d = exp_draw_exact(rate);
 		assert_true(d >= 1);
 		sum += d;
+		squares += (double)d * d;
 	}
-	/* Standard error of the mean: rate / sqrt(n), about 0.22%. */
-	assert_true(fabs(sum / n / rate - 1) < 0.01);
+	/* The mean of n draws is within 4 standard errors (the draws' own
+	 * standard deviation over sqrt(n), about rate / sqrt(n)) of the rate. */
+	double mean = sum / n, sd = sqrt(squares / n - mean * mean);
+	if (fabs(mean - rate) >= 4 * sd / sqrt(n))
+		fail_msg("mean of %d draws %.1f, rate %llu, 4 SE %.1f", n, mean, (unsigned long long)rate,
+			 4 * sd / sqrt(n));
 }
 
 static void test_weights(void **state)

@@ -794,34 +794,6 @@ static void test_names(void **state)
 }
 
 /* Prints one verdict of each kind, for reading the wording. */
-static void test_show(void **state)
-{
-	struct run r;
-
-	if (!getenv("VERDICT_SHOW"))
-		return;
-	quiet_run(&r, 10, "jemalloc", true);
-	thrashing(&r);
-	decide(&r), dump(&r.out);
-	quiet_run(&r, 10, "glibc", true);
-	leaking(&r);
-	decide(&r), dump(&r.out);
-	quiet_run(&r, 10, "glibc", true);
-	freed_most(&r);
-	small_survivors(&r);
-	decide(&r), dump(&r.out);
-	quiet_run(&r, 10, "jemalloc", true);
-	freed_most(&r);
-	large_survivors(&r);
-	decide(&r), dump(&r.out);
-	quiet_run(&r, 10, "tcmalloc", true);
-	decide(&r), dump(&r.out);
-	quiet_run(&r, 10, "tcmalloc", false);
-	decide(&r), dump(&r.out);
-	quiet_run(&r, 2, NULL, false);
-	decide(&r), dump(&r.out);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -869,7 +841,6 @@ int main(void)
 		cmocka_unit_test(test_leak_from_nothing_without_sites),
 		cmocka_unit_test(test_long_site_name),
 		cmocka_unit_test(test_names),
-		cmocka_unit_test(test_show),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

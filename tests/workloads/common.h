@@ -2,6 +2,8 @@
 #ifndef WORKLOAD_COMMON_H
 #define WORKLOAD_COMMON_H
 
+#include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,55 @@ static inline void wait_for_go(void)
 	printf("ready %d\n", (int)getpid());
 	fflush(stdout);
 	sigwait(&set, &sig);
+}
+
+/* Commands from the test, one per line on stdin (read with read(2), so
+ * that polling for them between requests never blocks). */
+struct line_reader {
+	char buf[256];
+	size_t len;
+	int eof;
+};
+
+/* The next line (without its newline) into out: 1 if there is one, 0 if
+ * none arrived within timeout_ms (-1: wait for one), -1 once stdin ended. */
+static inline int next_line(struct line_reader *r, char *out, size_t size, int timeout_ms)
+{
+	for (;;) {
+		char *nl = (char *)memchr(r->buf, '\n', r->len);
+		if (nl) {
+			size_t n = (size_t)(nl - r->buf);
+			snprintf(out, size, "%.*s", (int)n, r->buf);
+			memmove(r->buf, nl + 1, r->len - n - 1);
+			r->len -= n + 1;
+			return 1;
+		}
+		if (r->eof)
+			return -1;
+		struct pollfd pfd = { .fd = 0, .events = POLLIN };
+		int ready = poll(&pfd, 1, timeout_ms);
+		if (ready < 0 && errno == EINTR)
+			continue;
+		if (ready <= 0)
+			return 0;
+		if (r->len == sizeof(r->buf))
+			r->len = 0;	/* a line too long for any command: dropped */
+		ssize_t got = read(0, r->buf + r->len, sizeof(r->buf) - r->len);
+		if (got <= 0)
+			r->eof = 1;
+		else
+			r->len += (size_t)got;
+	}
+}
+
+/* --hold: stay until the test sends a line (or closes stdin), so that it
+ * decides when the process exits instead of a sleep guessing. */
+static inline void hold(void)
+{
+	struct line_reader r = { .len = 0 };
+	char line[8];
+
+	next_line(&r, line, sizeof(line), -1);
 }
 
 static inline int has_flag(int argc, char **argv, const char *flag)

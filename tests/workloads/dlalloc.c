@@ -4,7 +4,8 @@
  * jemalloc cannot be dlopen'ed: it needs static TLS).
  * Site dl_site: 300 blocks of 2000 bytes, 100 freed (see --manifest).
  *   --wait      print "ready PID", wait for SIGUSR1 before the dlopen
- *   --delay S   sleep S seconds between the dlopen and the allocations
+ *   --pause     after the dlopen, print "dlalloc: opened" and wait for a
+ *               line on stdin (or its end) before allocating
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -31,7 +32,6 @@ NOINLINE void dl_site(void)
 int main(int argc, char **argv)
 {
 	const char *manifest = flag_value(argc, argv, "--manifest");
-	const char *delay = flag_value(argc, argv, "--delay");
 
 	if (has_flag(argc, argv, "--wait"))
 		wait_for_go();
@@ -42,8 +42,11 @@ int main(int argc, char **argv)
 	}
 	tc_malloc_fn = (void *(*)(size_t))dlsym(h, "tc_malloc");
 	tc_free_fn = (void (*)(void *))dlsym(h, "tc_free");
-	if (delay)
-		usleep((useconds_t)(atof(delay) * 1e6));
+	if (has_flag(argc, argv, "--pause")) {
+		printf("dlalloc: opened\n");
+		fflush(stdout);
+		hold();
+	}
 	dl_site();
 	if (manifest)
 		write_manifest(manifest);

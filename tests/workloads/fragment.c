@@ -9,9 +9,12 @@
  *   --keep K      keep every K-th (default 8)
  *   --build S     seconds spent allocating (default 2)
  *   --seconds S   stay this long after the frees (default 5)
+ *   --hold        instead, stay until a line arrives on stdin (or it ends)
  *   --wait        print "ready PID", wait for SIGUSR1 before allocating
  * Prints the live bytes (survivors and the table of them) and the process's
- * own RssAnon after the frees.
+ * own RssAnon after the frees. Those are all the process allocates: stdout
+ * gets a static buffer, so nothing else is live (tests check the size classes
+ * of the live heap against exactly these).
  */
 #define _GNU_SOURCE
 #include <time.h>
@@ -64,6 +67,8 @@ int main(int argc, char **argv)
 		seconds = atof(v);
 	if ((v = flag_value(argc, argv, "--build")))
 		build = atof(v);
+	static char stdout_buffer[4096];
+	setvbuf(stdout, stdout_buffer, _IOLBF, sizeof(stdout_buffer));
 	if (has_flag(argc, argv, "--wait"))
 		wait_for_go();
 	char **all = calloc(objects, sizeof(*all));
@@ -84,6 +89,9 @@ int main(int argc, char **argv)
 	printf("fragment: kept %zu objects, %zu bytes; live %zu; rss_anon %ld\n", kept, kept * size,
 	       kept * size + objects * sizeof(*all), rss_anon_bytes());
 	fflush(stdout);
-	sleep_s(seconds);
+	if (has_flag(argc, argv, "--hold"))
+		hold();
+	else
+		sleep_s(seconds);
 	return 0;
 }

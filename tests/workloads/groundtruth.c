@@ -11,8 +11,8 @@
  *   --big        large totals for statistical tests at the default interval
  *   --medium     the same with no block above 8 KiB (see gt_mid)
  *   --echo       copy stdin to stdout first
- *   --delay S    sleep S seconds before allocating
- *   --linger S   sleep S seconds before exiting
+ *   --hold       after printing the checksum, wait for a line on stdin (or
+ *                its end) before exiting
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -355,14 +355,11 @@ static void echo_stdin(void)
 int main(int argc, char **argv)
 {
 	const char *manifest = flag_value(argc, argv, "--manifest");
-	const char *linger = flag_value(argc, argv, "--linger");
 
 	if (has_flag(argc, argv, "--echo"))
 		echo_stdin();
 	if (has_flag(argc, argv, "--wait"))
 		wait_for_go();
-	if (flag_value(argc, argv, "--delay"))
-		usleep((useconds_t)(atof(flag_value(argc, argv, "--delay")) * 1e6));
 	if (has_flag(argc, argv, "--big"))
 		run_big();
 	else if (has_flag(argc, argv, "--medium"))
@@ -373,7 +370,7 @@ int main(int argc, char **argv)
 		write_manifest(manifest);
 	printf("checksum=%llu sites=%d\n", checksum, nsite_totals);
 	fflush(stdout);
-	if (linger)
-		sleep(atoi(linger));
+	if (has_flag(argc, argv, "--hold"))
+		hold();
 	return 3;
 }

@@ -8,7 +8,10 @@
  *   --seconds S   run this long (default 6)
  *   --rate B      bytes leaked per second (default 8 MiB)
  *   --size B      bytes per leaked object (default 4096)
- *   --switch S    after S seconds leak from late_site() instead
+ *   --control     run until the test says "quit" on stdin (or closes it),
+ *                 not --seconds; "late" makes late_site() leak instead of
+ *                 leak_site() from then on, acknowledged with "leak: late"
+ *                 on stdout
  *   --wait        print "ready PID", wait for SIGUSR1 before starting
  *   --manifest F  write the per-site totals (common.h) to F
  */
@@ -74,26 +77,46 @@ NOINLINE void *cache_site(size_t n)
 	return p;
 }
 
+/* Applies the test's commands that arrived; false once told to quit. */
+static bool obey(struct line_reader *r, bool *late)
+{
+	char cmd[32];
+	int got;
+
+	while ((got = next_line(r, cmd, sizeof(cmd), 0)) == 1) {
+		if (!strcmp(cmd, "quit"))
+			return false;
+		if (!strcmp(cmd, "late")) {
+			*late = true;
+			printf("leak: late\n");
+			fflush(stdout);
+		}
+	}
+	return got == 0;
+}
+
 int main(int argc, char **argv)
 {
-	double seconds = 6, rate = 8 << 20, owed = 0, switch_s = -1;
+	double seconds = 6, rate = 8 << 20, owed = 0;
 	const char *v, *manifest = flag_value(argc, argv, "--manifest");
 	unsigned long long leaked = 0;
+	struct line_reader commands = { .len = 0 };
+	bool controlled = has_flag(argc, argv, "--control"), late = false;
 
+	/* A static stdout buffer: the manifest's sites are all it allocates. */
+	static char stdout_buffer[4096];
+	setvbuf(stdout, stdout_buffer, _IOLBF, sizeof(stdout_buffer));
 	if ((v = flag_value(argc, argv, "--seconds")))
 		seconds = atof(v);
 	if ((v = flag_value(argc, argv, "--rate")))
 		rate = atof(v);
 	if ((v = flag_value(argc, argv, "--size")))
 		object_size = strtoull(v, NULL, 0);
-	if ((v = flag_value(argc, argv, "--switch")))
-		switch_s = atof(v);
 	if (has_flag(argc, argv, "--wait"))
 		wait_for_go();
 	KEEP(cache_site(4 << 20));
 	double start = now_s();
-	while (now_s() - start < seconds) {
-		bool late = switch_s >= 0 && now_s() - start >= switch_s;
+	while (controlled ? obey(&commands, &late) : now_s() - start < seconds) {
 		for (owed += rate * TICK_NS / 1e9; owed >= object_size; owed -= object_size, leaked++)
 			late ? late_site() : leak_site();
 		churn_site();

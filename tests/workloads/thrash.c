@@ -11,23 +11,29 @@
  *   --seconds S   run this long (default 4)
  *   --block B     bytes per block (default 1 MiB)
  *   --thread      do it in a second thread
- *   --phases P    alternate calm and thrash every P seconds: in calm phases
- *                 the block is kept instead of freed (for latency tests)
- *   --linger S    stay S seconds after the last round (idle), e.g. for a
- *                 scraper to read the final counters
+ *   --control     phases driven by the test, one command a line on stdin:
+ *                 "calm" (the block is kept instead of freed), "thrash", "quit"
+ *                 (or the end of stdin); each acknowledged on stdout with the
+ *                 rounds so far ("phase calm at N"). Starts calm; --seconds is
+ *                 ignored. For latency tests.
+ *   --hold        after printing the rounds, wait for a line on stdin (or
+ *                 its end) before exiting, e.g. for a scraper to read the
+ *                 final counters
  *   --wait        print "ready PID", wait for SIGUSR1
  * Each round is one "request": handle_request() allocates, touches, frees.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
 
 #include "common.h"
 
-static double seconds = 4, phase_seconds;
+static double seconds = 4;
 static size_t block = 1 << 20;
 static unsigned long long rounds;
+static int controlled;
 
 static double now_s(void)
 {
@@ -60,12 +66,31 @@ NOINLINE void handle_request(int calm)
 	free(p);
 }
 
+/* Applies the test's commands that arrived; false once told to quit. */
+static bool obey(struct line_reader *r, int *calm)
+{
+	char cmd[32];
+	int got;
+
+	while ((got = next_line(r, cmd, sizeof(cmd), 0)) == 1) {
+		if (!strcmp(cmd, "quit"))
+			return false;
+		if (strcmp(cmd, "calm") && strcmp(cmd, "thrash"))
+			continue;
+		*calm = !strcmp(cmd, "calm");
+		printf("phase %s at %llu\n", cmd, rounds);
+		fflush(stdout);
+	}
+	return got == 0;
+}
+
 static void *run(void *arg)
 {
-	double start = now_s(), t;
+	struct line_reader commands = { .len = 0 };
+	double start = now_s();
+	int calm = controlled;
 
-	while ((t = now_s() - start) < seconds) {
-		int calm = phase_seconds > 0 && ((long)(t / phase_seconds) % 2 == 0);
+	while (controlled ? obey(&commands, &calm) : now_s() - start < seconds) {
 		handle_request(calm);
 		rounds++;
 		/* A request rate, not a busy loop: about 2000 per second. */
@@ -83,8 +108,7 @@ int main(int argc, char **argv)
 		seconds = atof(v);
 	if ((v = flag_value(argc, argv, "--block")))
 		block = strtoull(v, NULL, 0);
-	if ((v = flag_value(argc, argv, "--phases")))
-		phase_seconds = atof(v);
+	controlled = has_flag(argc, argv, "--control");
 	if (has_flag(argc, argv, "--wait"))
 		wait_for_go();
 	if (has_flag(argc, argv, "--thread")) {
@@ -96,10 +120,7 @@ int main(int argc, char **argv)
 	}
 	printf("thrash: %llu rounds\n", rounds);
 	fflush(stdout);
-	if ((v = flag_value(argc, argv, "--linger"))) {
-		double linger = atof(v);
-		struct timespec ts = { (time_t)linger, (long)((linger - (time_t)linger) * 1e9) };
-		nanosleep(&ts, NULL);
-	}
+	if (has_flag(argc, argv, "--hold"))
+		hold();
 	return 0;
 }
