@@ -75,6 +75,15 @@ static __always_inline void apply_frees(struct hook_scratch *sc, __u32 tgid)
 	}
 }
 
+/* The agent waits on memwatch: a record of no type (readers skip it)
+ * that wakes the reader now rather than at the next backlog threshold. */
+static __always_inline void wake_reader(__u64 pid_tgid)
+{
+	struct mw_event_head h = { .tgid = pid_tgid >> 32 };
+
+	bpf_ringbuf_output(&events, &h, sizeof(h), BPF_RB_FORCE_WAKEUP);
+}
+
 static __always_inline void count_drop(__u32 tgid)
 {
 	__u64 one = 1, *n = bpf_map_lookup_elem(&hook_drops, &tgid);
@@ -179,6 +188,8 @@ int report_alloc(struct pt_regs *ctx)
 		return 0;
 	}
 	count(MW_CNT_SAMPLES);
+	if (sc->rep.flags & MW_REPORT_WAKE)
+		wake_reader(pid_tgid);
 	if (cfg_alloc_only || !(sc->rep.flags & MW_REPORT_TRACK))
 		return 0;
 	key.tag = sc->rep.tag;

@@ -190,6 +190,7 @@ struct mw_cancel_event {
  * the agent's stubs are frameless and save them first.
  */
 #define MW_REPORT_TRACK		1u	/* the block is in the agent's live set */
+#define MW_REPORT_WAKE		2u	/* the agent's backlog is high: wake the reader now */
 #define MW_FN_INLINE		(1u << 16)	/* in mw_event_head.fn: from the agent */
 #define MW_AGENT_FREE_BATCH	24	/* releases a report carries at most */
 

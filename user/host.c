@@ -202,6 +202,7 @@ static void profile(struct host *h, struct hproc *hp)
 	heapbpf_progs(&h->bpf, &progs);
 	progs.no_frees = h->opt->alloc_only;
 	attacher_init(&t->att, &progs, h->opt->allocator, h->opt->verbose ? stderr : NULL);
+	t->att.hooks = h->hd.engine;
 	t->start_real_ns = (int64_t)clock_ns(CLOCK_REALTIME);
 	t->next_write_ns = 0;
 	hp->tgt = t;
@@ -436,6 +437,7 @@ static void on_sample(void *ctx, const struct mw_sample_event *e, size_t len)
 	struct process *p;
 	struct target *t = target_of(h, e->h.tgid, &p);
 
+	hook_driver_event(&h->hd, e);
 	if (!t)
 		return;
 	uint32_t stack = stacker_intern(&h->sk, &t->heap.st, &h->procs, p, e, len);
@@ -536,6 +538,8 @@ void host_scan_live(struct host *h)
 
 	if (!h->have_heap)
 		return;
+	if (h->hd.engine)
+		hooks_sweep(h->hd.engine);	/* releases the agents published */
 	for (size_t i = 0; hmap_next(&h->by_pid, &i, &s);)
 		if (((struct hproc *)s->val)->tgt)
 			heapprof_scan_begin(&((struct hproc *)s->val)->tgt->heap);
@@ -637,6 +641,8 @@ static int load(struct host *h)
 			return err;
 		}
 		h->have_heap = true;
+		if (hook_driver_start(&h->hd, o, &h->bpf, &hc, o->max_profiled))
+			return -1;
 		if ((err = add_ring(h, heapbpf_events_fd(&h->bpf), on_heap_event)))
 			return err;
 	}
@@ -770,6 +776,7 @@ static void teardown(struct host *h)
 	if (h->outdir)
 		outdir_close(h->outdir);
 	ring_buffer__free(h->rb);
+	hook_driver_stop(&h->hd);
 	if (h->have_heap)
 		heapbpf_destroy(&h->bpf);
 	pages_destroy(&h->pages);

@@ -15,6 +15,7 @@
 #include "hashmap.h"
 #include "heapbpf.h"
 #include "heapprof.h"
+#include "hookdrv.h"
 #include "match.h"
 #include "memwatch.h"
 #include "options.h"
@@ -68,6 +69,7 @@ struct host {
 	struct stacker sk;
 	struct heapbpf bpf;
 	bool have_heap;
+	struct hook_driver hd;		/* in-process detours (--hook) */
 	struct pages pages;
 	struct ring_buffer *rb;
 	struct hmap by_pid;		/* pid -> struct hproc * */

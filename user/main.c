@@ -29,8 +29,7 @@
 #include "heapbpf.h"
 #include "events.h"
 #include "heapprof.h"
-#include "hookbpf.h"
-#include "hooks.h"
+#include "hookdrv.h"
 #include "host.h"
 #include "latency.h"
 #include "outfile.h"
@@ -69,8 +68,8 @@ struct session {
 	uint64_t start_ns, next_tick_ns, tick_ns;
 	bool stop;
 	bool announced;			/* the "profiling pid" line was printed */
-	struct hookbpf hookbpf;		/* the agent's report programs */
-	struct hook_engine *hooks;	/* in-process detours (--hook) */
+	struct hook_driver hd;		/* in-process detours (--hook) */
+	struct hook_engine *hooks;	/* hd.engine */
 	char hook_note[1024];		/* which entries are detoured, which on uprobes and why */
 	struct hook_stats hook_stats;	/* the agent's counters, as last read */
 	uint64_t last_hits;		/* uprobe hits at the last tick */
@@ -298,11 +297,7 @@ static void on_sample(void *ctx, const struct mw_sample_event *e, size_t len)
 
 static void on_sample_event(void *ctx, const struct mw_sample_event *e, size_t len)
 {
-	struct session *s = ctx;
-
-	/* Out of the ring: the agent's backoff may let another report in. */
-	if (s->hooks && (e->h.fn & MW_FN_INLINE))
-		hooks_consumed(s->hooks, e->h.tgid);
+	hook_driver_event(&((struct session *)ctx)->hd, e);
 	on_sample(ctx, e, len);
 }
 
@@ -417,38 +412,6 @@ static void calibrate(struct session *s)
 			strerror(-err));
 }
 
-/* The in-process fast path: the agent's report programs next to the heap
- * object, and the engine that installs detours (inject/hooks.c). */
-static int load_hooks(struct session *s, const struct heapbpf_config *cfg)
-{
-	struct hook_reporter rep;
-	struct hook_config hc = {
-		.mode = s->opt.hook,
-		.sample_bytes = s->opt.sample_bytes,
-		.alloc_only = s->opt.alloc_only,
-		.max_live = s->opt.max_live,
-		.inflight = hookbpf_inflight(cfg, 1),
-		.log = s->opt.verbose ? stderr : NULL,
-	};
-	int err;
-
-	if (s->opt.hook == HOOK_UPROBE || s->opt.empty_probes)
-		return 0;
-	err = hookbpf_load(&s->hookbpf, heapbpf_object(&s->bpf), cfg, s->bpf.mode != ATTACH_CLASSIC);
-	if (err) {
-		report_error("cannot load the in-process hooks' BPF programs: %s%s", strerror(-err), bpflog_detail());
-		return -1;
-	}
-	hookbpf_reporter(&s->hookbpf, &rep);
-	s->hooks = hooks_new(&hc, &rep);
-	if (!s->hooks) {
-		report_error("cannot start the in-process hooks: %s", strerror(errno));
-		return -1;
-	}
-	s->att.hooks = s->hooks;
-	return 0;
-}
-
 static int load_heap(struct session *s, pid_t tgid)
 {
 	struct heapbpf_config cfg;
@@ -466,8 +429,9 @@ static int load_heap(struct session *s, pid_t tgid)
 	heapbpf_progs(&s->bpf, &progs);
 	progs.no_frees = s->opt.alloc_only;
 	attacher_init(&s->att, &progs, s->opt.allocator, s->opt.verbose ? stderr : NULL);
-	if (load_hooks(s, &cfg))
+	if (hook_driver_start(&s->hd, &s->opt, &s->bpf, &cfg, 1))
 		return -1;
+	s->hooks = s->att.hooks = s->hd.engine;
 	if (s->opt.max_overhead)
 		calibrate(s);
 	if (s->opt.verbose)
@@ -1227,8 +1191,7 @@ int main(int argc, char **argv)
 		r = wait_child(&s);
 out:
 	attacher_detach(&s.att);
-	hooks_free(s.hooks);
-	hookbpf_destroy(&s.hookbpf);
+	hook_driver_stop(&s.hd);
 	if (s.child && !s.child_done && r != 0 && !s.detached) {
 		kill(s.child, SIGCONT);
 		wait_child(&s);

@@ -136,5 +136,5 @@ uint64_t hookbpf_inflight(const struct heapbpf_config *cfg, unsigned processes)
 	uint64_t event = capture_scratch_bytes(cfg->stack_mode, cfg->stack_bytes) + 16;
 	uint64_t n = cfg->ring_bytes / 2 / event / (processes ? processes : 1);
 
-	return n < 8 ? 8 : n;
+	return n < 16 ? 16 : n;
 }

@@ -268,8 +268,9 @@ static void nap(int64_t ns)
 
 /* Waits while the ring may be too full for one more report. False when
  * memwatch is gone (its heartbeat stopped) or stuck (it consumed nothing
- * for 2 s): the call then goes unreported, and no later call waits. */
-static bool room_to_report(struct mwa_control *c)
+ * for 2 s): the call then goes unreported, and no later call waits. *wake:
+ * the backlog is past half the limit, memwatch should read now. */
+static bool room_to_report(struct mwa_control *c, bool *wake)
 {
 	int64_t t_beat = 0, t_progress = 0, nap_ns = 20000;
 	uint64_t beat = 0, consumed = 0;
@@ -280,8 +281,11 @@ static bool room_to_report(struct mwa_control *c)
 	uint64_t ticket = __atomic_fetch_add(&c->issued, 1, __ATOMIC_ACQ_REL);
 	for (bool first = true;; first = false) {
 		uint64_t limit = load(&c->limit);
-		if (!limit || ticket < load(&c->consumed) + load(&c->abandoned) + limit)
+		uint64_t done = load(&c->consumed) + load(&c->abandoned);
+		if (!limit || ticket < done + limit) {
+			*wake = limit && ticket >= done + limit / 2;
 			return true;
+		}
 		if (load(&c->generation) != gen) {	/* counters reset: a new ticket */
 			gen = load(&c->generation);
 			ticket = __atomic_fetch_add(&c->issued, 1, __ATOMIC_ACQ_REL);
@@ -340,7 +344,8 @@ static uint64_t call_original(struct call *c, bool through_twin)
 	return ret;
 }
 
-static void report(struct call *c, void (*fn)(struct mw_agent_report *), uint64_t addr, uint32_t tag)
+static void report(struct call *c, void (*fn)(struct mw_agent_report *), uint64_t addr, uint32_t tag,
+		   uint32_t flags)
 {
 	struct mw_agent_report *rep = &c->r->rep;
 
@@ -348,7 +353,7 @@ static void report(struct call *c, void (*fn)(struct mw_agent_report *), uint64_
 	rep->addr = addr;
 	rep->size = c->size;
 	rep->fn = c->d->fn;
-	rep->flags = tag ? MW_REPORT_TRACK : 0;
+	rep->flags = flags | (tag ? MW_REPORT_TRACK : 0);
 	rep->tag = tag;
 	rep->nfrees = 0;
 	rep->frees = 0;
@@ -462,14 +467,15 @@ static void record(struct call *c, uint64_t addr)
 {
 	struct mwa_control *ctl = (struct mwa_control *)c->d->control;
 	uint32_t tag = 0;
+	bool wake = false;
 
-	if (!room_to_report(ctl)) {
+	if (!room_to_report(ctl, &wake)) {
 		c->slot->lost++;
 		return;
 	}
 	if (!c->s->alloc_only && !(tag = live_insert(c->s, c->d, addr)))
 		c->slot->untracked++;
-	report(c, mwa_report_alloc, addr, tag);
+	report(c, mwa_report_alloc, addr, tag, wake ? MW_REPORT_WAKE : 0);
 	c->slot->samples++;
 }
 
