@@ -9,8 +9,8 @@ import subprocess
 import time
 
 from mwtest import (DEFAULT_RATE, Attached, MEMWATCH, Profile, TestCase, WaitingWorkload, memwatch, read_manifest,
-                    traces, workload)
-from test_allocators import C_CONFIGS, CXX_CONFIGS, env_with, tolerance
+                    sampled_tolerance, workload)
+from test_allocators import C_CONFIGS, CXX_CONFIGS, env_with
 
 INLINE = ["--hook", "inline"]
 NO_LOSS = re.compile(r"losses: ring buffer full 0, live map full 0, calls lost 0, samplers busy 0, unreadable "
@@ -91,7 +91,7 @@ class GroundTruthTest(TestCase):
                 for site, want in read_manifest(man).items():
                     got = sites.get(site, [0, 0, 0, 0])
                     for idx in (1, 3):
-                        tol = tolerance(want[idx - 1], sizes[site], DEFAULT_RATE)
+                        tol = sampled_tolerance(want[idx - 1], sizes[site], DEFAULT_RATE)
                         self.assertLess(abs(got[idx] - want[idx]), tol, "%s %s[%d]: %d vs %d" %
                                         (name, site, idx, got[idx], want[idx]))
 
@@ -387,3 +387,36 @@ class CoexistenceTest(TestCase):
 
     def test_bpftrace_after(self):
         self.run_both(False)
+
+
+class HostTest(TestCase):
+    def test_all_detours_profiled_processes(self):
+        """--all: a selected process gets the fast path; allocation values
+        exact with -s 1 in its --output-dir profile."""
+        man, outdir, log = self.path("h.manifest"), self.path("out"), self.path("host.log")
+        os.mkdir(outdir)
+        w = WaitingWorkload([workload("groundtruth"), "--manifest", man])
+        with open(log, "w") as err:
+            host = subprocess.Popen([MEMWATCH, "--all", "-v", "-s", "1", "--pid", str(w.pid), "--output-dir",
+                                     outdir] + INLINE, stderr=err, stdout=subprocess.DEVNULL)
+        try:
+            deadline = time.time() + 60
+            while not re.search(r"pid %d: glibc allocator in \S+: inline hooks" % w.pid, open(log).read()):
+                self.assertLess(time.time(), deadline, open(log).read())
+                self.assertIsNone(host.poll(), open(log).read())
+                time.sleep(0.1)
+            w.go()
+            self.assertEqual(w.finish()[0], 3)
+            deadline = time.time() + 30
+            while not [f for f in os.listdir(outdir) if f.endswith(".heap.pb.gz")]:
+                self.assertLess(time.time(), deadline, "no profile at exit: %s" % open(log).read())
+                time.sleep(0.1)
+        finally:
+            w.kill()
+            host.send_signal(signal.SIGINT)
+            host.wait(timeout=60)
+        self.assertEqual(host.returncode, 0, open(log).read())
+        profile = [f for f in os.listdir(outdir) if f.endswith(".heap.pb.gz")][0]
+        sites = Profile(os.path.join(outdir, profile)).by_site()
+        for site, want in read_manifest(man).items():
+            self.assertEqual(sites.get(site, [0, 0])[:2], want[:2], site)

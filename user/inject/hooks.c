@@ -41,6 +41,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -138,7 +139,12 @@ struct hook_engine *hooks_new(const struct hook_config *cfg, const struct hook_r
 	}
 	pthread_mutex_init(&h->lock, NULL);
 	if (cfg->mode != HOOK_UPROBE) {
+		/* Signals are the driver's to take (signalfd): none for this thread. */
+		sigset_t all, old;
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
 		int err = pthread_create(&h->beat, NULL, heartbeat, h);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
 		if (err) {
 			free(h);
 			errno = err;
