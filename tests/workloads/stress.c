@@ -8,7 +8,9 @@
  * prints "stress: ok" and exits 0; a corrupted block prints
  * "stress: CORRUPT" and exits 1.
  *
- *   --threads N   threads (default 8)
+ *   --threads N   threads (default 8, at most 256)
+ *   --idle        the threads wait instead (for timing how long stopping
+ *                 a process with many threads takes)
  *   --wait        print "ready PID", wait for SIGUSR1 before starting
  */
 #define _GNU_SOURCE
@@ -31,6 +33,9 @@ struct block {
 
 static atomic_bool stop;
 static atomic_int corrupt;
+static pthread_mutex_t idle_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t idle_cond = PTHREAD_COND_INITIALIZER;
+static bool idle;
 
 static uint64_t next(uint64_t *s)
 {
@@ -121,6 +126,10 @@ static void *worker(void *arg)
 	struct block w[WINDOW] = { { 0 } };
 	uint64_t rng = 0x9e3779b97f4a7c15ull * ((uintptr_t)arg + 1);
 
+	pthread_mutex_lock(&idle_lock);
+	while (idle && !atomic_load(&stop))
+		pthread_cond_wait(&idle_cond, &idle_lock);
+	pthread_mutex_unlock(&idle_lock);
 	while (!atomic_load_explicit(&stop, memory_order_relaxed))
 		for (int i = 0; i < 256; i++)
 			step(w, &rng);
@@ -136,10 +145,11 @@ int main(int argc, char **argv)
 {
 	const char *n = flag_value(argc, argv, "--threads");
 	int threads = n ? atoi(n) : 8;
-	pthread_t t[64];
+	pthread_t t[256];
 	char line[64];
 
-	if (threads < 1 || threads > 64)
+	idle = has_flag(argc, argv, "--idle");
+	if (threads < 1 || threads > 256)
 		return 2;
 	if (has_flag(argc, argv, "--wait"))
 		wait_for_go();
@@ -148,7 +158,10 @@ int main(int argc, char **argv)
 			return 1;
 	if (!fgets(line, sizeof(line), stdin) && ferror(stdin) && errno != EINTR)
 		return 1;
+	pthread_mutex_lock(&idle_lock);
 	atomic_store(&stop, true);
+	pthread_cond_broadcast(&idle_cond);
+	pthread_mutex_unlock(&idle_lock);
 	for (int i = 0; i < threads; i++)
 		pthread_join(t[i], NULL);
 	if (atomic_load(&corrupt)) {

@@ -586,10 +586,15 @@ void hooks_detach(struct hook_engine *h, pid_t pid)
 	if (hp->ctl)
 		__atomic_store_n(&hp->ctl->closed, 1, __ATOMIC_RELEASE);
 	if (hp->ninst && !tracee_hold(&t, pid, true)) {
+		int restored = 0;
 		for (size_t i = 0; i < hp->ninst; i++)
-			install_restore(&t, &hp->inst[i].in);
+			restored += install_restore(&t, &hp->inst[i].in);
 		drain(h, hp, false);
+		size_t held = t.n;
 		tracee_release(&t);
+		if (h->cfg.log)
+			fprintf(h->cfg.log, "memwatch: pid %d: %d entries restored; %zu threads held %.2f ms\n", (int)pid,
+				restored, held, (now_ns() - t.start_ns) / 1e6);
 	} else {
 		drain(h, hp, true);	/* it exited: what it published is all there is */
 	}
