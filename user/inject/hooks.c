@@ -585,6 +585,7 @@ void hooks_detach(struct hook_engine *h, pid_t pid)
 		return;
 	if (hp->ctl)
 		__atomic_store_n(&hp->ctl->closed, 1, __ATOMIC_RELEASE);
+	drain(h, hp, false);	/* most of it before the threads stop, the rest held */
 	if (hp->ninst && !tracee_hold(&t, pid, true)) {
 		int restored = 0;
 		for (size_t i = 0; i < hp->ninst; i++)

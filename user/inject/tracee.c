@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -194,6 +195,34 @@ static int stop_new(struct tracee *t, size_t from)
 	return 0;
 }
 
+/* Runs the calling thread ahead of the target's until sched_restore:
+ * SCHED_FIFO at the lowest real-time priority (the kernel's real-time
+ * throttling still leaves others 5% of each CPU). Silently unchanged where
+ * refused (no CAP_SYS_NICE, a cgroup without real-time runtime). */
+static void sched_raise(struct tracee *t)
+{
+	struct sched_param sp;
+	struct sched_param fifo = { .sched_priority = sched_get_priority_min(SCHED_FIFO) };
+
+	t->sched_policy = -1;
+	int policy = sched_getscheduler(0);
+	if (policy < 0 || policy == SCHED_FIFO || policy == SCHED_RR || sched_getparam(0, &sp))
+		return;
+	if (sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &fifo))
+		return;
+	t->sched_policy = policy;
+	t->sched_priority = sp.sched_priority;
+}
+
+static void sched_restore(struct tracee *t)
+{
+	struct sched_param sp = { .sched_priority = t->sched_priority };
+
+	if (t->sched_policy >= 0)
+		sched_setscheduler(0, t->sched_policy, &sp);
+	t->sched_policy = -1;
+}
+
 int tracee_hold(struct tracee *t, pid_t pid, bool all)
 {
 	char path[64];
@@ -202,11 +231,15 @@ int tracee_hold(struct tracee *t, pid_t pid, bool all)
 	memset(t, 0, sizeof(*t));
 	t->mem_fd = -1;
 	t->pid = pid;
+	sched_raise(t);
 	t->start_ns = now_ns();
 	snprintf(path, sizeof(path), "/proc/%d/mem", (int)pid);
 	t->mem_fd = open(path, O_RDWR | O_CLOEXEC);
-	if (t->mem_fd < 0)
-		return -errno;
+	if (t->mem_fd < 0) {
+		err = -errno;
+		sched_restore(t);
+		return err;
+	}
 	/* Threads started by a thread not yet stopped appear in the next scan;
 	 * once every thread is stopped, none can start. */
 	for (int round = 0; round < MAX_ROUNDS; round++) {
@@ -240,6 +273,7 @@ void tracee_release(struct tracee *t)
 	t->t = NULL;
 	t->n = t->cap = 0;
 	t->mem_fd = -1;
+	sched_restore(t);
 }
 
 static int step(struct held_thread *h)

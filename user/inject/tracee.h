@@ -24,6 +24,8 @@ struct tracee {
 	size_t n, cap;
 	int mem_fd;		/* /proc/PID/mem */
 	uint64_t start_ns, held_ns;	/* CLOCK_MONOTONIC: first seize, all stopped */
+	int sched_policy;	/* the holding thread's, restored on release (-1: unchanged) */
+	int sched_priority;
 };
 
 /* Why ptrace cannot be used on pid, in buf ("traced by pid 123 (gdb)",
@@ -31,6 +33,9 @@ struct tracee {
 const char *tracee_blocker(pid_t pid, char *buf, size_t len);
 
 /* Stops pid's main thread (all: every thread, until no new one appears).
+ * The calling thread runs SCHED_FIFO until the release where it may: the
+ * target's threads wait on it, and a busy target (100 runnable threads on
+ * 2 CPUs) would otherwise keep it off the CPU for tens of milliseconds.
  * 0 or -errno; on failure nothing stays held. */
 int tracee_hold(struct tracee *t, pid_t pid, bool all);
 /* Lets every held thread go, registers as they were. */
