@@ -8,8 +8,8 @@ import signal
 import subprocess
 import time
 
-from mwtest import (DEFAULT_RATE, Attached, MEMWATCH, Profile, TestCase, WaitingWorkload, memwatch, read_manifest,
-                    sampled_tolerance, workload)
+from mwtest import (DEFAULT_RATE, Attached, MEMWATCH, Profile, Running, TestCase, WaitingWorkload, memwatch,
+                    read_manifest, sampled_tolerance, workload)
 from test_allocators import C_CONFIGS, CXX_CONFIGS, env_with
 
 INLINE = ["--hook", "inline"]
@@ -175,12 +175,16 @@ class PathsTest(TestCase):
         self.check_paths(out, man, run.stderr)
 
     def test_dlopen_after_attach(self):
-        """An allocator dlopen'ed after attach is detoured at the loader event."""
+        """An allocator dlopen'ed after attach is detoured at the loader
+        event. The target waits after the dlopen until memwatch says so."""
         out, man = self.path("dl.pb.gz"), self.path("dl.manifest")
-        w = WaitingWorkload([workload("dlalloc"), "--delay", "1", "--manifest", man])
+        w = WaitingWorkload([workload("dlalloc"), "--pause", "--manifest", man])
         try:
             mw = Attached(w.pid, ["-v", "-s", "1", "--stack-mode", "fp", "-o", out] + INLINE)
             w.go()
+            self.assertTrue(w.out.wait_for(r"^dlalloc: opened"), w.err.lines)
+            self.assertTrue(mw.wait_for(r"tcmalloc allocator in \S+: inline hooks"), mw.err_lines)
+            w.release()
             self.assertEqual(w.finish()[0], 0)
         finally:
             w.kill()
@@ -191,21 +195,24 @@ class PathsTest(TestCase):
 
     def test_exec_after_attach(self):
         """A shell that execs a jemalloc program: its new image is detoured
-        like a fresh attach."""
+        like a fresh attach. The program waits (--wait) until memwatch says
+        it detoured jemalloc."""
         out, man = self.path("ex.pb.gz"), self.path("ex.manifest")
-        shell = subprocess.Popen(["sh", "-c", 'read x; exec "$0" --delay 1 --manifest "$1"', workload("gt-jemalloc"),
-                                  man], stdin=subprocess.PIPE, text=True)
+        shell = Running(["sh", "-c", 'echo started; read x; exec "$0" --wait --manifest "$1"',
+                         workload("gt-jemalloc"), man])
         try:
-            time.sleep(0.2)  # sh has mapped its libc
+            self.assertTrue(shell.out.wait_for(r"^started"), shell.err.lines)
             mw = Attached(shell.pid, ["-v", "-s", "1", "--stack-mode", "fp", "-o", out] + INLINE)
-            shell.stdin.write("go\n")
-            shell.stdin.close()
-            self.assertEqual(shell.wait(timeout=60), 3)
+            shell.send("go")
+            self.assertTrue(shell.out.wait_for(r"^ready \d+"), shell.err.lines)
+            self.assertTrue(mw.wait_for(r"called exec"), mw.err_lines)
+            self.assertTrue(mw.wait_for(r"jemalloc allocator in \S+: inline hooks"), mw.err_lines)
+            os.kill(shell.pid, signal.SIGUSR1)
+            self.assertEqual(shell.finish()[0], 3)
             run = mw.wait()
         finally:
             shell.kill()
         self.assertEqual(run.returncode, 0, run.stderr)
-        self.assertIn("called exec", run.stderr)
         self.assertIn("jemalloc", inline_allocators(run.stderr))
         sites = Profile(out).by_site()
         for site, want in read_manifest(man).items():
@@ -259,9 +266,8 @@ class LoadTest(TestCase):
         try:
             for i in range(20):
                 mw = Attached(s.pid, ["-s", "64k", "-o", self.path("k.pb.gz")] + INLINE)
-                time.sleep(0.05 * (i % 5))
-                mw.proc.kill()
-                mw.proc.communicate(timeout=60)
+                time.sleep(0.05 * (i % 5))	# killed at varied points of the run, not a handshake
+                mw.kill()
             # A last, clean run takes the agent over and detaches.
             run = memwatch(["-v", "-p", str(s.pid), "-d", "0.5", "-o", self.path("k.pb.gz")] + INLINE, timeout=60)
             self.assertEqual(run.returncode, 0, run.stderr)

@@ -267,6 +267,7 @@ void tracee_release(struct tracee *t)
 {
 	for (size_t i = 0; i < t->n; i++)
 		ptrace(PTRACE_DETACH, t->t[i].tid, 0, (void *)(long)t->t[i].pending_sig);
+	t->released_ns = now_ns();
 	if (t->mem_fd >= 0)
 		close(t->mem_fd);
 	free(t->t);

@@ -23,7 +23,8 @@ struct tracee {
 	struct held_thread *t;
 	size_t n, cap;
 	int mem_fd;		/* /proc/PID/mem */
-	uint64_t start_ns, held_ns;	/* CLOCK_MONOTONIC: first seize, all stopped */
+	/* CLOCK_MONOTONIC: first seize, all stopped, all let go */
+	uint64_t start_ns, held_ns, released_ns;
 	int sched_policy;	/* the holding thread's, restored on release (-1: unchanged) */
 	int sched_priority;
 };

@@ -268,7 +268,8 @@ static void nap(int64_t ns)
 
 /* Waits while the ring may be too full for one more report. False when
  * memwatch is gone (its heartbeat stopped) or stuck (it consumed nothing
- * for 2 s): the call then goes unreported, and no later call waits. *wake:
+ * for 2 s): the call then goes unreported, and no later call waits until
+ * memwatch, alive after all, clears `gone`. *wake:
  * the backlog is past half the limit, memwatch should read now. */
 static bool room_to_report(struct mwa_control *c, bool *wake)
 {

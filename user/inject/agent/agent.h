@@ -189,7 +189,7 @@ struct mwa_control {
 	uint64_t pad0[2];
 	uint64_t issued;	/* agent: tickets taken */
 	uint64_t abandoned;	/* agent: tickets given up */
-	uint64_t gone;		/* agent: the observer stopped answering (sticky) */
+	uint64_t gone;		/* agent: the observer stopped answering (until memwatch clears it) */
 	uint64_t waits;		/* agent: sampled calls that had to wait */
 	uint64_t rel_head;	/* agent: releases claimed */
 	uint64_t rel_full;	/* agent: releases reported through the kernel (ring full) */
