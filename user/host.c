@@ -99,8 +99,6 @@ static uint64_t skip_key(pid_t pid, uint64_t start_time)
 
 /* ---- targets: the processes with heap probes --------------------------- */
 
-static int web_deliver_exit(struct host *h, struct hproc *hp);
-
 /* Probes the allocators p maps now, and hooks its loader for later ones. */
 static void attach_target(struct host *h, struct hproc *hp)
 {
@@ -136,7 +134,7 @@ static void unprofile(struct host *h, struct hproc *hp)
 
 	if (!t)
 		return;
-	web_deliver_exit(h, hp);
+	hostweb_process_gone(h, hp);
 	if (h->outdir)
 		write_outputs(h, hp);
 	attacher_suspend(&t->att, hp->pid);
@@ -824,11 +822,7 @@ int host_run(const struct options *opt)
 	run_loop(&h);
 	host_scan_live(&h);
 	print_end(&h);
+	err = h.outdir ? outdir_report(h.outdir, opt->output_dir) : 0;
 	teardown(&h);
-	return 0;
-}
-
-static int web_deliver_exit(struct host *h, struct hproc *hp)
-{
-	return hostweb_process_gone(h, hp);
+	return err ? 1 : 0;
 }

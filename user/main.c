@@ -130,36 +130,12 @@ static void raise_fd_limit(void)
 
 /* ---- output ---------------------------------------------------------- */
 
-static int open_one(struct outfile *of, const char *path)
-{
-	int err = outfile_open(of, path);
-
-	if (err)
-		report_error("cannot write %s: %s", path, strerror(-err));
-	return err;
-}
-
-/* "x.pb.gz" -> "x.pages.pb.gz" */
-static char *pages_path_for(const char *heap_path)
-{
-	const char *ext = ".pb.gz";
-	size_t n = strlen(heap_path), k = strlen(ext);
-	char *out = NULL;
-
-	if (n > k && !strcmp(heap_path + n - k, ext))
-		asprintf(&out, "%.*s.pages%s", (int)(n - k), heap_path, ext);
-	else
-		asprintf(&out, "%s.pages", heap_path);
-	return out;
-}
-
 /* Every output opens before memwatch attaches: a path that cannot be
  * written is an error before anything happens to the target. */
 static int open_outputs(struct session *s)
 {
 	char dflt[64];
 	const char *main_path = s->opt.output;
-	int err = 0;
 
 	if (!main_path) {
 		snprintf(dflt, sizeof(dflt), "memwatch-%d.pb.gz", (int)s->target);
@@ -167,20 +143,15 @@ static int open_outputs(struct session *s)
 	}
 	if (s->opt.empty_probes)
 		return 0;
-	if (s->opt.pages_only) {
-		err = open_one(&s->pages_out, s->opt.pages_output ? s->opt.pages_output : main_path);
-	} else {
-		char *pages = s->opt.pages_output ? strdup(s->opt.pages_output) : pages_path_for(main_path);
-		err = open_one(&s->heap_out, main_path);
-		if (!err)
-			err = pages ? open_one(&s->pages_out, pages) : -ENOMEM;
-		free(pages);
-	}
-	if (!err && s->opt.timeline)
-		err = open_one(&s->timeline_out, s->opt.timeline);
-	if (!err && s->opt.plot)
-		err = open_one(&s->plot_out, s->opt.plot);
-	return err;
+	struct outfile_set set = { &s->heap_out, &s->pages_out, &s->timeline_out, &s->plot_out };
+	struct outfile_paths paths = {
+		.heap = s->opt.pages_only ? NULL : main_path,
+		.pages = s->opt.pages_only && !s->opt.pages_output ? main_path : s->opt.pages_output,
+		.timeline = s->opt.timeline,
+		.plot = s->opt.plot,
+		.stdout_taken = s->opt.cmd != NULL,
+	};
+	return outfile_open_set(&set, &paths);
 }
 
 static void discard_outputs(struct session *s)
@@ -1051,14 +1022,14 @@ static int write_outputs(struct session *s)
 	};
 	int err = 0;
 
-	if (s->heap_out.tmp)
+	if (s->heap_out.open)
 		err |= commit(&s->heap_out, heapprof_write(&s->hp, &s->procs, &meta, s->heap_out.fd));
-	if (s->pages_out.tmp)
+	if (s->pages_out.open)
 		err |= commit(&s->pages_out, pageprof_write(&s->pp, &s->hp.st, &s->procs, &page_spec, s->pages_out.fd));
-	if (s->timeline_out.tmp)
+	if (s->timeline_out.open)
 		err |= write_timeline(s, &s->timeline_out,
 				      ends_with(s->opt.timeline, ".json") ? timeline_write_json : timeline_write_csv);
-	if (s->plot_out.tmp)
+	if (s->plot_out.open)
 		err |= write_timeline(s, &s->plot_out, timeline_write_svg);
 	for (size_t i = 0; i < nc; i++)
 		free(comments[i]);

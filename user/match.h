@@ -26,6 +26,13 @@ bool matcher_empty(const struct matcher *m);
 /* cgroup: the process's cgroup path (cgroup_of), or NULL if unknown. */
 bool matcher_match(const struct matcher *m, pid_t pid, const char *comm, const char *cgroup);
 
+/* An upper bound of the nodes regcomp builds for the extended regex rx
+ * (repetitions duplicate what they repeat); HUGE_VAL for a repetition of
+ * a repetition ('a*+') or groups nested too deep. */
+double regex_nodes(const char *rx);
+/* Is path (as --cgroup takes it) a cgroup that exists now? 0, -EINVAL
+ * for "." or ".." in it, -ENOENT. */
+int cgroup_check(const char *path);
 /* The process's cgroup v2 path ("/system.slice/x.service"), malloc'ed;
  * NULL if it cannot be read. On a v1-only host, the name=systemd hierarchy's. */
 char *cgroup_of(pid_t pid);

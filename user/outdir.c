@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,10 +12,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "newfile.h"
+#include "report.h"
+#include "outindex.h"
+
 #define STAMP_FORMAT "########T######.###Z"	/* # a digit */
 #define STAMP_LEN (sizeof(STAMP_FORMAT) - 1)
 #define SUFFIX ".pb.gz"
-#define TMP_SUFFIX ".tmp"
 #define COMM_MAX 32
 #define KIND_MAX 16
 #define PID_MAX_DIGITS 10
@@ -22,14 +26,15 @@
 struct entry {
 	char *name;
 	const char *stamp;	/* in name */
-	uint64_t size;
+	uint64_t ino, size;
 };
 
 struct outdir {
 	int dirfd;
 	uint64_t max_files, max_bytes;
-	struct entry *files;	/* oldest first */
+	struct entry *files;	/* memwatch's, oldest first */
 	size_t nfiles, cap;
+	struct outindex index;
 	struct outdir_stats stats;
 };
 
@@ -84,16 +89,6 @@ static const char *name_stamp(const char *name, size_t len)
 		if (!is_comm_char(*c))
 			return NULL;
 	return stamp;
-}
-
-/* A temporary file of a write memwatch did not finish. */
-static bool is_stale_tmp(const char *name)
-{
-	size_t len = strlen(name);
-
-	return name[0] == '.' && len > strlen(TMP_SUFFIX) + 1 &&
-	       !strcmp(name + len - strlen(TMP_SUFFIX), TMP_SUFFIX) &&
-	       name_stamp(name + 1, len - 1 - strlen(TMP_SUFFIX));
 }
 
 static int entry_cmp(const void *a, const void *b)
@@ -152,6 +147,53 @@ static bool over_bounds(const struct outdir *od)
 	       (od->max_bytes && od->stats.bytes > od->max_bytes);
 }
 
+static struct outindex_entry index_entry(const struct entry *e)
+{
+	return (struct outindex_entry){ .name = e->name, .ino = e->ino, .size = e->size };
+}
+
+/* Is the file named e still the one memwatch wrote? */
+static bool still_ours(const struct outdir *od, const struct entry *e)
+{
+	struct stat st;
+
+	return !fstatat(od->dirfd, e->name, &st, AT_SYMLINK_NOFOLLOW) && S_ISREG(st.st_mode) &&
+	       st.st_ino == e->ino && (uint64_t)st.st_size == e->size && st.st_uid == geteuid();
+}
+
+/* Deletes the file of e if it is still memwatch's; one that is not (gone,
+ * or replaced by someone) is left alone and forgotten. 0 or -errno. */
+static int delete_own(struct outdir *od, const struct entry *e)
+{
+	struct outindex_entry ie = index_entry(e);
+
+	if (still_ours(od, e)) {
+		if (unlinkat(od->dirfd, e->name, 0) && errno != ENOENT)
+			return -errno;
+		od->stats.deleted++;
+	}
+	outindex_append(&od->index, '-', &ie);
+	return 0;
+}
+
+/* The index rewritten once its records are mostly history. */
+static int compact_index(struct outdir *od, bool now)
+{
+	struct outindex_entry *ies;
+	int err;
+
+	if (!now && od->index.lines <= 2 * od->nfiles + 64)
+		return 0;
+	ies = calloc(od->nfiles + 1, sizeof(*ies));
+	if (!ies)
+		return -ENOMEM;
+	for (size_t i = 0; i < od->nfiles; i++)
+		ies[i] = index_entry(&od->files[i]);
+	err = outindex_rewrite(&od->index, ies, od->nfiles);
+	free(ies);
+	return err;
+}
+
 /* Deletes the oldest files while beyond the bounds; on an error the file
  * stays in the index, and counted. */
 static int prune(struct outdir *od)
@@ -161,10 +203,7 @@ static int prune(struct outdir *od)
 
 	while (drop < od->nfiles && over_bounds(od)) {
 		struct entry *e = &od->files[drop];
-		if (!unlinkat(od->dirfd, e->name, 0)) {
-			od->stats.deleted++;
-		} else if (errno != ENOENT) {
-			err = -errno;
+		if ((err = delete_own(od, e))) {
 			od->stats.errors++;
 			break;
 		}
@@ -176,55 +215,80 @@ static int prune(struct outdir *od)
 		od->nfiles -= drop;
 		memmove(od->files, od->files + drop, od->nfiles * sizeof(*od->files));
 	}
-	return err;
+	int cerr = compact_index(od, false);
+	return err ? err : cerr;
 }
 
-/* Adds the regular file name to the index, unsorted. */
-static int index_found(struct outdir *od, const char *name, const char *stamp)
+/* Adopts what the index says memwatch wrote, if still so. */
+static int adopt(struct outdir *od, const struct outindex_entry *ie)
 {
-	struct stat st;
-	struct entry *e;
+	struct entry e = { .name = ie->name, .ino = ie->ino, .size = ie->size };
+	const char *stamp = name_stamp(ie->name, strlen(ie->name));
 
-	if (fstatat(od->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) || !S_ISREG(st.st_mode))
+	if (!stamp || !still_ours(od, &e))
 		return 0;
 	if (reserve(od, od->nfiles + 1))
 		return -ENOMEM;
-	e = &od->files[od->nfiles];
-	e->name = strdup(name);
-	if (!e->name)
+	e.name = strdup(ie->name);
+	if (!e.name)
 		return -ENOMEM;
-	e->stamp = e->name + (stamp - name);
-	e->size = st.st_size;
-	od->nfiles++;
-	account_added(od, e);
+	e.stamp = e.name + (stamp - ie->name);
+	od->files[od->nfiles++] = e;
+	account_added(od, &e);
 	return 0;
 }
 
-static int scan(struct outdir *od)
+static int load_index(struct outdir *od)
 {
-	int fd = openat(od->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), err = 0;
+	struct outindex_entry *ies;
+	size_t n;
+	int err = outindex_open(&od->index, od->dirfd, &ies, &n);
+
+	if (err == -EPERM) {
+		od->stats.index_foreign = true;
+		return 0;
+	}
+	for (size_t i = 0; !err && i < n; i++)
+		err = adopt(od, &ies[i]);
+	outindex_free_entries(ies, n);
+	if (od->nfiles)
+		qsort(od->files, od->nfiles, sizeof(*od->files), entry_cmp);
+	return err ? err : compact_index(od, true);
+}
+
+/* Files there that are not memwatch's (nor its index, nor a temporary file
+ * of a memwatch at work): never touched, only counted. */
+static int count_foreign(struct outdir *od)
+{
+	int fd = openat(od->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
 	struct dirent *de;
+	uint64_t others = 0;
 
 	if (!dir) {
-		err = -errno;
+		int err = -errno;
 		if (fd >= 0)
 			close(fd);
 		return err;
 	}
-	for (errno = 0; !err && (de = readdir(dir)); errno = 0) {
-		const char *stamp = name_stamp(de->d_name, strlen(de->d_name));
-		if (stamp)
-			err = index_found(od, de->d_name, stamp);
-		else if (is_stale_tmp(de->d_name))
-			unlinkat(od->dirfd, de->d_name, 0);
-	}
-	if (!err && errno)
-		err = -errno;
+	while ((de = readdir(dir)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && strcmp(de->d_name, OUTINDEX_NAME) &&
+		    strncmp(de->d_name, NEWFILE_TMP_PREFIX, strlen(NEWFILE_TMP_PREFIX)))
+			others++;
 	closedir(dir);
-	if (od->nfiles)
-		qsort(od->files, od->nfiles, sizeof(*od->files), entry_cmp);
-	return err;
+	od->stats.foreign = others > od->nfiles ? others - od->nfiles : 0;
+	return 0;
+}
+
+static void warn_foreign(const struct outdir *od, const char *dir)
+{
+	if (od->stats.foreign)
+		report_error("--output-dir %s: %" PRIu64 " files there are not memwatch's: never deleted, not counted "
+			     "in the bounds", dir, od->stats.foreign);
+	if (od->stats.index_foreign)
+		report_error("--output-dir %s: " OUTINDEX_NAME " is not memwatch's (another user's, writable by "
+			     "others, or linked): files of earlier runs are not recognized, and this run's are "
+			     "deleted only while it runs", dir);
 }
 
 int outdir_open(struct outdir **out, const char *dir, uint64_t max_files, uint64_t max_bytes)
@@ -239,16 +303,25 @@ int outdir_open(struct outdir **out, const char *dir, uint64_t max_files, uint64
 	od = calloc(1, sizeof(*od));
 	if (!od)
 		return -ENOMEM;
+	od->index.fd = -1;
 	od->max_files = max_files;
 	od->max_bytes = max_bytes;
 	od->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	err = od->dirfd < 0 ? -errno : scan(od);
+	if (od->dirfd < 0) {
+		err = -errno;
+	} else {
+		newfile_sweep(od->dirfd);
+		err = load_index(od);
+	}
+	if (!err)
+		err = count_foreign(od);
 	if (!err)
 		err = prune(od);
 	if (err) {
 		outdir_close(od);
 		return err;
 	}
+	warn_foreign(od, dir);
 	*out = od;
 	return 0;
 }
@@ -303,47 +376,53 @@ static int file_name(char **name, const char *comm, pid_t pid, int64_t realtime_
 	return 0;
 }
 
-/* Writes tmp in full and renames it to name: its size, or -errno with no
- * file left. */
-static int64_t write_file(struct outdir *od, const char *tmp, const char *name,
-			  int (*write)(void *ctx, int fd), void *ctx)
+/* Writes the content of a new file: its size, or -errno. */
+static int64_t write_content(struct outdir *od, int fd, struct stat *st, int (*write)(void *ctx, int fd), void *ctx)
 {
-	int fd = openat(od->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
-	struct stat st;
-	int err;
+	int err = write(ctx, fd);
 
-	if (fd < 0)
-		return -errno;
-	err = write(ctx, fd);
 	if (err > 0)
 		err = -EIO;
-	if (!err && fstat(fd, &st))
+	if (!err && fstat(fd, st))
 		err = -errno;
-	if (!err && od->max_bytes && (uint64_t)st.st_size > od->max_bytes)
+	if (!err && od->max_bytes && (uint64_t)st->st_size > od->max_bytes)
 		err = -EFBIG;
 	if (!err && fsync(fd))
 		err = -errno;
-	if (close(fd) && !err)
-		err = -errno;
-	if (!err && renameat(od->dirfd, tmp, od->dirfd, name))
-		err = -errno;
-	if (err)
-		unlinkat(od->dirfd, tmp, 0);
-	return err ? err : st.st_size;
+	return err;
+}
+
+/* Writes e->name in full, recorded in the index before it gets its name,
+ * never replacing a file there: 0 (e->ino, e->size set) or -errno with no
+ * file left. */
+static int write_file(struct outdir *od, struct entry *e, int (*write)(void *ctx, int fd), void *ctx)
+{
+	struct newfile nf;
+	struct stat st;
+	int err = newfile_create(&nf, od->dirfd, 0640);
+
+	if (!err)
+		err = write_content(od, nf.fd, &st, write, ctx);
+	if (!err) {
+		e->ino = st.st_ino;
+		e->size = st.st_size;
+		struct outindex_entry ie = index_entry(e);
+		if (!(err = outindex_append(&od->index, '+', &ie)) &&
+		    (err = newfile_link(&nf, od->dirfd, e->name, false)))
+			outindex_append(&od->index, '-', &ie);
+	}
+	newfile_discard(&nf, od->dirfd);
+	return err;
 }
 
 int outdir_write(struct outdir *od, const char *comm, pid_t pid, int64_t realtime_ns, const char *kind,
 		 int (*write)(void *ctx, int fd), void *ctx)
 {
 	struct entry e = { 0 };
-	char *tmp = NULL;
-	int64_t size;
 	size_t at = 0;
 	int err;
 
 	err = file_name(&e.name, comm, pid, realtime_ns, kind);
-	if (!err && asprintf(&tmp, ".%s" TMP_SUFFIX, e.name) < 0)
-		err = -ENOMEM;
 	/* Room in the index first: a file written must be accounted for. */
 	if (!err)
 		err = reserve(od, od->nfiles + 1);
@@ -353,14 +432,13 @@ int outdir_write(struct outdir *od, const char *comm, pid_t pid, int64_t realtim
 		if (at < od->nfiles && !entry_cmp(&od->files[at], &e))
 			err = -EEXIST;
 	}
-	size = err ? err : write_file(od, tmp, e.name, write, ctx);
-	free(tmp);
-	if (size < 0) {
+	if (!err)
+		err = write_file(od, &e, write, ctx);
+	if (err) {
 		free(e.name);
 		od->stats.errors++;
-		return size;
+		return err;
 	}
-	e.size = size;
 	memmove(od->files + at + 1, od->files + at, (od->nfiles - at) * sizeof(*od->files));
 	od->files[at] = e;
 	od->nfiles++;
@@ -378,10 +456,19 @@ void outdir_close(struct outdir *od)
 {
 	if (!od)
 		return;
+	outindex_close(&od->index);
 	if (od->dirfd >= 0)
 		close(od->dirfd);
 	for (size_t i = 0; i < od->nfiles; i++)
 		free(od->files[i].name);
 	free(od->files);
 	free(od);
+}
+
+int outdir_report(const struct outdir *od, const char *dir)
+{
+	if (!od->stats.errors)
+		return 0;
+	report_error("--output-dir %s: %" PRIu64 " profiles or deletions failed", dir, od->stats.errors);
+	return -EIO;
 }

@@ -1,5 +1,6 @@
 /* --output-dir: file names, atomic writes, retention by count and bytes,
- * files found at open, files that are not memwatch's. */
+ * files of earlier runs proven by the index, files that are not memwatch's
+ * (whatever their names), a planted index. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,7 @@
 #include <cmocka.h>
 
 #include "outdir.h"
+#include "outindex.h"
 
 /* 2024-01-02T03:04:05.678Z */
 #define T0 (1704164645ll * 1000000000 + 678000000)
@@ -72,7 +74,7 @@ static char *listing(const char *dir)
 
 	assert_non_null(d);
 	while ((de = readdir(d)))
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && strcmp(de->d_name, OUTINDEX_NAME))
 			names[n++] = strdup(de->d_name);
 	closedir(d);
 	qsort(names, n, sizeof(names[0]), by_name);
@@ -287,76 +289,160 @@ static void test_byte_bound(void **state)
 	outdir_close(od);
 }
 
+static void stat_name(const char *dir, const char *name, struct stat *st)
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	assert_int_equal(lstat(path, st), 0);
+}
+
+/* Files of an earlier run are memwatch's by the index; files that only
+ * look like memwatch's, whatever their time stamps, are never touched. */
 static void test_existing(void **state)
 {
 	const char *dir = *state;
 	struct outdir_stats st;
 	struct outdir *od;
 	char path[512], target[512];
+	static const char *const foreign[] = {
+		"important-123-20200101T000000.000Z.heap.pb.gz",	/* a user's, in the format */
+		"zzz-1-29991231T000000.000Z.heap.pb.gz",		/* future-dated: newest of all */
+		"aaa-1-19700101T000000.000Z.heap.pb.gz",		/* oldest of all */
+		".s-1-20200101T000000.000Z.heap.pb.gz.tmp",		/* like an old temporary */
+		"notes.txt",
+	};
 
-	make_file(dir, "old-1-20200101T000000.000Z.heap.pb.gz", 10);
-	make_file(dir, "b-2-20210101T000000.000Z.pages.pb.gz", 20);
-	make_file(dir, "a-3-20210101T000000.000Z.pages.pb.gz", 30);
-	make_file(dir, "new-4-20230101T000000.000Z.heap.pb.gz", 40);
-	make_file(dir, "z.y-x-9-20220101T000000.000Z.heap.pb.gz", 50);
-	/* Not memwatch's. */
-	make_file(dir, "notes.txt", 1000);
-	make_file(dir, "x.pb.gz", 1000);
-	make_file(dir, "a-1-20200101T000000.000Z.HEAP.pb.gz", 1000);
-	make_file(dir, ".a-1-20200101T000000.000Z.heap.pb.gz", 1000);
-	make_file(dir, "a-1-2020-01-01T000000.000Z.heap.pb.gz", 1000);
-	make_file(dir, "a-x-20200101T000000.000Z.heap.pb.gz", 1000);
-	make_file(dir, "-1-20200101T000000.000Z.heap.pb.gz", 1000);
-	make_file(dir, "a-1-20200101T000000.000Z.heap.pb.gz.1", 1000);
-	make_file(dir, "a-1-20200101T000000.000Z.heap.pb", 1000);
-	make_file(dir, "a-1-20200101T000000.000Z.abcdefghijklmnopq.pb.gz", 1000);
-	make_file(dir, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx-1-20200101T000000.000Z.heap.pb.gz", 1000);
-	make_file(dir, "a-1-20200101T000000.000Z.heap.pb.gz.tmp", 1000);
+	for (size_t i = 0; i < sizeof(foreign) / sizeof(foreign[0]); i++)
+		make_file(dir, foreign[i], 1000);
 	snprintf(path, sizeof(path), "%s/d-1-20000101T000000.000Z.heap.pb.gz", dir);
 	assert_int_equal(mkdir(path, 0755), 0);
 	snprintf(path, sizeof(path), "%s/l-1-20000101T000000.000Z.heap.pb.gz", dir);
 	snprintf(target, sizeof(target), "%s/notes.txt", dir);
 	assert_int_equal(symlink(target, path), 0);
-	/* An unfinished write of memwatch's: deleted. */
-	make_file(dir, ".s-1-20200101T000000.000Z.heap.pb.gz.tmp", 1000);
+	char *before = strdup(listing(dir));
 
-	/* Ties in time go by name: a-3 before b-2. */
 	assert_int_equal(outdir_open(&od, dir, 2, 0), 0);
 	outdir_stats(od, &st);
+	assert_int_equal(st.files, 0);
+	assert_int_equal(st.foreign, 7);
+	assert_false(st.index_foreign);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(write_text(od, "w", 10 + i, T0 + i * SEC, "abc"), 0);
+	outdir_stats(od, &st);
 	assert_int_equal(st.files, 2);
-	assert_int_equal(st.bytes, 90);
-	assert_int_equal(st.deleted, 3);
-	assert_int_equal(st.written, 0);
-	assert_string_equal(listing(dir),
-		"-1-20200101T000000.000Z.heap.pb.gz\n"
-		".a-1-20200101T000000.000Z.heap.pb.gz\n"
-		"a-1-2020-01-01T000000.000Z.heap.pb.gz\n"
-		"a-1-20200101T000000.000Z.HEAP.pb.gz\n"
-		"a-1-20200101T000000.000Z.abcdefghijklmnopq.pb.gz\n"
-		"a-1-20200101T000000.000Z.heap.pb\n"
-		"a-1-20200101T000000.000Z.heap.pb.gz.1\n"
-		"a-1-20200101T000000.000Z.heap.pb.gz.tmp\n"
-		"a-x-20200101T000000.000Z.heap.pb.gz\n"
-		"d-1-20000101T000000.000Z.heap.pb.gz\n"
-		"l-1-20000101T000000.000Z.heap.pb.gz\n"
-		"new-4-20230101T000000.000Z.heap.pb.gz\n"
-		"notes.txt\n"
-		"x.pb.gz\n"
-		"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx-1-20200101T000000.000Z.heap.pb.gz\n"
-		"z.y-x-9-20220101T000000.000Z.heap.pb.gz\n");
+	assert_int_equal(st.deleted, 2);
 	outdir_close(od);
 
-	/* Written at new-4's time: z.y goes first, then a-9, first by name. */
-	assert_int_equal(outdir_open(&od, dir, 2, 0), 0);
-	assert_int_equal(write_text(od, "a", 9, 1672531200ll * SEC, "x"), 0);
-	assert_null(strstr(listing(dir), "z.y-x-9"));
-	assert_non_null(strstr(listing(dir), "a-9-20230101T000000.000Z.heap.pb.gz\n"));
-	assert_int_equal(write_text(od, "zz", 9, 1672531200ll * SEC, "x"), 0);
-	assert_null(strstr(listing(dir), "a-9-"));
-	assert_non_null(strstr(listing(dir), "\nnew-4-20230101T000000.000Z.heap.pb.gz\n"
-					     "notes.txt\nx.pb.gz\n"
-					     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx-1-20200101T000000.000Z.heap.pb.gz\n"
-					     "zz-9-20230101T000000.000Z.heap.pb.gz\n"));
+	/* A later run takes over this one's files and deletes them by age. */
+	assert_int_equal(outdir_open(&od, dir, 1, 0), 0);
+	outdir_stats(od, &st);
+	assert_int_equal(st.files, 1);
+	assert_int_equal(st.deleted, 1);
+	assert_int_equal(st.foreign, 7);
+	outdir_close(od);
+	assert_non_null(strstr(listing(dir), "w-13-20240102T030408.678Z.heap.pb.gz\n"));
+	assert_null(strstr(listing(dir), "w-12-"));
+
+	/* Only the foreign files and w-13 remain. */
+	snprintf(path, sizeof(path), "%s/w-13-20240102T030408.678Z.heap.pb.gz", dir);
+	assert_int_equal(unlink(path), 0);
+	assert_string_equal(listing(dir), before);
+	free(before);
+}
+
+/* A name in the index whose file was replaced (same name, same size) is not
+ * memwatch's any more: never deleted. */
+static void test_replaced_file(void **state)
+{
+	const char *dir = *state;
+	struct outdir_stats st;
+	struct outdir *od;
+	struct stat a, b;
+	char path[512], moved[512];
+	const char *name = "r-1-20240102T030405.678Z.heap.pb.gz";
+
+	assert_int_equal(outdir_open(&od, dir, 10, 0), 0);
+	assert_int_equal(write_text(od, "r", 1, T0, "abc"), 0);
+	outdir_close(od);
+	stat_name(dir, name, &a);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	snprintf(moved, sizeof(moved), "%s/moved", dir);
+	assert_int_equal(rename(path, moved), 0);
+	make_file(dir, name, 3);
+	stat_name(dir, name, &b);
+	assert_int_not_equal(a.st_ino, b.st_ino);
+
+	assert_int_equal(outdir_open(&od, dir, 1, 0), 0);
+	outdir_stats(od, &st);
+	assert_int_equal(st.files, 0);
+	assert_int_equal(write_text(od, "r", 2, T0 + SEC, "abc"), 0);
+	assert_int_equal(write_text(od, "r", 3, T0 + 2 * SEC, "abc"), 0);
+	outdir_stats(od, &st);
+	assert_int_equal(st.files, 1);
+	assert_int_equal(st.deleted, 1);
+	outdir_close(od);
+	assert_string_equal(listing(dir), "moved\n"
+					  "r-1-20240102T030405.678Z.heap.pb.gz\n"
+					  "r-3-20240102T030407.678Z.heap.pb.gz\n");
+}
+
+static void write_index(const char *dir, const char *text, mode_t mode, uid_t uid)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/" OUTINDEX_NAME, dir);
+	unlink(path);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	assert_int_equal(chmod(path, mode), 0);
+	assert_int_equal(chown(path, uid, uid), 0);
+}
+
+/* An index someone else could have written proves nothing. */
+static void test_planted_index(void **state)
+{
+	const char *dir = *state;
+	const char *victim = "v-1-20200101T000000.000Z.heap.pb.gz";
+	struct outdir_stats st;
+	struct outdir *od;
+	struct stat v;
+	char text[256];
+
+	make_file(dir, victim, 7);
+	stat_name(dir, victim, &v);
+	snprintf(text, sizeof(text), "+ %llu 7 %s\n", (unsigned long long)v.st_ino, victim);
+	/* Not this user's; writable by others. */
+	write_index(dir, text, 0600, 65534);
+	assert_int_equal(outdir_open(&od, dir, 1, 0), 0);
+	outdir_stats(od, &st);
+	assert_true(st.index_foreign);
+	assert_int_equal(st.files, 0);
+	/* Retention still works for this run's files, kept in memory. */
+	assert_int_equal(write_text(od, "n", 1, T0, "x"), 0);
+	assert_int_equal(write_text(od, "n", 2, T0 + SEC, "x"), 0);
+	outdir_close(od);
+	assert_string_equal(listing(dir), "n-2-20240102T030406.678Z.heap.pb.gz\n"
+					  "v-1-20200101T000000.000Z.heap.pb.gz\n");
+	write_index(dir, text, 0666, getuid());
+	assert_int_equal(outdir_open(&od, dir, 1, 0), 0);
+	outdir_stats(od, &st);
+	assert_true(st.index_foreign);
+	outdir_close(od);
+	assert_non_null(strstr(listing(dir), victim));
+
+	/* This user's, well-formed but for a torn last line: the victim
+	 * (regular, this user's, inode and size as recorded) is taken over. */
+	snprintf(text, sizeof(text), "+ %llu 7 %s\n+ 12", (unsigned long long)v.st_ino, victim);
+	write_index(dir, text, 0600, getuid());
+	assert_int_equal(outdir_open(&od, dir, 100, 0), 0);
+	outdir_stats(od, &st);
+	assert_false(st.index_foreign);
+	assert_int_equal(st.files, 1);
+	assert_int_equal(st.bytes, 7);
 	outdir_close(od);
 }
 
@@ -418,6 +504,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_count_bound, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_byte_bound, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_existing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replaced_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_planted_index, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dir_moved, setup, teardown),
 	};
