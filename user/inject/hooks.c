@@ -85,6 +85,7 @@ struct hproc {
 	size_t nmods;
 	bool looked_back;		/* a previous run's instances handled */
 	char notes[512];		/* allocators left on uprobes, and why */
+	struct hook_stats slot_totals;	/* the threads' counters (nested), as last read */
 	double pause_ms, stop_ms;	/* the last patch: threads held, and until all had stopped */
 	unsigned threads;
 };
@@ -256,6 +257,7 @@ static int take_control(struct hook_engine *h, struct hproc *hp, uint64_t addr)
 		return -errno ? -errno : -EIO;
 	/* Every thread is held, or none can reach the agent yet. */
 	c->issued = c->abandoned = c->gone = c->waits = 0;
+	c->samples = c->frees = c->lost = c->untracked = c->slot_misses = 0;
 	c->consumed = 0;
 	c->closed = 0;
 	c->limit = h->cfg.inflight;
@@ -680,23 +682,17 @@ void hooks_poll(struct hook_engine *h)
 
 /* ---- reporting ---- */
 
-static void add_slots(pid_t pid, const struct instance *in, struct hook_stats *out)
+/* The per-thread totals of one instance; false once the target is gone. */
+static bool add_slots(pid_t pid, const struct instance *in, struct hook_stats *out)
 {
 	struct mwa_slot *slots = read_slots(pid, in);
-	uint64_t misses = 0;
 
-	if (slots) {
-		for (size_t i = 0; i < MWA_SLOTS; i++) {
-			out->samples += slots[i].samples;
-			out->frees += slots[i].frees;
-			out->nested += slots[i].nested;
-			out->lost += slots[i].lost;
-			out->untracked += slots[i].untracked;
-		}
-	}
-	if (!proc_mem_read(pid, instance_state(in) + offsetof(struct mwa_state, slot_misses), &misses, sizeof(misses)))
-		out->slot_misses += misses;
+	if (!slots)
+		return false;
+	for (size_t i = 0; i < MWA_SLOTS; i++)
+		out->nested += slots[i].nested;
 	free(slots);
+	return true;
 }
 
 int hooks_stats(struct hook_engine *h, pid_t pid, struct hook_stats *out)
@@ -709,11 +705,21 @@ int hooks_stats(struct hook_engine *h, pid_t pid, struct hook_stats *out)
 	out->modules = hp->nmods;
 	for (size_t i = 0; i < hp->nmods; i++)
 		out->sites += hp->mods[i].plan->n;
-	for (size_t i = 0; i < hp->ninst; i++)
-		add_slots(pid, &hp->inst[i].in, out);
+	struct hook_stats slots = { 0 };
+	bool readable = true;
+	for (size_t i = 0; i < hp->ninst && readable; i++)
+		readable = add_slots(pid, &hp->inst[i].in, &slots);
+	if (readable)
+		hp->slot_totals = slots;	/* else the last reading before it exited */
+	out->nested = hp->slot_totals.nested;
 	if (hp->ctl) {
 		out->waits = hp->ctl->waits;
 		out->abandoned = hp->ctl->abandoned;
+		out->samples = hp->ctl->samples;
+		out->frees = hp->ctl->frees;
+		out->lost = hp->ctl->lost;
+		out->untracked = hp->ctl->untracked;
+		out->slot_misses = hp->ctl->slot_misses;
 	}
 	out->pause_ms = hp->pause_ms;
 	out->threads = hp->threads;

@@ -39,6 +39,7 @@ _Static_assert(offsetof(struct mwa_desc, fn) == D_FN, "desc");
 _Static_assert(offsetof(struct mwa_desc, twin_arg) == D_TWIN_ARG, "desc");
 _Static_assert(sizeof(struct mwa_desc) == D_SIZE, "desc");
 _Static_assert(sizeof(struct mwa_slot) == 1 << MWA_SLOT_SHIFT, "slot");
+_Static_assert(offsetof(struct mwa_slot, countdown) == 8 && sizeof(struct mwa_control) <= MWA_PAGE, "slot, control");
 _Static_assert(MW_EXP_CELLS == MW_EXP_SIZE, "exp table");
 _Static_assert(sizeof(struct mwa_header) <= MWA_HEADER_BYTES, "header");
 
@@ -180,7 +181,7 @@ static struct mwa_slot *slot_of(struct mwa_state *s, const struct mwa_desc *d, u
 			return sl;
 		}
 	}
-	bump(&s->slot_misses);
+	bump(&((struct mwa_control *)d->control)->slot_misses);
 	return NULL;
 }
 
@@ -369,8 +370,7 @@ static void released(struct call *c, uint64_t addr, uint32_t tag)
 	struct mwa_release *ring = MWA_RELEASE_RING(ctl);
 	uint64_t head = load(&ctl->rel_head);
 
-	if (c->slot)
-		c->slot->frees++;
+	bump(&ctl->frees);
 	if (load(&ctl->closed))
 		return;
 	for (;;) {
@@ -471,13 +471,13 @@ static void record(struct call *c, uint64_t addr)
 	bool wake = false;
 
 	if (!room_to_report(ctl, &wake)) {
-		c->slot->lost++;
+		bump(&ctl->lost);
 		return;
 	}
 	if (!c->s->alloc_only && !(tag = live_insert(c->s, c->d, addr)))
-		c->slot->untracked++;
+		bump(&ctl->untracked);
 	report(c, mwa_report_alloc, addr, tag, wake ? MW_REPORT_WAKE : 0);
-	c->slot->samples++;
+	bump(&ctl->samples);
 }
 
 static long slow_alloc(struct call *c)

@@ -129,11 +129,8 @@ struct mwa_slot {
 	uint64_t owner;
 	int64_t countdown;	/* bytes until the next sample point */
 	uint64_t rng;		/* xorshift64* */
-	uint64_t samples;	/* allocations reported */
-	uint64_t frees;		/* releases of tracked blocks */
 	uint64_t nested;	/* calls inside an original the agent called */
-	uint64_t lost;		/* sampled calls not reported (observer gone, or stuck) */
-	uint64_t untracked;	/* sampled blocks the live set had no room for */
+	uint64_t pad[4];
 };
 
 #define MW_EXP_CELLS 4096	/* = MW_EXP_SIZE (include/memwatch.h) */
@@ -145,7 +142,7 @@ struct mwa_state {
 	uint64_t sample_bytes;	/* <= 1: every call */
 	uint64_t seed;
 	uint64_t alloc_only;	/* no live set: frees are not hooked */
-	uint64_t slot_misses;	/* calls that found no slot (passed through unsampled) */
+	uint64_t pad0;
 	uint64_t next_tag;	/* tags of tracked blocks (live keys) */
 	uint64_t pad[2];
 	uint64_t exp_edges[MW_EXP_CELLS + 1];	/* R * -ln(k / cells) */
@@ -193,7 +190,14 @@ struct mwa_control {
 	uint64_t waits;		/* agent: sampled calls that had to wait */
 	uint64_t rel_head;	/* agent: releases claimed */
 	uint64_t rel_full;	/* agent: releases reported through the kernel (ring full) */
-	uint64_t pad1[2];
+	/* Counts of sampled calls, here rather than in the private state so
+	 * that memwatch can still read them after the target exited. */
+	uint64_t samples;	/* agent: allocations reported */
+	uint64_t frees;		/* agent: releases of tracked blocks */
+	uint64_t lost;		/* agent: sampled calls not reported (observer gone, or stuck) */
+	uint64_t untracked;	/* agent: sampled blocks the live set had no room for */
+	uint64_t slot_misses;	/* agent: calls that found no thread slot (passed through) */
+	uint64_t pad1[1];
 };
 
 #define MWA_RELEASE_RING(control) ((struct mwa_release *)((char *)(control) + MWA_PAGE))
