@@ -13,22 +13,22 @@ PREFIX    ?= /usr/local
 
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
-CPPFLAGS  += -Iinclude -Iuser -Iuser/inject -Iuser/inject/agent -I$(OUTPUT) -I$(OUTPUT)/agent -D_GNU_SOURCE
+CPPFLAGS  += -Iinclude -Iuser -I$(OUTPUT) -D_GNU_SOURCE
 LDLIBS    += $(LIBBPF_A) -lelf -ldw -lz -lprotobuf-c -lcapstone -lmicrohttpd -lgnutls -lyaml -lcrypt -lstdc++ -lpthread -lm
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.bpf.o,$(BPF_SRCS))
 SKELS     := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.skel.h,$(BPF_SRCS))
 PROTO_C   := $(OUTPUT)/profile.pb-c.c
-USER_SRCS := $(filter-out user/main.c,$(wildcard user/*.c)) $(wildcard user/inject/*.c)
-USER_HDRS := $(wildcard user/*.h user/inject/*.h user/inject/agent/*.h)
+USER_SRCS := $(wildcard user/*/*.c)
+USER_HDRS := $(wildcard user/*.h user/*/*.h user/inject/agent/*.h)
 USER_OBJS := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(USER_SRCS)) $(OUTPUT)/profile.pb-c.o \
 	     $(OUTPUT)/user/inject/agent_blob.o
 LIBMW     := $(OUTPUT)/libmemwatch.a
 
 .PHONY: all clean install test unit e2e fuzz demo bench deps workloads FORCE
 .SECONDARY:
-all: memwatch
+all: memwatch $(OUTPUT)/bpf-insns.md $(OUTPUT)/layers.ok
 
 deps:
 	tools/deps.sh
@@ -36,11 +36,20 @@ deps:
 $(OUTPUT) $(OUTPUT)/user $(OUTPUT)/tests:
 	mkdir -p $@
 
-$(OUTPUT)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) include/memwatch.h $(VMLINUX) | $(OUTPUT)
+$(OUTPUT)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/lib/*.h) include/memwatch.h $(VMLINUX) | $(OUTPUT)
 	$(CLANG) -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Iinclude -I$(dir $(VMLINUX)) -c $< -o $@
 
 $(OUTPUT)/%.skel.h: $(OUTPUT)/%.bpf.o
 	$(BPFTOOL) gen skeleton $< > $@
+
+# Every BPF program's size, printed whenever an object changes, so that
+# growth shows; README.md keeps the same table.
+$(OUTPUT)/bpf-insns.md: $(BPF_OBJS) tools/bpf-insns.sh README.md
+	tools/bpf-insns.sh --check README.md $(BPF_OBJS) | tee $@
+
+# Which folder of user/ may include which (ARCHITECTURE.md), on every build.
+$(OUTPUT)/layers.ok: tools/check-layers.py $(wildcard user/*.c user/*/*.[ch] user/*/*/*.[ch] user/*/README.md) | $(OUTPUT)
+	$(PYTHON) tools/check-layers.py && touch $@
 
 # Rewritten only when the version changes, so objects rebuild exactly then.
 $(OUTPUT)/version.h: FORCE | $(OUTPUT)
@@ -65,7 +74,7 @@ $(OUTPUT)/user/%.o: user/%.c $(USER_HDRS) include/memwatch.h $(SKELS) $(OUTPUT)/
 AGENT_DIR    := user/inject/agent
 AGENT_CFLAGS := -ffreestanding -nostdlib -fPIC -fno-stack-protector -O2 -fasynchronous-unwind-tables \
 		-mgeneral-regs-only -fcf-protection=none -fno-jump-tables -fvisibility=hidden \
-		-fno-builtin -std=gnu11 -Wall -Wextra -Werror -Iinclude -I$(AGENT_DIR)
+		-fno-builtin -std=gnu11 -Wall -Wextra -Werror -Iinclude -Iuser
 AGENT_DEPS   := $(wildcard $(AGENT_DIR)/*) include/memwatch.h
 
 $(OUTPUT)/agent/%.o: $(AGENT_DIR)/%.c $(AGENT_DEPS)
@@ -74,7 +83,7 @@ $(OUTPUT)/agent/%.o: $(AGENT_DIR)/%.c $(AGENT_DEPS)
 
 $(OUTPUT)/agent/%.o: $(AGENT_DIR)/%.S $(AGENT_DEPS)
 	@mkdir -p $(dir $@)
-	$(CC) -Iinclude -I$(AGENT_DIR) -c $< -o $@
+	$(CC) -Iinclude -Iuser -c $< -o $@
 
 $(OUTPUT)/agent/agent.elf: $(OUTPUT)/agent/stubs.o $(OUTPUT)/agent/agent.o $(AGENT_DIR)/agent.lds
 	@bad=$$(readelf -rW $(filter %.o,$^) | awk '/R_X86_64_/ && $$3 !~ /^R_X86_64_(PC32|PLT32)$$/ {print $$3}' | sort -u); \
@@ -95,7 +104,7 @@ $(LIBMW): $(USER_OBJS)
 memwatch: $(OUTPUT)/user/main.o $(LIBMW)
 	$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
-install: memwatch
+install: memwatch $(OUTPUT)/bpf-insns.md $(OUTPUT)/layers.ok
 	install -D -m 0755 memwatch $(DESTDIR)$(PREFIX)/bin/memwatch
 
 # Unit tests: tests/unit/test_*.c, each linked against the library and cmocka.
@@ -104,8 +113,9 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%,$(UNIT_SRCS))
 $(OUTPUT)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(LIBMW) | $(OUTPUT)/tests
 	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(LIBMW) $(LDLIBS) -lcmocka -o $@
 
-$(OUTPUT)/tests/test_unwind: CFLAGS += -fomit-frame-pointer
-$(OUTPUT)/tests/test_unwind: tests/unit/fixtures/unwind_capture.h tests/unit/fixtures/unwind_lib.c tests/unit/fixtures/unwind_cxx.cc
+$(OUTPUT)/tests/test_unwind $(OUTPUT)/tests/test_unwind_fast: CFLAGS += -fomit-frame-pointer
+$(OUTPUT)/tests/test_unwind $(OUTPUT)/tests/test_unwind_fast: tests/unit/fixtures/unwind_capture.h \
+	tests/unit/fixtures/unwind_lib.c tests/unit/fixtures/unwind_cxx.cc
 
 $(OUTPUT)/churn: tools/churn.c | $(OUTPUT)
 	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -pthread $< -o $@
@@ -122,6 +132,7 @@ workloads:
 	$(MAKE) -C tests/workloads
 
 unit: $(UNIT_BINS) workloads
+	$(PYTHON) tools/check-layers.py --self-test
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
 # Fuzzing: each tests/fuzz/fuzz_*.c is a libFuzzer target, linked with
@@ -134,7 +145,7 @@ FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(OUTPUT)/fuzz/%,$(FUZZ_SRCS))
 FUZZ_OBJS := $(patsubst user/%.c,$(OUTPUT)/fuzz/obj/%.o,$(USER_SRCS)) $(OUTPUT)/fuzz/obj/profile.pb-c.o
 
-$(OUTPUT)/fuzz/obj/%.o: user/%.c $(wildcard user/*.h) include/memwatch.h $(SKELS) $(OUTPUT)/profile.pb-c.h $(OUTPUT)/version.h
+$(OUTPUT)/fuzz/obj/%.o: user/%.c $(wildcard user/*/*.h) include/memwatch.h $(SKELS) $(OUTPUT)/profile.pb-c.h $(OUTPUT)/version.h
 	@mkdir -p $(@D)
 	$(CLANG) $(CPPFLAGS) -std=gnu11 $(FUZZ_CFLAGS) -c $< -o $@
 

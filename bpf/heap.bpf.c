@@ -15,7 +15,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "memwatch.h"
-#include "heap_common.h"
+#include "lib/heap_call.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -81,7 +81,7 @@ SEC("uretprobe")
 int alloc_exit(struct pt_regs *ctx)
 {
 	/* The return popped the return address the entry saw at [sp]. */
-	exit_call(ctx, ctx->sp - sizeof(__u64));
+	exit_call(ctx, arch_sp(ctx) - sizeof(__u64));
 	return 0;
 }
 
@@ -119,7 +119,7 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 		count(MW_CNT_RINGBUF_FULL);
 		return 0;
 	}
-	fill_head(e, MW_EV_EXEC, bpf_get_current_pid_tgid(), 0);
+	fill_head(e, MW_EV_EXEC, bpf_get_current_pid_tgid());
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
@@ -139,7 +139,7 @@ int loader_state(struct pt_regs *ctx)
 		count(MW_CNT_RINGBUF_FULL);
 		return 0;
 	}
-	fill_head(e, MW_EV_LOADER, pid_tgid, 0);
+	fill_head(e, MW_EV_LOADER, pid_tgid);
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }

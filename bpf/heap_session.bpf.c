@@ -13,7 +13,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "memwatch.h"
-#include "heap_common.h"
+#include "lib/heap_call.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -24,7 +24,7 @@ extern bool bpf_session_is_return(void) __ksym;
 	({                                                                     \
 		int __skip = 0;                                                \
 		if (bpf_session_is_return())                                   \
-			exit_call(ctx, (ctx)->sp - sizeof(__u64));             \
+			exit_call(ctx, arch_sp(ctx) - sizeof(__u64));             \
 		else                                                           \
 			__skip = !enter_call(ctx, size, old, out, kind);       \
 		__skip;                                                        \

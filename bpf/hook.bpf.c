@@ -13,7 +13,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "memwatch.h"
-#include "heap_common.h"
+#include "lib/heap_call.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -115,7 +115,7 @@ static __always_inline __u32 walk_frames(struct mw_sample_event *e, const struct
 			break;
 		fp = frame[0];
 	}
-	e->nframes = n;
+	e->cap.nframes = n;
 	return n * sizeof(__u64);
 }
 
@@ -129,12 +129,14 @@ static __always_inline int emit_fp(struct hook_scratch *sc, __u64 pid_tgid, __u3
 	if (!slot)
 		return -1;
 	e = slot + MW_SCRATCH_HEAD;
-	fill_head(&e->h, MW_EV_SAMPLE, pid_tgid, fn);
-	e->sample_id = id;
-	e->size = sc->rep.size;
-	e->mode = MW_STACK_FP;
-	e->stack_len = 0;
-	e->nuret = 0;
+	fill_head(&e->h, MW_EV_SAMPLE, pid_tgid);
+	e->s.sample_id = id;
+	e->s.size = sc->rep.size;
+	e->s.fn = fn;
+	e->s.pad = 0;
+	e->cap.mode = MW_STACK_FP;
+	e->cap.stack_len = 0;
+	e->cap.nuret = 0;
 	len = walk_frames(e, &sc->rep, caller) + sizeof(*e);
 	if (len > cfg_scratch_bytes - MW_SCRATCH_HEAD)
 		len = cfg_scratch_bytes - MW_SCRATCH_HEAD;
@@ -144,6 +146,19 @@ static __always_inline int emit_fp(struct hook_scratch *sc, __u64 pid_tgid, __u3
 	}
 	release_scratch(slot);
 	return err;
+}
+
+/* The DWARF path: the shared capture, from the registers the entry saw. */
+static __always_inline int emit_snapshot(struct pt_regs *ctx, struct hook_scratch *sc, __u64 pid_tgid, __u32 fn,
+					 __u64 id, __u64 caller)
+{
+	struct capture_req req = {
+		.ctx = ctx, .regs = &sc->regs, .pid_tgid = pid_tgid, .caller = caller, .at_entry = true,
+		.type = MW_EV_SAMPLE,
+		.body.sample = { .sample_id = id, .size = sc->rep.size, .fn = fn },
+	};
+
+	return emit_stack(&req);
 }
 
 SEC("uprobe")
@@ -182,7 +197,7 @@ int report_alloc(struct pt_regs *ctx)
 	if (cfg_stack_mode == MW_STACK_FP)
 		err = emit_fp(sc, pid_tgid, fn, id, caller);
 	else
-		err = emit_stack(ctx, &sc->regs, MW_EV_SAMPLE, pid_tgid, fn, sc->rep.size, id, true, caller);
+		err = emit_snapshot(ctx, sc, pid_tgid, fn, id, caller);
 	if (err) {
 		count_drop(key.tgid);
 		return 0;

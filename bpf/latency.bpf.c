@@ -5,7 +5,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "memwatch.h"
-#include "hist.h"
+#include "lib/arch.h"
+#include "lib/hist.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -37,7 +38,7 @@ struct {
 SEC("uprobe")
 int lat_enter(struct pt_regs *ctx)
 {
-	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .sp = ctx->sp };
+	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .sp = arch_sp(ctx) };
 	__u64 now = bpf_ktime_get_ns();
 
 	if (cfg_target_tgid && key.pid_tgid >> 32 != cfg_target_tgid)
@@ -50,7 +51,7 @@ SEC("uretprobe")
 int lat_exit(struct pt_regs *ctx)
 {
 	/* The return popped the return address the entry saw at [sp]. */
-	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .sp = ctx->sp - sizeof(__u64) };
+	struct call_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .sp = arch_sp(ctx) - sizeof(__u64) };
 	__u64 *start = bpf_map_lookup_elem(&starts, &key);
 	__u32 zero = 0;
 

@@ -16,12 +16,13 @@
  * per-CPU counters and array slots, which the verifier turns into plain
  * loads; no hash lookups, no atomics but the bit clear.
  */
-#include "capture.h"
-#include "hist.h"
+#include "lib/capture.h"
+#include "lib/hist.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define PAGE_SHIFT 12
+#define PAGE_SHIFT ARCH_PAGE_SHIFT
+_Static_assert(1 << PAGE_SHIFT == MW_PAGE_SIZE, "user space counts pages of MW_PAGE_SIZE");
 #define REGION_SHIFT 21		/* 2 MiB: 512 pages, 8 words of bits */
 #define MAX_REGIONS 32		/* per purge: 64 MiB tracked, the rest counted */
 #define PURGED_SLOTS 16384	/* 32 GiB of purged regions watched at once */
@@ -245,7 +246,12 @@ static __always_inline void sample_page(void *ctx, struct pt_regs *regs, __u64 p
 		return;
 	if (!cfg_target_tgid && !bpf_map_lookup_elem(&profiled, &tgid))
 		return;
-	emit_stack(ctx, regs, MW_EV_PAGE, pid_tgid, kind, bytes, addr, false, 0);
+
+	struct capture_req req = {
+		.ctx = ctx, .regs = regs, .pid_tgid = pid_tgid, .type = MW_EV_PAGE,
+		.body.page = { .addr = addr, .bytes = bytes, .kind = kind },
+	};
+	emit_stack(&req);
 }
 
 SEC("tp_btf/page_fault_user")
@@ -259,8 +265,7 @@ int BPF_PROG(on_fault, unsigned long address, struct pt_regs *regs, unsigned lon
 		return 0;
 	pid_tgid = bpf_get_current_pid_tgid();
 	tgid = pid_tgid >> 32;
-	/* Bit 0 set: a protection fault on a page that is there. */
-	if (!tracked(tgid) || (error_code & 1))
+	if (!tracked(tgid) || !arch_fault_not_present(error_code))
 		return 0;
 	c = fault_counts_of(tgid);
 	if (!c)
@@ -362,24 +367,11 @@ static __always_inline void sys_exit(void *ctx, long ret)
 	sample_page(ctx, (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()), pid_tgid, kind, start, len);
 }
 
-/* x86_64 syscall numbers of the calls traced. */
-static __always_inline __u32 syscall_index(long nr)
-{
-	switch (nr) {
-	case 28: return MW_SC_MADVISE;
-	case 9: return MW_SC_MMAP;
-	case 11: return MW_SC_MUNMAP;
-	case 12: return MW_SC_BRK;
-	case 25: return MW_SC_MREMAP;
-	}
-	return MW_SC_COUNT;
-}
-
 /* The syscall number of a syscalls:sys_enter_* record is an int: the upper
  * half of vmlinux.h's long id is padding, not zeroed. */
 static __always_inline __u32 record_syscall(struct trace_event_raw_sys_enter *ctx)
 {
-	return syscall_index((int)ctx->id);
+	return arch_syscall_index((int)ctx->id);
 }
 
 /*
@@ -429,10 +421,10 @@ int sys_exit_any(struct trace_event_raw_sys_exit *ctx)
 SEC("tp_btf/sys_enter")
 int BPF_PROG(raw_enter, struct pt_regs *regs, long id)
 {
-	__u32 sc = syscall_index(id);
+	__u32 sc = arch_syscall_index(id);
 
 	if (!cfg_empty && sc < MW_SC_COUNT)
-		sys_enter(sc, regs->di, regs->si, regs->dx);
+		sys_enter(sc, arch_syscall_arg0(regs), arch_syscall_arg1(regs), arch_syscall_arg2(regs));
 	return 0;
 }
 
@@ -453,7 +445,7 @@ static __always_inline void emit_head(__u32 type, __u32 tgid)
 		count(MW_CNT_RINGBUF_FULL);
 		return;
 	}
-	fill_head(e, type, (__u64)tgid << 32 | tgid, 0);
+	fill_head(e, type, (__u64)tgid << 32 | tgid);
 	bpf_ringbuf_submit(e, 0);
 }
 

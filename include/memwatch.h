@@ -88,13 +88,11 @@ enum mw_counter {
 };
 
 enum mw_event_type {
-	MW_EV_SAMPLE = 1,	/* a sampled allocation call, with its stack */
+	MW_EV_SAMPLE = 1,	/* a sampled allocation call, with its stack (struct mw_sample_event) */
 	MW_EV_CANCEL,		/* that call failed: it allocated nothing */
 	MW_EV_LOADER,		/* the dynamic loader changed the link map */
 	MW_EV_EXEC,		/* a target process called exec */
-	MW_EV_PAGE,		/* a sampled page fault or purge, with its stack
-				 * (struct mw_sample_event: fn is enum mw_page_event,
-				 * size the bytes, sample_id the address) */
+	MW_EV_PAGE,		/* a sampled page fault or purge, with its stack (struct mw_page_event) */
 	MW_EV_EXIT,		/* the last thread of a process exited (--all) */
 };
 
@@ -111,7 +109,7 @@ enum mw_syscall {
 /* The page tracking is x86_64's: 4 KiB pages (huge-page faults count one). */
 #define MW_PAGE_SIZE 4096
 
-enum mw_page_event {
+enum mw_page_kind {
 	MW_PAGE_FAULT,		/* a user fault on a page not present */
 	MW_PAGE_MADVISE,	/* madvise DONTNEED, FREE, REMOVE or DONTNEED_LOCKED */
 	MW_PAGE_MUNMAP,
@@ -147,24 +145,22 @@ struct mw_page_stats {
 };
 
 struct mw_event_head {
-	__u32 type;
+	__u32 type;		/* enum mw_event_type */
 	__u32 tgid;
 	__u32 tid;
-	__u32 fn;
+	__u32 pad;
 	__u64 ts;		/* CLOCK_MONOTONIC ns */
 };
 
-/*
- * Followed by nframes u64 addresses (MW_STACK_FP; leaf first) or by
- * stack_len bytes copied from regs[7] (rsp) upwards (MW_STACK_SNAPSHOT).
- * Events are as long as what they hold.
- */
 #define MW_URET_MAX 4
 
-struct mw_sample_event {
-	struct mw_event_head h;
-	__u64 sample_id;
-	__u64 size;
+/*
+ * The stack of an event, as the capture took it: nframes u64 addresses
+ * (MW_STACK_FP; leaf first) or stack_len bytes copied from regs[7] (rsp)
+ * upwards (MW_STACK_SNAPSHOT), in the event's data[]. Events are as long as
+ * what they hold.
+ */
+struct mw_capture {
 	__u32 mode;		/* enum mw_stack_mode */
 	__u32 nframes;
 	__u32 stack_len;
@@ -175,8 +171,42 @@ struct mw_sample_event {
 	 * the original address. Snapshots only. */
 	__u64 uret_slot[MW_URET_MAX];
 	__u64 uret_orig[MW_URET_MAX];
+};
+
+/* What a sampled allocation call is about. */
+struct mw_sample_body {
+	__u64 sample_id;
+	__u64 size;		/* bytes asked for */
+	__u32 fn;		/* enum mw_fn */
+	__u32 pad;
+};
+
+/* What a sampled page fault or purge is about. */
+struct mw_page_body {
+	__u64 addr;		/* the faulting address, or the start of the range given back */
+	__u64 bytes;		/* a page, or the range's length */
+	__u32 kind;		/* enum mw_page_kind */
+	__u32 pad;
+};
+
+/* Every event with a stack: head, body, capture, stack. Both bodies are
+ * the same size, so the capture is at the same place in each. */
+struct mw_sample_event {
+	struct mw_event_head h;
+	struct mw_sample_body s;
+	struct mw_capture cap;
 	__u8 data[];
 };
+
+struct mw_page_event {
+	struct mw_event_head h;
+	struct mw_page_body p;
+	struct mw_capture cap;
+	__u8 data[];
+};
+
+_Static_assert(sizeof(struct mw_sample_body) == sizeof(struct mw_page_body),
+	       "the capture sits at one offset in every event with a stack");
 
 struct mw_cancel_event {
 	struct mw_event_head h;

@@ -19,8 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "process.h"
-#include "unwind.h"
+#include "proc/process.h"
+#include "stacks/unwind.h"
 
 #include "../tests/unit/fixtures/unwind_capture.h"
 

@@ -4,7 +4,8 @@
 set -euo pipefail
 
 build=(clang llvm libbpf-dev bpftool libelf-dev libdw-dev zlib1g-dev libprotobuf-c-dev protobuf-c-compiler
-       libmicrohttpd-dev libgnutls28-dev libyaml-dev libcrypt-dev libcapstone-dev pkg-config make gcc g++ binutils)
+       libmicrohttpd-dev libgnutls28-dev libyaml-dev libcrypt-dev libcapstone-dev pkg-config make gcc g++ binutils
+       python3)
 test=(libcmocka-dev golang-go libc6-dbg libc6-dev python3 util-linux procps elfutils
       libjemalloc-dev libjemalloc2 libgoogle-perftools-dev redis-server redis-tools prometheus
       librsvg2-bin python3-pil bpftrace strace dwz google-perftools libtcmalloc-minimal4 libgoogle-perftools4

@@ -274,6 +274,55 @@ class ProcessesTest(TestCase):
         return None
 
 
+class VerdictTest(TestCase):
+    def test_each_profiled_process_gets_its_verdict(self):
+        """--all diagnoses every process it profiles: a verdict, with its
+        evidence and the knob of the allocator in use, when the process
+        exits and, for the ones still there, when memwatch stops; and each
+        one's timeline (--timeline FILE: FILE with -PID)."""
+        thrasher = WaitingWorkload(["env", JEMALLOC_THRASH, workload("thrash-jemalloc"), "--seconds", "5"])
+        leaker = WaitingWorkload([workload("leak"), "--control"])
+        timeline = self.path("t.json")
+        host = Host(["--comm", "^(leak|thrash-jemalloc)$", "-i", "1", "--timeline", timeline])
+        try:
+            self.assertTrue(wait_for(lambda: {thrasher.pid, leaker.pid} <= host.profiled()),
+                            host.metrics()[:3000])
+            leaker.go()
+            thrasher.go()
+            rc, _, err = thrasher.finish()
+            self.assertEqual(rc, 0, err)
+            # The thrasher's verdict as it leaves (it exits, memwatch notices).
+            self.assertTrue(wait_for(lambda: thrasher.pid not in host.tracked(), timeout=10))
+        finally:
+            status, err = host.stop()
+            leaker.kill()
+            thrasher.kill()
+        self.assertEqual(status, 0, err)
+        lines = err.splitlines()
+
+        def lines_of(pid):
+            prefix = "memwatch: pid %d (" % pid
+            return [line[line.index("): ") + 3:] for line in lines if line.startswith(prefix) and "): " in line]
+
+        thrash = lines_of(thrasher.pid)
+        self.assertTrue(thrash and thrash[0].startswith("verdict: madvise thrash"), err)
+        self.assertTrue(any(l.startswith("knob: ") and "dirty_decay_ms" in l for l in thrash), err)
+        # The thrasher's verdict came before memwatch's end, the leaker's after.
+        done = next(i for i, line in enumerate(lines) if line.startswith("memwatch: done after"))
+        first = next(i for i, line in enumerate(lines) if line.startswith("memwatch: pid %d (" % thrasher.pid))
+        self.assertLess(first, done, err)
+        leak = lines_of(leaker.pid)
+        self.assertTrue(leak and re.match(r"verdict: leak: .*top site leak_site$", leak[0]), err)
+        for w in (thrasher, leaker):
+            with open(self.path("t-%d.json" % w.pid)) as f:
+                tl = json.load(f)
+            self.assertEqual(tl["pid"], w.pid)
+            self.assertGreaterEqual(len(tl["intervals"]), 3, tl)
+        with open(self.path("t-%d.json" % thrasher.pid)) as f:
+            thrash_tl = json.load(f)
+        self.assertTrue(any(p["refault_bytes"] > 0 for p in thrash_tl["intervals"]), thrash_tl)
+
+
 def own_value(metrics, name):
     m = re.search(r"^%s (\S+)$" % re.escape(name), metrics, re.M)
     return float(m.group(1)) if m else None

@@ -162,7 +162,8 @@ class PathsTest(TestCase):
             code, stdout, stderr = w.finish()
         finally:
             w.kill()
-        self.assertEqual((code, stdout), (0, "paths: ok\n"), stderr)
+        # The --wait handshake's line comes first, then what paths says.
+        self.assertEqual((code, stdout), (0, "ready %d\npaths: ok\n" % w.pid), stderr)
         run = mw.wait()
         self.assertEqual(run.returncode, 0, run.stderr)
         self.assertIn("glibc", inline_allocators(run.stderr))

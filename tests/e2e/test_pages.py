@@ -129,6 +129,16 @@ class ThrashTest(TestCase):
         self.check_thrash(*self.run_thrash([JEMALLOC_THRASH], argv), "dirty_decay_ms")
         self.check_calm(*self.run_thrash([], argv))
 
+    def test_static_jemalloc_gets_jemalloc_knobs(self):
+        """jemalloc linked into the executable: the allocator discovery
+        found is the one advised, with probes or without (--pages-only)."""
+        argv = [workload("thrash-jemalloc-static"), "--seconds", "4"]
+        self.check_thrash(*self.run_thrash([JEMALLOC_THRASH], argv), "dirty_decay_ms")
+        run = memwatch(["--pages-only", "-o", self.path("pages.pb.gz"), "--", "env", JEMALLOC_THRASH] + argv)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertRegex(report_line(run, "verdict:"), r"^verdict: madvise thrash", run.stderr)
+        self.assertIn("dirty_decay_ms", report_line(run, "knob:"))
+
     def test_glibc_trim_in_a_second_thread(self):
         argv = [workload("thrash"), "--thread", "--seconds", "4"]
         self.check_thrash(*self.run_thrash([GLIBC_THRASH], argv), "trim_threshold")

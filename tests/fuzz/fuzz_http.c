@@ -19,7 +19,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "http.h"
+#include "host/http.h"
 
 #define MAX_DEFERRED 64
 #define MAX_RUNS 400

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "webconfig.h"
+#include "host/webconfig.h"
 
 static char dir[] = "/tmp/memwatch-fuzz-webconfig-XXXXXX";
 

@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "http.h"
+#include "host/http.h"
 
 struct client {
 	int fd;

@@ -5,7 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "bounds.h"
+#include "cli/bounds.h"
+#include "cli/options.h"
 
 static const struct machine GIB = { .mem_bytes = 1ull << 30, .ncpus = 4, .pid_max = 32768 };
 

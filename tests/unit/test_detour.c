@@ -13,8 +13,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "detour.h"
-#include "elf_file.h"
+#include "inject/detour.h"
+#include "elf/elf_file.h"
 
 #define BASE 0x400000
 #define RDI DETOUR_ARG(0)

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "elf_file.h"
+#include "elf/elf_file.h"
 
 #define LIBC "/lib/x86_64-linux-gnu/libc.so.6"
 #define LS "/bin/ls"

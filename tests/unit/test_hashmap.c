@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "hashmap.h"
+#include "util/hashmap.h"
 
 #define KEYS 5000
 

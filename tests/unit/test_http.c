@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "http.h"
+#include "host/http.h"
 
 #define MAX_DEFERRED	128
 #define BIG_BODY	(8 << 20)

@@ -13,8 +13,8 @@
 
 #include <cmocka.h>
 
-#include "http.h"
-#include "httpauth.h"
+#include "host/http.h"
+#include "host/httpauth.h"
 
 #define WAIT_MS 5000
 #define MAX_CLIENTS 96

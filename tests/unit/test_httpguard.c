@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "httpguard.h"
+#include "host/httpguard.h"
 
 #define S 1000000000ull
 #define T0 (1000 * S)

@@ -23,12 +23,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "allocators.h"
-#include "elf_file.h"
-#include "hooks.h"
-#include "instance.h"
-#include "process.h"
-#include "tracee.h"
+#include "probes/allocators.h"
+#include "elf/elf_file.h"
+#include "inject/hooks.h"
+#include "inject/instance.h"
+#include "proc/process.h"
+#include "inject/tracee.h"
 
 #define BLOCKS 1000
 #define FREED 400

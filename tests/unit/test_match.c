@@ -13,7 +13,9 @@
 #include <math.h>
 #include <string.h>
 
-#include "match.h"
+#include "host/match.h"
+#include "proc/cgroup.h"
+#include "util/regex_cost.h"
 
 static void test_comm_pid_cgroup(void **state)
 {

@@ -15,8 +15,8 @@
 #include <sys/wait.h>
 #include <cmocka.h>
 
-#include "hist.h"
-#include "metrics.h"
+#include "util/hist.h"
+#include "host/metrics.h"
 
 static const char *const le_bounds[] = {
 	"1.024e-06", "2.048e-06", "4.096e-06", "8.192e-06", "1.6384e-05",

@@ -16,8 +16,8 @@
 #include <sys/stat.h>
 #include <cmocka.h>
 
-#include "outdir.h"
-#include "outindex.h"
+#include "host/outdir.h"
+#include "host/outindex.h"
 
 /* 2024-01-02T03:04:05.678Z */
 #define T0 (1704164645ll * 1000000000 + 678000000)

@@ -12,8 +12,23 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "elf_file.h"
-#include "placement.h"
+#include "elf/elf_file.h"
+#include "probes/placement.h"
+
+/* One decoder for every test (group setup). */
+static struct disasm *dis;
+
+static int open_decoder(void **state)
+{
+	dis = disasm_new();
+	return dis ? 0 : -1;
+}
+
+static int close_decoder(void **state)
+{
+	disasm_free(dis);
+	return 0;
+}
 
 #define BASE 0x1000
 #define RDI PLACE_ARG(0)
@@ -24,7 +39,7 @@
 static struct placement place(const uint8_t *code, size_t len, unsigned mask)
 {
 	struct placement p;
-	assert_int_equal(place_probe(code, len, BASE, mask, &p), 0);
+	assert_int_equal(place_probe(dis, code, len, BASE, mask, &p), 0);
 	return p;
 }
 
@@ -252,9 +267,10 @@ static void bad_arguments(void **state)
 {
 	static const uint8_t code[] = { 0xc3 };
 	struct placement p;
-	assert_int_equal(place_probe(NULL, 1, BASE, 0, &p), -EINVAL);
-	assert_int_equal(place_probe(code, 0, BASE, 0, &p), -EINVAL);
-	assert_int_equal(place_probe(code, 1, BASE, 0, NULL), -EINVAL);
+	assert_int_equal(place_probe(dis, NULL, 1, BASE, 0, &p), -EINVAL);
+	assert_int_equal(place_probe(dis, code, 0, BASE, 0, &p), -EINVAL);
+	assert_int_equal(place_probe(dis, code, 1, BASE, 0, NULL), -EINVAL);
+	assert_int_equal(place_probe(NULL, code, 1, BASE, 0, &p), -EINVAL);
 }
 
 static void tail_calls_synthetic(void **state)
@@ -269,10 +285,10 @@ static void tail_calls_synthetic(void **state)
 		0x0f, 0x85, 0xe4, 0x2f, 0x00, 0x00,	/* 16: jne 0x4000: conditional, not counted */
 	};
 	uint64_t targets[4];
-	assert_int_equal(find_tail_calls(code, sizeof(code), BASE, targets, 4), 2);
+	assert_int_equal(find_tail_calls(dis, code, sizeof(code), BASE, targets, 4), 2);
 	assert_int_equal(targets[0], 0x2000);
 	assert_int_equal(targets[1], 0x3000);
-	assert_int_equal(find_tail_calls(code, sizeof(code), BASE, targets, 1), 2);
+	assert_int_equal(find_tail_calls(dis, code, sizeof(code), BASE, targets, 1), 2);
 	assert_int_equal(targets[0], 0x2000);
 }
 
@@ -299,5 +315,5 @@ int main(void)
 		cmocka_unit_test(bad_arguments),
 		cmocka_unit_test(tail_calls_synthetic),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, open_decoder, close_decoder);
 }

@@ -13,8 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "elf_file.h"
-#include "placement.h"
+#include "elf/elf_file.h"
+#include "probes/placement.h"
 
 #include "insn_oracle.h"
 
@@ -26,6 +26,20 @@
 #define JEMALLOC "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
 #define TCMALLOC "/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4"
 #define TCMALLOC_MINIMAL "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
+
+static struct disasm *dis;
+
+static int open_decoder(void **state)
+{
+	dis = disasm_new();
+	return dis ? 0 : -1;
+}
+
+static int close_decoder(void **state)
+{
+	disasm_free(dis);
+	return 0;
+}
 
 struct entry_point {
 	const char *name;
@@ -74,7 +88,7 @@ static void check_placement(const char *path, const struct entry_point *ep, cons
 	struct placement p;
 	const char *why = "";
 
-	assert_int_equal(place_probe(code, len, sym->vaddr, ep->args, &p), 0);
+	assert_int_equal(place_probe(dis, code, len, sym->vaddr, ep->args, &p), 0);
 	long want = oracle_place(fn, ep->args, &why);
 	print_message("  %-22s +%-3llu %-9s %-28s objdump: +%ld %s\n", ep->name, (unsigned long long)p.offset,
 		      p.emulated ? "emulated" : "stepped", p.insn, want >= 0 ? want : 0L,
@@ -93,7 +107,7 @@ static void check_tail_calls(const char *path, const struct entry_point *ep, con
 			     const uint8_t *code, size_t len, const struct oracle_fn *fn)
 {
 	uint64_t got[16], want[16];
-	size_t n = find_tail_calls(code, len, sym->vaddr, got, 16);
+	size_t n = find_tail_calls(dis, code, len, sym->vaddr, got, 16);
 	size_t n_want = oracle_tail_calls(fn, want, 16);
 
 	if (n != n_want)
@@ -159,7 +173,7 @@ static void reallocarray_tail_calls_realloc(void **state)
 	assert_true(elf_file_find_func(f, "reallocarray", &sym));
 	uint8_t *code = read_function(f, &sym, &len);
 	uint64_t targets[4];
-	size_t n = find_tail_calls(code, len, sym.vaddr, targets, 4);
+	size_t n = find_tail_calls(dis, code, len, sym.vaddr, targets, 4);
 	assert_int_equal(n, 1);
 	assert_string_equal(elf_file_plt_target(f, targets[0]), "realloc");
 	assert_null(elf_file_plt_target(f, targets[0] + 1));
@@ -176,5 +190,5 @@ int main(void)
 		cmocka_unit_test(real_tcmalloc),
 		cmocka_unit_test(reallocarray_tail_calls_realloc),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, open_decoder, close_decoder);
 }

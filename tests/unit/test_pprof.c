@@ -10,7 +10,8 @@
 
 #include <cmocka.h>
 
-#include "pprof.h"
+#include "profile/pprof.h"
+#include "pprof_read.h"
 #include "profile.pb-c.h"
 
 #define RATE 524288

@@ -8,7 +8,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "procmaps.h"
+#include "proc/procmaps.h"
 
 static const char sample[] =
 	"55d0c6a00000-55d0c6a02000 r--p 00000000 fe:00 1234                       /usr/bin/my prog\n"

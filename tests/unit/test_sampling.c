@@ -8,7 +8,7 @@
 #include <cmocka.h>
 
 #include "memwatch.h"
-#include "sampling.h"
+#include "util/sampling.h"
 
 static uint64_t edges[MW_EXP_SIZE + 1];
 

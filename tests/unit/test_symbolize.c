@@ -26,7 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "symbolize.h"
+#include "elf/symbolize.h"
 
 #include "fixture_build.h"
 

@@ -15,7 +15,27 @@
 
 #include <cmocka.h>
 
-#include "timeline.h"
+#include "diagnose/chart.h"
+#include "diagnose/timeline.h"
+
+/* What memwatch does with --timeline and --plot: the writer the path's
+ * extension names, into the file. */
+static int timeline_write_file(const struct timeline *tl, const char *path)
+{
+	timeline_writer *write;
+	FILE *out;
+	int err;
+
+	if (!tl || !path || !(write = timeline_writer_for(path)))
+		return -EINVAL;
+	out = fopen(path, "we");
+	if (!out)
+		return -errno;
+	err = write(tl, out);
+	if (fclose(out) != 0 && !err)
+		err = -errno;
+	return err;
+}
 
 #define MiB (1024.0 * 1024)
 
@@ -132,6 +152,25 @@ static void test_add_grows(void **state)
 	timeline_free(&tl);
 	assert_null(tl.v);
 	assert_int_equal(tl.n, 0);
+}
+
+/* A bounded timeline keeps its newest points, in order. */
+static void test_bounded(void **state)
+{
+	struct timeline tl;
+
+	timeline_init(&tl);
+	tl.max = 10;
+	for (int i = 0; i < 25; i++) {
+		add(&tl, measured(i));
+		assert_true(tl.n <= 10);
+		assert_true(tl.v[tl.n - 1].t == i);
+		for (size_t k = 1; k < tl.n; k++)
+			assert_true(tl.v[k].t == tl.v[k - 1].t + 1);
+	}
+	assert_true(tl.n >= 5);
+	assert_true(tl.cap <= 16);
+	timeline_free(&tl);
 }
 
 static void test_syscall_names(void **state)
@@ -567,6 +606,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_add_grows),
+		cmocka_unit_test(test_bounded),
 		cmocka_unit_test(test_syscall_names),
 		cmocka_unit_test(test_size_classes),
 		cmocka_unit_test(test_csv),

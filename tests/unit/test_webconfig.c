@@ -14,7 +14,7 @@
 #include <cmocka.h>
 
 #include "fixture_build.h"
-#include "webconfig.h"
+#include "host/webconfig.h"
 
 /* Well-formed bcrypt (cost 4); parsing checks the form, not a password. */
 #define HASH "$2y$04$H/3dK8C7hxs3uY9a0a8AF.Q6W.7o0hxQ/Je1xfV.kmqCiTMpCE3ZW"

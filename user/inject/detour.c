@@ -1,4 +1,4 @@
-#include "detour.h"
+#include "inject/detour.h"
 
 #include <capstone/capstone.h>
 #include <errno.h>

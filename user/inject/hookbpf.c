@@ -1,4 +1,4 @@
-#include "hookbpf.h"
+#include "inject/hookbpf.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "attach.h"
-#include "capture.h"
-#include "heapbpf.h"
+#include "probes/uprobe.h"
+#include "kernel/capture.h"
+#include "kernel/heapbpf.h"
 #include "hook.skel.h"
 
 #define BPF_TRACE_UPROBE_MULTI_ 48
@@ -69,7 +69,7 @@ static int attach(void *ctx, pid_t pid, const char *path, const uint64_t offsets
 	for (int i = 0; i < 2 && !err; i++)
 		err = attach_entry_exit(set, b->multi, progs[i], NULL, pid, path, offsets[i]);
 	if (err && set) {
-		attach_close(set);
+		link_set_close(set);
 		free(set);
 		set = NULL;
 	}
@@ -80,7 +80,7 @@ static int attach(void *ctx, pid_t pid, const char *path, const uint64_t offsets
 static void detach(void *ctx, void *handle)
 {
 	if (handle) {
-		attach_close(handle);
+		link_set_close(handle);
 		free(handle);
 	}
 }

@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "hooks.h"
+#include "inject/hooks.h"
 
 struct hook_bpf;
 struct bpf_object;

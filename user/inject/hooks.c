@@ -34,7 +34,7 @@
  *   its original bytes: a later run, of this build or another, restores
  *   them, and reuses the instance when the build matches.
  */
-#include "hooks.h"
+#include "inject/hooks.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -47,14 +47,14 @@
 #include <string.h>
 #include <time.h>
 
-#include "agent_syms.h"
-#include "allocators.h"
-#include "install.h"
-#include "instance.h"
-#include "plan.h"
-#include "process.h"
-#include "procmaps.h"
-#include "tracee.h"
+#include "agent/agent_syms.h"
+#include "probes/allocators.h"
+#include "inject/install.h"
+#include "inject/instance.h"
+#include "inject/plan.h"
+#include "proc/process.h"
+#include "proc/procmaps.h"
+#include "inject/tracee.h"
 
 #define MAX_INSTANCES 8
 #define MAX_MODULES 8

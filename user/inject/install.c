@@ -1,11 +1,11 @@
-#include "install.h"
+#include "inject/install.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "agent_syms.h"
-#include "tracee.h"
+#include "agent/agent_syms.h"
+#include "inject/tracee.h"
 
 #define PRELUDE_MAX 32
 #define TRAMP_MAX 64

@@ -6,8 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "instance.h"
-#include "plan.h"
+#include "inject/instance.h"
+#include "inject/plan.h"
 
 struct tracee;
 

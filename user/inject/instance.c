@@ -1,4 +1,4 @@
-#include "instance.h"
+#include "inject/instance.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,11 +9,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "agent_syms.h"
-#include "procmaps.h"
-#include "sampling.h"
-#include "seccomp.h"
-#include "tracee.h"
+#include "agent/agent_syms.h"
+#include "proc/procmaps.h"
+#include "util/sampling.h"
+#include "inject/seccomp.h"
+#include "inject/tracee.h"
 
 extern const uint8_t mw_agent_blob[], mw_agent_blob_end[];
 

@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "agent.h"
+#include "inject/agent/agent.h"
 
 struct tracee;
 struct maps;

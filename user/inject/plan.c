@@ -1,13 +1,13 @@
-#include "plan.h"
+#include "inject/plan.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent.h"
-#include "elf_file.h"
-#include "process.h"
+#include "inject/agent/agent.h"
+#include "elf/elf_file.h"
+#include "proc/process.h"
 
 #define MAX_CODE 65536
 #define MAX_TARGETS 16384

@@ -9,8 +9,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "allocators.h"
-#include "detour.h"
+#include "probes/allocators.h"
+#include "inject/detour.h"
 
 struct process;
 struct objfile;

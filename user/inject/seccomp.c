@@ -1,4 +1,4 @@
-#include "seccomp.h"
+#include "inject/seccomp.h"
 
 #include <errno.h>
 #include <linux/audit.h>

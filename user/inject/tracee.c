@@ -1,4 +1,4 @@
-#include "tracee.h"
+#include "inject/tracee.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "agent.h"
+#include "inject/agent/agent.h"
 #include "memwatch.h"
 
 struct mwa_rec {

@@ -13,7 +13,7 @@
  * live-set bucket, 8 compares, tail-jump. Everything else goes to
  * mwa_slow_entry with %eax = 1 if the countdown ran out, 0 if undecided.
  */
-#include "agent.h"
+#include "inject/agent/agent.h"
 
 	.section .text.mwa.stubs, "ax"
 

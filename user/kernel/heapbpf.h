@@ -1,0 +1,68 @@
+/* The BPF side's lifecycle: configure, load, seed the samplers, read the
+ * counters, poll events. */
+#ifndef MW_HEAPBPF_H
+#define MW_HEAPBPF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "kernel/attach_mode.h"
+#include "memwatch.h"
+
+struct bpf_program;
+struct heap_bpf;
+struct heap_session_bpf;
+struct floor_bpf;
+
+struct bpf_link;
+struct bpf_object;
+
+/* The BPF programs put at probe sites (memwatch's, or empty ones). */
+struct probe_progs {
+	struct bpf_program *enter[MW_LAYOUT_COUNT];	/* entry, by argument layout */
+	struct bpf_program *exit;	/* allocation return */
+	struct bpf_program *loader;	/* ld.so _dl_debug_state; may be NULL */
+	int nests_fd;			/* BPF map of nesting ranges; -1: none */
+	bool multi;			/* uprobe_multi links, not perf events */
+	bool session;			/* allocation entries are uprobe sessions */
+	bool no_frees;			/* --alloc-only: release entries get no probe */
+};
+
+struct heapbpf_config {
+	pid_t tgid;		/* 0: any process the probes are attached to */
+	uint64_t sample_bytes;
+	uint32_t stack_mode, stack_bytes;
+	uint32_t max_live, ring_bytes;
+	bool empty;		/* load the empty floor programs instead */
+	bool alloc_only;	/* no free probes, no live blocks */
+	bool count_hits;	/* count probe hits (MW_CNT_HITS) */
+	enum attach_mode mode;
+};
+
+struct heapbpf {
+	struct heap_bpf *skel;
+	struct heap_session_bpf *sess;	/* ATTACH_SESSION */
+	struct floor_bpf *floor;
+	struct bpf_link *exec_link;
+	enum attach_mode mode;		/* the one loaded */
+};
+
+/* 0 or -errno; on failure nothing stays loaded. */
+int heapbpf_load(struct heapbpf *b, const struct heapbpf_config *cfg);
+void heapbpf_progs(const struct heapbpf *b, struct probe_progs *out);
+/* A per-CPU counters map (bpf/capture.h) summed. */
+void counters_read(int fd, uint64_t out[MW_CNT_NR]);
+void heapbpf_counters(const struct heapbpf *b, uint64_t out[MW_CNT_NR]);
+int heapbpf_live_fd(const struct heapbpf *b);
+/* Calls visit for every live sampled block (the live map), in batches.
+ * 0 or -errno. */
+int live_map_scan(int live_fd, void (*visit)(void *ctx, const struct mw_live_key *key, uint64_t sample_id),
+		  void *ctx);
+int heapbpf_events_fd(const struct heapbpf *b);	/* the event ring; -1 without */
+/* The heap object, whose maps other objects share; NULL without. */
+struct bpf_object *heapbpf_object(const struct heapbpf *b);
+void heapbpf_stop_on_loader(struct heapbpf *b, bool stop);
+void heapbpf_destroy(struct heapbpf *b);
+
+#endif
