@@ -23,7 +23,7 @@
 # --quiet-wait seconds for the CPUs to be idle. Prints Markdown tables to
 # stdout; progress goes to stderr.
 #
-#   tools/bench-inline.sh [--rounds R] [--pairs N] [--pause-runs K] [--quiet-wait S]
+#   tools/bench-inline.sh [--rounds R] [--pairs N] [--pause-runs K] [--quiet-wait S] [--pause-only]
 #
 # Run from anywhere, as root, after `make memwatch workloads`.
 set -euo pipefail
@@ -34,13 +34,14 @@ run_from_private_copy "$@"
 die() { echo "bench-inline: $*" >&2; exit 1; }
 note() { echo "bench-inline: $*" >&2; }
 
-ROUNDS=5 PAIRS=2000000 PAUSE_RUNS=3 QUIET_WAIT=5
+ROUNDS=5 PAIRS=2000000 PAUSE_RUNS=3 QUIET_WAIT=5 PAUSE_ONLY=0
 while (($#)); do
 	case "$1" in
 	--rounds) ROUNDS=$2; shift 2 ;;
 	--pairs) PAIRS=$2; shift 2 ;;
 	--pause-runs) PAUSE_RUNS=$2; shift 2 ;;
 	--quiet-wait) QUIET_WAIT=$2; shift 2 ;;
+	--pause-only) PAUSE_ONLY=1; shift ;;
 	*) die "unknown argument $1 (see the head of this script)" ;;
 	esac
 done
@@ -129,6 +130,7 @@ churn_run() {
 declare -A NS
 ALLOCS=(glibc jemalloc tcmalloc)
 CONFIGS=(none inline uprobe own heaptrack)
+((PAUSE_ONLY)) && ROUNDS=0
 for ((r = 1; r <= ROUNDS; r++)); do
 	for a in "${ALLOCS[@]}"; do
 		for c in "${CONFIGS[@]}"; do
@@ -159,8 +161,9 @@ pause_runs() {
 	for ((i = 0; i < PAUSE_RUNS; i++)); do
 		wait_quiet
 		"$MEMWATCH" -v -p "$spid" -d 0.3 --hook inline -o "$TMP/s.pb.gz" 2>"$err" >/dev/null || die "memwatch: $(cat "$err")"
-		attach+=("$(sed -n 's/.*inline hooks, agent at .* threads held \([0-9.]*\) ms$/\1/p' "$err" | head -1)")
-		detach+=("$(sed -n 's/.*entries restored; .* threads held \([0-9.]*\) ms$/\1/p' "$err" | head -1)")
+		# "... threads held 2.86 ms (all stopped after 2.25)"
+		attach+=("$(sed -n 's/.*inline hooks, agent at .* threads held \([0-9.]*\) ms.*/\1/p' "$err" | head -1)")
+		detach+=("$(sed -n 's/.*entries restored; .* threads held \([0-9.]*\) ms.*/\1/p' "$err" | head -1)")
 	done
 	echo stop >&8
 	exec 8>&-
@@ -171,6 +174,7 @@ pause_runs() {
 read -r IDLE_ATTACH IDLE_DETACH <<<"$(pause_runs --idle)"
 read -r BUSY_ATTACH BUSY_DETACH <<<"$(pause_runs "")"
 
+if ((!PAUSE_ONLY)); then
 echo "### Allocator calls: ns per malloc+free pair (medians of $ROUNDS, churn, one thread)"
 echo
 echo "| allocator | none | memwatch inline | memwatch uprobe | allocator's own sampler | heaptrack | inline - none |"
@@ -191,6 +195,7 @@ echo "| inline | uprobe | uprobe / inline |"
 echo "|--:|--:|--:|"
 printf '| %s | %s | %s |\n' "$si" "$su" "$(ratio "$su" "$si")"
 echo
+fi
 echo "### Stop-the-world with 100 threads (medians of $PAUSE_RUNS), ms"
 echo
 echo "| threads | attach | detach |"
