@@ -241,6 +241,10 @@ class RegularFileTest(TestCase):
             os.chmod(swapped, 0o666)
             os.rename(swapped, out)
             w.go()
+            # Its allocations are done (and reported) once it prints the
+            # checksum: detours detach in milliseconds, so an interrupt
+            # right after go() could beat the first allocation.
+            self.assertTrue(w.out.wait_for(r"^checksum="), w.err.lines)
             run = mw.interrupt()
         finally:
             w.kill()
