@@ -21,7 +21,9 @@ BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.bpf.o,$(BPF_SRCS))
 SKELS     := $(patsubst bpf/%.bpf.c,$(OUTPUT)/%.skel.h,$(BPF_SRCS))
 PROTO_C   := $(OUTPUT)/profile.pb-c.c
 USER_SRCS := $(wildcard user/*/*.c)
-USER_OBJS := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(USER_SRCS)) $(OUTPUT)/profile.pb-c.o
+USER_HDRS := $(wildcard user/*.h user/*/*.h user/inject/agent/*.h)
+USER_OBJS := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(USER_SRCS)) $(OUTPUT)/profile.pb-c.o \
+	     $(OUTPUT)/user/inject/agent_blob.o
 LIBMW     := $(OUTPUT)/libmemwatch.a
 
 .PHONY: all clean install test unit e2e fuzz demo bench deps workloads FORCE
@@ -46,7 +48,7 @@ $(OUTPUT)/bpf-insns.md: $(BPF_OBJS) tools/bpf-insns.sh README.md
 	tools/bpf-insns.sh --check README.md $(BPF_OBJS) | tee $@
 
 # Which folder of user/ may include which (ARCHITECTURE.md), on every build.
-$(OUTPUT)/layers.ok: tools/check-layers.py $(wildcard user/*.c user/*/*.[ch] user/*/README.md) | $(OUTPUT)
+$(OUTPUT)/layers.ok: tools/check-layers.py $(wildcard user/*.c user/*/*.[ch] user/*/*/*.[ch] user/*/README.md) | $(OUTPUT)
 	$(PYTHON) tools/check-layers.py && touch $@
 
 # Rewritten only when the version changes, so objects rebuild exactly then.
@@ -60,9 +62,41 @@ $(OUTPUT)/profile.pb-c.c $(OUTPUT)/profile.pb-c.h: proto/profile.proto | $(OUTPU
 $(OUTPUT)/profile.pb-c.o: $(OUTPUT)/profile.pb-c.c
 	$(CC) $(CPPFLAGS) -O2 -g -c $< -o $@
 
-$(OUTPUT)/user/%.o: user/%.c $(wildcard user/*.h user/*/*.h) include/memwatch.h $(SKELS) $(OUTPUT)/profile.pb-c.h $(OUTPUT)/version.h | $(OUTPUT)/user
+$(OUTPUT)/user/%.o: user/%.c $(USER_HDRS) include/memwatch.h $(SKELS) $(OUTPUT)/profile.pb-c.h $(OUTPUT)/version.h \
+		   $(OUTPUT)/agent/agent_syms.h | $(OUTPUT)/user
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+# The in-process agent (user/inject/agent): freestanding, position
+# independent, linked to an ELF whose file is its memory image, which
+# memwatch embeds and maps into targets. Only PC-relative relocations are
+# allowed: it runs at any address without a loader.
+AGENT_DIR    := user/inject/agent
+AGENT_CFLAGS := -ffreestanding -nostdlib -fPIC -fno-stack-protector -O2 -fasynchronous-unwind-tables \
+		-mgeneral-regs-only -fcf-protection=none -fno-jump-tables -fvisibility=hidden \
+		-fno-builtin -std=gnu11 -Wall -Wextra -Werror -Iinclude -Iuser
+AGENT_DEPS   := $(wildcard $(AGENT_DIR)/*) include/memwatch.h
+
+$(OUTPUT)/agent/%.o: $(AGENT_DIR)/%.c $(AGENT_DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(AGENT_CFLAGS) -c $< -o $@
+
+$(OUTPUT)/agent/%.o: $(AGENT_DIR)/%.S $(AGENT_DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) -Iinclude -Iuser -c $< -o $@
+
+$(OUTPUT)/agent/agent.elf: $(OUTPUT)/agent/stubs.o $(OUTPUT)/agent/agent.o $(AGENT_DIR)/agent.lds
+	@bad=$$(readelf -rW $(filter %.o,$^) | awk '/R_X86_64_/ && $$3 !~ /^R_X86_64_(PC32|PLT32)$$/ {print $$3}' | sort -u); \
+	if [ -n "$$bad" ]; then echo "agent: relocations that need a loader: $$bad" >&2; exit 1; fi
+	$(LD) -static -nostdlib --orphan-handling=error -T $(AGENT_DIR)/agent.lds $(filter %.o,$^) -o $@
+
+# Offsets of the agent's symbols in an instance (the ELF maps from offset 0).
+$(OUTPUT)/agent/agent_syms.h: $(OUTPUT)/agent/agent.elf
+	nm $< | awk '$$3 ~ /^mwa_/ { printf "#define SYM_%s 0x%sull\n", $$3, $$1 }' > $@.tmp && mv $@.tmp $@
+
+$(OUTPUT)/user/inject/agent_blob.o: user/inject/agent_blob.S $(OUTPUT)/agent/agent.elf
+	@mkdir -p $(dir $@)
+	$(CC) -Wa,-I$(OUTPUT)/agent -c $< -o $@
 
 $(LIBMW): $(USER_OBJS)
 	rm -f $@ && ar rcs $@ $^

@@ -245,10 +245,43 @@ struct mw_fork_event {
 	__u32 pad;
 };
 
-/* Live sampled blocks: (tgid, address) -> sample id. */
+/*
+ * The in-process agent's report (user/inject/agent): what a hooked
+ * allocator call looked like at its entry, read by the BPF programs on the
+ * agent's report functions. The callee-saved registers are the caller's:
+ * the agent's stubs are frameless and save them first.
+ */
+#define MW_REPORT_TRACK		1u	/* the block is in the agent's live set */
+#define MW_REPORT_WAKE		2u	/* the agent's backlog is high: wake the reader now */
+#define MW_FN_INLINE		(1u << 16)	/* in mw_event_head.fn: from the agent */
+#define MW_AGENT_FREE_BATCH	24	/* releases a report carries at most */
+
+/* A tracked block released: its live key (tgid, tag, addr). */
+struct mw_agent_free {
+	__u64 addr;
+	__u32 tag;
+	__u32 pad;
+};
+
+struct mw_agent_report {
+	__u64 entry_ip;		/* the allocator entry called */
+	__u64 entry_sp;		/* rsp at that entry: [entry_sp] is the return address */
+	__u64 rbx, rbp, r12, r13, r14, r15;
+	__u64 addr;		/* the block allocated */
+	__u64 size;
+	__u32 fn;		/* enum mw_fn */
+	__u32 flags;		/* MW_REPORT_* */
+	__u32 tag;		/* its tag: part of its live key */
+	__u32 nfrees;		/* releases to apply first, at frees */
+	__u64 frees;		/* struct mw_agent_free[nfrees] in the agent */
+};
+
+/* Live sampled blocks: (tgid, tag, address) -> sample id. The agent tags
+ * each block it tracks uniquely, so a release it reports late cannot hit
+ * a newer block at the same address; the uprobe path's tag is 0. */
 struct mw_live_key {
 	__u32 tgid;
-	__u32 pad;
+	__u32 tag;
 	__u64 addr;
 };
 

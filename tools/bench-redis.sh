@@ -4,8 +4,12 @@
 #   redis-benchmark -p P -q -t set,get -n N -c C -d D --csv
 # under
 #   none         no profiler
-#   default      memwatch -p REDISPID -o FILE
+#   default      memwatch -p REDISPID -o FILE (--hook auto: in-process detours)
+#   uprobe       memwatch -p REDISPID --hook uprobe -o FILE (a trap per call)
 #   alloc-only   memwatch -p REDISPID --alloc-only -o FILE
+#   jemalloc-prof  jemalloc's own sampling profiler on a second redis-server,
+#                started with MALLOC_CONF=prof:true,lg_prof_sample:19 (its
+#                ratio is against the first server's none)
 #   pages-only   memwatch -p REDISPID --pages-only -o FILE (only if
 #                `memwatch --help` mentions --pages-only)
 #   bpftrace     bpftrace -p REDISPID tools/memleak.bt REDISPID (what bcc's
@@ -40,7 +44,7 @@ set -euo pipefail
 source "${MW_BENCH_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}/tools/bench-lib.sh"
 run_from_private_copy "$@"
 
-ALL_CONFIGS=(none default alloc-only pages-only bpftrace)
+ALL_CONFIGS=(none default uprobe alloc-only jemalloc-prof pages-only bpftrace)
 
 usage() {
 	cat <<'EOF'
@@ -52,8 +56,9 @@ usage: tools/bench-redis.sh [--rounds R] [--requests N] [--clients C]
   --clients C      redis-benchmark connections (default 20)
   --data-size D    bytes per SET value (default 256)
   --port P         loopback port for redis-server (default: a free one)
-  --configs LIST   comma-separated, of none,default,alloc-only,pages-only,
-                   bpftrace (default: all; pages-only only if memwatch has it)
+  --configs LIST   comma-separated, of none,default,uprobe,alloc-only,
+                   jemalloc-prof,pages-only,bpftrace (default: all; pages-only
+                   only if memwatch has it)
   --quiet-wait S   before each run, wait up to S seconds (60 in all) for
                    idle CPUs (default 5; 0: do not wait)
   --redo K         run again, up to K times (60 s in all), a run during which
@@ -156,12 +161,12 @@ cleanup() {
 		kill -KILL "$p" 2>/dev/null || true
 		wait "$p" 2>/dev/null || true
 	done
-	if [[ -n $REDIS_PID ]]; then
-		kill -TERM "$REDIS_PID" 2>/dev/null || true
-		for _ in $(seq 50); do exited "$REDIS_PID" && break; sleep 0.1; done
-		kill -KILL "$REDIS_PID" 2>/dev/null || true
-		wait "$REDIS_PID" 2>/dev/null || true
-	fi
+	for p in $REDIS_PID ${PROF_PID:-}; do
+		kill -TERM "$p" 2>/dev/null || true
+		for _ in $(seq 50); do exited "$p" && break; sleep 0.1; done
+		kill -KILL "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -217,11 +222,12 @@ commands_processed() {
 
 port_in_use() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
 
-# start_redis PORT: starts redis-server on 127.0.0.1:PORT; 0 once it answers
-# PING as our own process, 1 if it could not bind.
+# start_redis PORT [ENV...]: starts redis-server on 127.0.0.1:PORT (with
+# ENV); 0 once it answers PING as our own process, 1 if it could not bind.
 start_redis() {
 	local port=$1 start pid
-	(cd "$TMP" && exec "$REDIS_SERVER" --save "" --appendonly no --bind 127.0.0.1 --port "$port" \
+	shift
+	(cd "$TMP" && exec env "$@" "$REDIS_SERVER" --save "" --appendonly no --bind 127.0.0.1 --port "$port" \
 		--dir "$TMP" --daemonize no) >"$TMP/redis.log" 2>&1 &
 	REDIS_PID=$!
 	start=$(now)
@@ -254,6 +260,20 @@ else
 fi
 REDIS_VERSION=$("$REDIS_SERVER" --version | head -n1)
 note "redis-server pid $REDIS_PID on 127.0.0.1:$PORT ($REDIS_VERSION)"
+# jemalloc's own profiler needs it from the start: a second server.
+PROF_CONF=prof:true,lg_prof_sample:19,prof_prefix:$TMP/jeprof
+if in_list jemalloc-prof "${CONFIGS[@]}"; then
+	MAIN_PID=$REDIS_PID
+	for _ in $(seq 20); do
+		PROF_PORT=$((20000 + RANDOM % 30000))
+		[[ $PROF_PORT != "$PORT" ]] && ! port_in_use "$PROF_PORT" && start_redis "$PROF_PORT" "MALLOC_CONF=$PROF_CONF" &&
+			break
+	done
+	PROF_PID=$REDIS_PID
+	REDIS_PID=$MAIN_PID
+	[[ $PROF_PID != "$MAIN_PID" ]] || die "found no free port for the second redis-server"
+	note "redis-server with MALLOC_CONF=$PROF_CONF: pid $PROF_PID on 127.0.0.1:$PROF_PORT"
+fi
 
 # The libjemalloc.so.2 redis maps: memleak.bt's uprobes go there.
 JEMALLOC_PATH=$(awk '$6 ~ /\/libjemalloc\.so[^\/]*$/ { print $6; exit }' "/proc/$REDIS_PID/maps")
@@ -283,7 +303,9 @@ bench() {
 
 declare -A SET GET TOOL_CPU ATTACH_S OTHER LABEL=(
 	[none]="none"
-	[default]="memwatch default: \`memwatch -p REDISPID -o FILE\`"
+	[default]="memwatch default: \`memwatch -p REDISPID -o FILE\` (in-process detours)"
+	[uprobe]="memwatch \`--hook uprobe -o FILE\` (a trap per call)"
+	[jemalloc-prof]="jemalloc's own profiler: \`MALLOC_CONF=prof:true,lg_prof_sample:19\` (a second server)"
 	[alloc-only]="memwatch \`--alloc-only -o FILE\`"
 	[pages-only]="memwatch \`--pages-only -o FILE\`"
 	[bpftrace]="bpftrace memleak-like: \`bpftrace -p REDISPID tools/memleak.bt REDISPID\`"
@@ -297,8 +319,9 @@ run_one() {
 	local out=$TMP/bench.$tag.csv err=$TMP/tool.$tag.err prof=$TMP/profile.$tag.pb.gz
 	local -a cmd=()
 	case "$cfg" in
-	none) ;;
+	none | jemalloc-prof) ;;
 	default) cmd=("$MEMWATCH" -p "$REDIS_PID" -o "$prof") ;;
+	uprobe) cmd=("$MEMWATCH" -p "$REDIS_PID" --hook uprobe -o "$prof") ;;
 	alloc-only) cmd=("$MEMWATCH" -p "$REDIS_PID" --alloc-only -o "$prof") ;;
 	pages-only) cmd=("$MEMWATCH" -p "$REDIS_PID" --pages-only -o "$prof") ;;
 	bpftrace) cmd=("$BPFTRACE" -p "$REDIS_PID" "$TMP/memleak.bt" "$REDIS_PID") ;;
@@ -394,6 +417,12 @@ commit_run() {
 # disturbed the run.
 measure() {
 	local cfg=$1 round=$2 attempt t0
+	# Dynamic scope: everything run_one calls talks to this server.
+	local PORT=$PORT REDIS_PID=$REDIS_PID EXTRA=$EXTRA BENCH_ARGS=("${BENCH_ARGS[@]}")
+	if [[ $cfg == jemalloc-prof ]]; then
+		PORT=$PROF_PORT REDIS_PID=$PROF_PID EXTRA=$PROF_EXTRA
+		BENCH_ARGS=(-h 127.0.0.1 -p "$PORT" "${BENCH_ARGS[@]:4}")
+	fi
 	for ((attempt = 0; ; attempt++)); do
 		wait_quiet
 		t0=$(now)
@@ -440,6 +469,18 @@ EXTRA=$((after - before - 2 * REQUESTS))
 ((EXTRA >= 0 && EXTRA <= 10)) ||
 	die "warm-up: redis processed $((after - before)) commands for 2 x $REQUESTS requests"
 note "warm-up: SET $SET_RPS rps, GET $GET_RPS rps; a run is 2 x $REQUESTS requests + $EXTRA other commands"
+if [[ -n ${PROF_PID:-} ]]; then
+	MAIN=("$PORT" "$REDIS_PID" "${BENCH_ARGS[@]}")
+	PORT=$PROF_PORT REDIS_PID=$PROF_PID
+	BENCH_ARGS=(-h 127.0.0.1 -p "$PORT" "${BENCH_ARGS[@]:4}")
+	before=$(commands_processed)
+	bench "$TMP/warmup-prof.csv"
+	after=$(commands_processed)
+	PROF_EXTRA=$((after - before - 2 * REQUESTS))
+	PORT=${MAIN[0]} REDIS_PID=${MAIN[1]}
+	BENCH_ARGS=("${MAIN[@]:2}")
+	note "warm-up with jemalloc's profiler: SET $SET_RPS rps, GET $GET_RPS rps"
+fi
 note "$ROUNDS rounds of ${RUNS[*]}"
 
 for ((r = 1; r <= ROUNDS; r++)); do

@@ -28,7 +28,7 @@ LAYERS = [
     "diagnose",  # timeline, chart, verdicts, knobs, correlation
     "kernel",    # BPF objects: loading, configuration, maps, events
     "probes",    # allocator discovery, probe placement, uprobes, latency probe
-    "inject",    # the in-process fast path (issue 13)
+    "inject",    # the in-process fast path: agent, ptrace injection, detours, their BPF side
     "cli",       # the command line
     "session",   # the driver core: targets, the loop, -p / -- CMD
     "host",      # --all: the process table, HTTP endpoints, metrics, output dir

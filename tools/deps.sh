@@ -8,7 +8,7 @@ build=(clang llvm libbpf-dev bpftool libelf-dev libdw-dev zlib1g-dev libprotobuf
        python3)
 test=(libcmocka-dev golang-go libc6-dbg libc6-dev python3 util-linux procps elfutils
       libjemalloc-dev libjemalloc2 libgoogle-perftools-dev redis-server redis-tools prometheus
-      librsvg2-bin python3-pil bpftrace dwz google-perftools libtcmalloc-minimal4 libgoogle-perftools4
+      librsvg2-bin python3-pil bpftrace strace dwz google-perftools libtcmalloc-minimal4 libgoogle-perftools4
       libclang-rt-14-dev openssl)
 
 missing=()

@@ -198,11 +198,11 @@ class DiscoveryTest(TestCase):
     def test_dlopen_after_attach(self):
         """-p: memwatch hears of the dlopen and probes the new allocator. The
         target is not stopped meanwhile: it waits after the dlopen until the
-        test sees the probes in its text."""
+        test sees the probes in its text (uprobes: test_inline has detours)."""
         out, man = self.path("dl.pb.gz"), self.path("dl.manifest")
         w = WaitingWorkload([workload("dlalloc"), "--pause", "--manifest", man])
         try:
-            mw = Attached(w.pid, ["-v", "-s", "1", "--stack-mode", "fp", "-o", out])
+            mw = Attached(w.pid, ["-v", "-s", "1", "--stack-mode", "fp", "-o", out, "--hook", "uprobe"])
             w.go()
             self.assertTrue(w.out.wait_for(r"^dlalloc: opened"), w.err.lines)
             probed = wait_probed(mw, "libtcmalloc_minimal.so.4")
@@ -229,13 +229,14 @@ class DiscoveryTest(TestCase):
 
     def test_exec_after_attach(self):
         """-p on a shell that later execs a jemalloc program: memwatch follows.
-        The program waits (--wait) until the test sees jemalloc probed."""
+        The program waits (--wait) until the test sees jemalloc probed
+        (uprobes: test_inline has detours)."""
         out, man = self.path("ex.pb.gz"), self.path("ex.manifest")
         shell = Running(["sh", "-c", 'echo started; read x; exec "$0" --wait --manifest "$1"',
                          workload("gt-jemalloc"), man])
         try:
             self.assertTrue(shell.out.wait_for(r"^started"), shell.err.lines)
-            mw = Attached(shell.pid, ["-v", "-s", "1", "--stack-mode", "fp", "-o", out])
+            mw = Attached(shell.pid, ["-v", "-s", "1", "--stack-mode", "fp", "-o", out, "--hook", "uprobe"])
             shell.send("go")
             self.assertTrue(shell.out.wait_for(r"^ready \d+"), shell.err.lines)
             self.assertTrue(mw.wait_for(r"called exec"), mw.err_lines)

@@ -235,7 +235,7 @@ class CliTest(TestCase):
         self.assertRegex(run.stdout, r"^memwatch \S+")
 
     def test_verbose_names_probes(self):
-        run = memwatch(["-v", "-o", self.path("x.pb.gz"), "--", GT])
+        run = memwatch(["-v", "--hook", "uprobe", "-o", self.path("x.pb.gz"), "--", GT])
         self.assertEqual(run.returncode, 3, run.stderr)
         self.assertRegex(run.stderr, r"malloc +0x[0-9a-f]+\+0 \(file offset 0x[0-9a-f]+\): push")
         self.assertRegex(run.stderr, r"free +0x[0-9a-f]+\+3 .*je .*emulated")

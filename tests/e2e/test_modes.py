@@ -21,7 +21,8 @@ class SessionTest(TestCase):
     def test_return_half_only_for_sampled_calls(self):
         """1 KiB blocks sampled at 1 MiB: about one call in a thousand."""
         out, man = self.path("s.pb.gz"), self.path("s.manifest")
-        run = memwatch(["-v", "-s", "1m", "-o", out, "--", GT, "--big", "--manifest", man], timeout=300)
+        run = memwatch(["-v", "-s", "1m", "--hook", "uprobe", "-o", out, "--", GT, "--big", "--manifest", man],
+                       timeout=300)
         self.assertEqual(run.returncode, 3, run.stderr)
         self.assertIn("uprobe sessions", run.stderr)
         samples, returns = counters(run.stderr)
@@ -36,7 +37,8 @@ class SessionTest(TestCase):
         self.assertLess(abs(got[3] - want[3]), sampled_tolerance(want[2], 1024, 1 << 20))
 
     def test_without_sessions_every_call_returns(self):
-        run = memwatch(["-v", "--attach-mode", "multi", "-s", "1m", "-o", self.path("m.pb.gz"), "--", GT, "--big"],
+        run = memwatch(["-v", "--hook", "uprobe", "--attach-mode", "multi", "-s", "1m", "-o", self.path("m.pb.gz"), "--",
+                        GT, "--big"],
                        timeout=300)
         self.assertEqual(run.returncode, 3, run.stderr)
         samples, returns = counters(run.stderr)
@@ -48,7 +50,7 @@ class SessionTest(TestCase):
         for mode in ("session", "multi", "classic"):
             with self.subTest(mode=mode):
                 out, man = self.path(mode + ".pb.gz"), self.path(mode + ".manifest")
-                run = memwatch(["-v", "--attach-mode", mode, "-s", "1", "--stack-mode", "fp", "-o", out, "--",
+                run = memwatch(["-v", "--hook", "uprobe", "--attach-mode", mode, "-s", "1", "--stack-mode", "fp", "-o", out, "--",
                                 GT, "--manifest", man])
                 self.assertEqual(run.returncode, 3, run.stderr)
                 sites = Profile(out).by_site()
@@ -61,7 +63,7 @@ class AllocOnlyTest(TestCase):
         out, man = self.path("a.pb.gz"), self.path("a.manifest")
         w = WaitingWorkload([GT, "--manifest", man, "--hold"])
         try:
-            mw = Attached(w.pid, ["-v", "--alloc-only", "-s", "1", "--stack-mode", "fp", "-o", out])
+            mw = Attached(w.pid, ["-v", "--hook", "uprobe", "--alloc-only", "-s", "1", "--stack-mode", "fp", "-o", out])
             probes = probe_addresses("".join(mw.err_lines), w.pid)
             self.assertIn("malloc", probes)
             self.assertNotIn("free", probes)
@@ -120,7 +122,7 @@ class BudgetTest(TestCase):
         numbers from the profile."""
         out = self.path("b%d.pb.gz" % budget)
         w = WaitingWorkload([CHURN, "--pairs", str(pairs), "--work", str(work)])
-        mw = Attached(w.pid, ["-v", "--max-overhead", str(budget), "-o", out])
+        mw = Attached(w.pid, ["-v", "--hook", "uprobe", "--max-overhead", str(budget), "-o", out])
         w.go()
         code, stdout, _ = w.finish(timeout=600)
         self.assertEqual(code, 0)

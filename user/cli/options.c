@@ -1,6 +1,7 @@
 #include "cli/options.h"
 
 #include "cli/bounds.h"
+#include "inject/hooks.h"
 #include "proc/cgroup.h"
 #include "probes/allocators.h"
 #include "util/regex_cost.h"
@@ -40,6 +41,7 @@ enum {
 	OPT_OUTPUT_MAX_BYTES,
 	OPT_MAX_PROCESSES,
 	OPT_MAX_PROFILED,
+	OPT_HOOK,
 	OPT_WEB_CONFIG,
 	OPT_INSECURE_LISTEN,
 };
@@ -152,6 +154,11 @@ static const char usage_text[] =
 	"                           one for the kernel side (default 16m; with --all\n"
 	"                           4m: each counts twice in memwatch's RSS); at least\n"
 	"                           an event with its stack, at most 1/32 of memory\n"
+	"      --hook MODE          how allocator entries are hooked: auto (default):\n"
+	"                           in-process detours where they can be installed\n"
+	"                           safely (ptrace; only sampled calls trap), uprobes\n"
+	"                           elsewhere; inline: detours or an error; uprobe:\n"
+	"                           uprobes only (a trap per call)\n"
 	"      --attach-mode MODE   auto (default): the first the kernel offers of\n"
 	"                           session (uprobe sessions, 6.13+: unsampled calls\n"
 	"                           get no return probe), multi (uprobe_multi links,\n"
@@ -228,6 +235,24 @@ static bool has_suffix(const char *s, const char *suffix)
 {
 	size_t n = strlen(s), k = strlen(suffix);
 	return n > k && !strcmp(s + n - k, suffix);
+}
+
+static const char *const hook_modes[] = { [HOOK_AUTO] = "auto", [HOOK_INLINE] = "inline", [HOOK_UPROBE] = "uprobe" };
+
+const char *hook_mode_name(int mode)
+{
+	return hook_modes[mode];
+}
+
+static int parse_hook_mode(const char *s, int *out)
+{
+	for (int m = HOOK_AUTO; m <= HOOK_UPROBE; m++) {
+		if (!strcmp(s, hook_modes[m])) {
+			*out = m;
+			return 0;
+		}
+	}
+	return -1;
 }
 
 static int oom(void)
@@ -596,6 +621,10 @@ static int parse_option(int c, const char *arg, struct options *o, const char **
 	case OPT_ALLOC_ONLY:
 		o->alloc_only = true;
 		break;
+	case OPT_HOOK:
+		if (parse_hook_mode(arg, &o->hook))
+			return bad("--hook (auto, inline or uprobe)", arg);
+		break;
 	case OPT_ATTACH_MODE:
 		if (attach_mode_parse(arg, &o->attach_mode))
 			return bad("--attach-mode (auto, session, multi or classic)", arg);
@@ -635,6 +664,7 @@ int options_parse(int argc, char **argv, struct options *o)
 		{ "stack-bytes", required_argument, NULL, OPT_STACK_BYTES },
 		{ "allocator", required_argument, NULL, OPT_ALLOCATOR },
 		{ "attach-mode", required_argument, NULL, OPT_ATTACH_MODE },
+		{ "hook", required_argument, NULL, OPT_HOOK },
 		{ "alloc-only", no_argument, NULL, OPT_ALLOC_ONLY },
 		{ "max-overhead", required_argument, NULL, OPT_MAX_OVERHEAD },
 		{ "pages-only", no_argument, NULL, OPT_PAGES_ONLY },

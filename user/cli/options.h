@@ -24,6 +24,7 @@ struct options {
 	bool empty_probes;	/* benchmark floor: empty programs, no profile */
 	const char *allocator;	/* --allocator: only these (comma-separated) */
 	enum attach_mode attach_mode;
+	int hook;		/* enum hook_mode (inject/hooks.h) */
 	bool alloc_only;	/* allocation rates only: no free probes */
 	double max_overhead;	/* --max-overhead, as a fraction; 0: none */
 	bool pages_only;	/* the kernel side only: no uprobes in the target */
@@ -56,6 +57,7 @@ int options_parse(int argc, char **argv, struct options *o);
 void options_free(struct options *o);
 /* "512k", "1M", "4096": 0 or -1. */
 int parse_size(const char *s, uint64_t *out);
+const char *hook_mode_name(int mode);
 
 struct machine;
 /* Fills the sizes the user left to their defaults (0), clamped to the

@@ -338,6 +338,11 @@ void lost_map_forget(int lost_fd, __u32 tgid)
 	}
 }
 
+struct bpf_object *heapbpf_object(const struct heapbpf *b)
+{
+	return b->skel ? b->skel->obj : NULL;
+}
+
 #define SCAN_BATCH 4096
 
 int live_map_scan(int live_fd, void (*visit)(void *ctx, const struct mw_live_key *key, uint64_t sample_id),

@@ -16,6 +16,7 @@ struct heap_session_bpf;
 struct floor_bpf;
 
 struct bpf_link;
+struct bpf_object;
 
 /* The BPF programs put at probe sites (memwatch's, or empty ones). */
 struct probe_progs {
@@ -68,6 +69,8 @@ int lost_map_scan(int lost_fd, void (*visit)(void *ctx, const struct mw_lost_key
 		  void *ctx);
 /* Deletes the lost map's entries of tgid (a process no longer profiled). */
 void lost_map_forget(int lost_fd, __u32 tgid);
+/* The heap object, whose maps other objects share; NULL without. */
+struct bpf_object *heapbpf_object(const struct heapbpf *b);
 void heapbpf_stop_on_loader(struct heapbpf *b, bool stop);
 /* The programs stop the target process at its exec (a static command). */
 void heapbpf_stop_on_exec(struct heapbpf *b, bool stop);

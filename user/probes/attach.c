@@ -27,14 +27,19 @@ void attacher_init(struct attacher *a, const struct probe_progs *progs, const ch
 	a->progs = *progs;
 	a->log = log;
 	hmap_init(&a->done, NULL, NULL);
+	hmap_init(&a->inlined, NULL, NULL);
 }
 
 void attacher_detach(struct attacher *a)
 {
+	if (a->inl.detach && a->hooked_pid)
+		a->inl.detach(a->inl.ctx, a->hooked_pid);
+	a->hooked_pid = 0;
 	link_set_close(&a->heap);
 	link_set_close(&a->loader);
 	hmap_free(&a->done);
 	probe_sites_free(&a->sites);
+	hmap_free(&a->inlined);
 }
 
 int attacher_unprobe_child(struct attacher *a, pid_t child, pid_t parent)
@@ -216,6 +221,28 @@ static void note_allocator(struct attacher *a, const char *name)
 		snprintf(a->allocators + len, sizeof(a->allocators) - len, "%s%s", len ? "," : "", name);
 }
 
+static uint64_t visit_key(pid_t pid, const struct objfile *o)
+{
+	return hash_u64((uintptr_t)o) ^ (uint64_t)pid;
+}
+
+/* In-process detours first, where the driver installs them (a->inl): 1 if
+ * alloc's entries in o are detoured, 0 to probe them, -errno. */
+static int try_inline(struct attacher *a, struct process *p, struct objfile *o, const struct allocator *alloc)
+{
+	int r = a->inl.attach ? a->inl.attach(a->inl.ctx, p, o, alloc) : 0;
+
+	if (r > 0) {
+		uint64_t key = visit_key(p->pid, o);
+		bool fresh = false;
+		hmap_upsert(&a->inlined, hash_u64(key), key, &fresh);
+		a->hooked_pid = p->pid;
+		a->ninline += fresh;
+		note_allocator(a, alloc->name);
+	}
+	return r;
+}
+
 /* The probes of every entry of alloc in the file m maps, into pc. 1 when
  * some are placed, 0 if none, -errno. */
 static int place_file(struct attacher *a, const struct objfile *o, const struct allocator *alloc,
@@ -247,6 +274,11 @@ static int probe_file(struct attacher *a, struct process *p, const struct mappin
 		report_to(a->log, "pid %d: %s%s%s%s allocator in %s (build-id %s)", (int)p->pid, alloc->name,
 			alloc->prefix[0] ? " (prefix " : "", alloc->prefix, alloc->prefix[0] ? ")" : "", o->path,
 			elf_file_build_id(o->elf) ? elf_file_build_id(o->elf) : "none");
+	int r = try_inline(a, p, o, alloc);
+	if (r) {
+		free(pc);
+		return r < 0 ? r : 0;
+	}
 	if (pc && (pc->code = malloc(MAX_CODE)) && (pc->d = disasm_new()))
 		err = place_file(a, o, alloc, pc);
 	if (err == 0)
@@ -264,11 +296,6 @@ static int probe_file(struct attacher *a, struct process *p, const struct mappin
 	}
 	free(pc);
 	return err;
-}
-
-static uint64_t visit_key(pid_t pid, const struct objfile *o)
-{
-	return hash_u64((uintptr_t)o) ^ (uint64_t)pid;
 }
 
 /* Marks (pid, objfile) as handled; false if it already was. */
@@ -348,12 +375,19 @@ int attach_allocators(struct attacher *a, struct procs *ps, struct process *p)
 
 /* After exec the files are mapped anew (elsewhere, or not at all): redo the
  * nesting ranges of the allocators probed before, whose probes still apply
- * where the new image maps their files again, and probe the new ones. */
+ * where the new image maps their files again, and probe the new ones.
+ * Detours die with the old image: files that were detoured count as new
+ * again, and are detoured when (and if) the new image maps them. */
 int attach_after_exec(struct attacher *a, struct procs *ps, struct process *p)
 {
 	__u32 tgid = p->pid;
+	struct hmap_slot *slot;
 	int err;
 
+	for (size_t i = 0; hmap_next(&a->inlined, &i, &slot);)
+		hmap_remove(&a->done, hash_u64(slot->key), slot->key, NULL);
+	hmap_clear(&a->inlined);
+	a->ninline = 0;
 	if (a->progs.nests_fd >= 0)
 		bpf_map_delete_elem(a->progs.nests_fd, &tgid);
 	for (size_t i = 0; i < p->maps.n; i++) {

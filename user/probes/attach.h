@@ -19,9 +19,20 @@
 
 struct bpf_program;
 struct bpf_link;
+struct allocator;
 struct process;
 struct procs;
 struct objfile;
+
+/* In-process detours (the driver's: inject/ sits above probes/), tried
+ * before the uprobes of each allocator file. */
+struct attach_inline {
+	/* 1: alloc's entries in o are detoured; 0: probe them; -errno. */
+	int (*attach)(void *ctx, struct process *p, struct objfile *o, const struct allocator *alloc);
+	/* Restores pid's entries. */
+	void (*detach)(void *ctx, pid_t pid);
+	void *ctx;
+};
 
 struct attacher {
 	struct probe_progs progs;
@@ -33,6 +44,10 @@ struct attacher {
 	struct probe_sites sites;	/* every site probed, the loader hook's too */
 	char allocators[128];		/* names of the allocators found, for reports */
 	const char *only;		/* --allocator: these allocators only, or NULL */
+	struct attach_inline inl;	/* in-process detours first, where they go */
+	pid_t hooked_pid;		/* ... installed in this process */
+	unsigned ninline;		/* allocator files detoured */
+	struct hmap inlined;		/* (pid, objfile) pairs detoured: exec needs them again */
 };
 
 void attacher_init(struct attacher *a, const struct probe_progs *progs, const char *only, FILE *log);

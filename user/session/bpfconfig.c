@@ -19,7 +19,8 @@ void bpfconfig_heap(const struct options *o, pid_t tgid, struct heapbpf_config *
 		.empty = o->empty_probes,
 		.mode = o->attach_mode,
 		.alloc_only = o->alloc_only,
-		.count_hits = o->max_overhead > 0,
+		/* The budget needs them; so does the note on costly uprobes. */
+		.count_hits = !o->empty_probes,
 	};
 }
 

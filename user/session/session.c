@@ -55,6 +55,7 @@ struct target *session_add_target(struct session *s, pid_t pid)
 	heapbpf_progs(&s->bpf, &progs);
 	progs.no_frees = s->opt->alloc_only;
 	attacher_init(&t->att, &progs, s->opt->allocator, s->opt->verbose ? stderr : NULL);
+	t->att.inl = hook_driver_inline(&s->hd);
 	diagnosis_init(&t->diag, pid, s->have_heap ? &t->heap : NULL, &s->procs);
 	if (s->opt->all)
 		t->diag.mon.tl.max = HOST_TIMELINE_MAX;
@@ -217,6 +218,8 @@ void session_scan_live(struct session *s)
 
 	if (!s->have_heap)
 		return;
+	if (s->hd.engine)
+		hooks_sweep(s->hd.engine);	/* the releases the agents published */
 	for (size_t i = 0; hmap_next(&s->targets, &i, &slot);)
 		heapprof_scan_begin(&((struct target *)slot->val)->heap);
 	live_map_scan(heapbpf_live_fd(&s->bpf), visit_live, &ls);
@@ -236,6 +239,7 @@ void session_end_run(struct session *s)
 {
 	if (s->have_heap)
 		heapbpf_end_run(&s->bpf);
+	hook_driver_end_run(&s->hd);
 }
 
 void session_heap_counters(const struct session *s, uint64_t out[MW_CNT_NR])
@@ -254,6 +258,7 @@ static void on_sample(void *ctx, const struct mw_sample_event *e, size_t len)
 	struct target *t = session_target(s, e->h.tgid);
 	struct process *p = t ? procs_get(&s->procs, e->h.tgid) : NULL;
 
+	hook_driver_event(&s->hd, e);
 	if (!t)
 		return;
 	uint32_t stack = p ? stacker_intern(&s->sk, &t->heap.st, &s->procs, p, &e->cap, e->data, len - sizeof(*e))
@@ -415,6 +420,9 @@ static int load_heap(struct session *s, pid_t tgid)
 	}
 	s->floor = cfg.empty;
 	s->have_heap = !cfg.empty;
+	/* --all's processes share the ring: each may fill its share only. */
+	if (s->have_heap && hook_driver_start(&s->hd, s->opt, &s->bpf, &cfg, s->opt->all ? s->opt->max_profiled : 1))
+		return -1;
 	if (s->opt->verbose)
 		fprintf(stderr, "memwatch: probes attach as %s\n",
 			describe_attach_mode(s->bpf.mode, s->opt->attach_mode != ATTACH_AUTO));
@@ -557,6 +565,8 @@ static void maintain(struct session *s)
 		s->hooks->turn(s->hooks_ctx, now);
 	/* Events only wake us once a backlog builds up: drain on every turn. */
 	session_consume(s);
+	if (s->hd.engine)
+		hooks_poll(s->hd.engine);
 	if (now >= s->next_tick_ns) {
 		tick(s, now);
 		s->next_tick_ns += s->tick_ns;
@@ -623,6 +633,7 @@ void session_free(struct session *s)
 	for (size_t i = 0; hmap_next(&s->targets, &i, &slot); i--)
 		session_drop_target(s, slot->val);
 	ring_buffer__free(s->rb);
+	hook_driver_stop(&s->hd);	/* its programs share the heap object's maps */
 	heapbpf_destroy(&s->bpf);
 	if (s->have_lat)
 		latency_destroy(&s->lat);

@@ -15,6 +15,7 @@
 #include "kernel/pages.h"
 #include "probes/latency.h"
 #include "proc/process.h"
+#include "session/hookdrv.h"
 #include "session/target.h"
 #include "stacks/stacker.h"
 #include "util/hashmap.h"
@@ -52,6 +53,7 @@ struct session {
 	struct heapbpf bpf;
 	bool have_heap;			/* heap programs loaded (not floor ones) */
 	bool floor;			/* --empty-probes: the floor programs */
+	struct hook_driver hd;		/* in-process detours (--hook); hd.engine NULL: uprobes only */
 	struct pages pages;
 	bool have_pages;
 	struct latency_probe lat;	/* --latency-probe */

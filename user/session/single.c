@@ -40,6 +40,10 @@ struct single {
 	bool detached;
 	struct budget budget;		/* --max-overhead */
 	struct trap_cost trap_cost;	/* calibrated for the budget */
+	char hook_note[1024];		/* which entries are detoured, which on uprobes and why */
+	struct hook_stats hook_stats;	/* the agent's counters, as last read */
+	uint64_t last_hits;		/* uprobe hits at the last interval */
+	bool cost_noted;		/* the note on costly uprobes was printed */
 };
 
 /* ---- reports ------------------------------------------------------------ */
@@ -54,21 +58,65 @@ static void announce(struct single *r, const struct process *p)
 	if (o->pages_only)
 		report_error("profiling pid %d (%s): kernel side only (--pages-only)%s", (int)r->pid,
 			p ? p->comm : o->cmd[0], o->empty_probes ? " (empty programs)" : "");
+	else if (r->t->att.ninline)
+		report_error("profiling pid %d (%s): inline hooks in %u allocator file%s and %u probe "
+				"sites, in %s", (int)r->pid, p ? p->comm : "?", r->t->att.ninline,
+			r->t->att.ninline > 1 ? "s" : "", r->t->att.nprobes, r->t->att.allocators);
 	else
 		report_error("profiling pid %d (%s): %u probe sites in %s%s", (int)r->pid,
 			p ? p->comm : "?", r->t->att.nprobes, r->t->att.allocators,
 			o->empty_probes ? " (empty programs)" : "");
 }
 
+/* The agent's own losses: sampled calls it could not report (memwatch
+ * gone or stuck) and sampled blocks its live set had no room for. */
+static void agent_losses(const struct single *r, char *buf, size_t len)
+{
+	const struct hook_stats *hs = &r->hook_stats;
+
+	buf[0] = 0;
+	if (hs->sites)
+		snprintf(buf, len, ", in-process: unreported %" PRIu64 ", untracked %" PRIu64 ", no thread slot %" PRIu64,
+			 hs->lost, hs->untracked, hs->slot_misses);
+}
+
+/* The agent's counters live in the target: read while it is there. */
+static void read_hooks(struct single *r)
+{
+	struct hook_engine *h = r->s.hd.engine;
+	struct hook_stats hs;
+
+	if (!h || r->detached)
+		return;
+	if (!hooks_stats(h, r->pid, &hs) && hs.sites)
+		r->hook_stats = hs;
+	hooks_describe(h, r->pid, r->hook_note, sizeof(r->hook_note));
+}
+
 static void print_losses(struct single *r, FILE *out)
 {
 	uint64_t c[MW_CNT_NR];
+	char agent[160];
 
 	session_heap_counters(&r->s, c);
+	agent_losses(r, agent, sizeof(agent));
 	fprintf(out, "memwatch: losses: ring buffer full %" PRIu64 ", live map full %" PRIu64
-		     ", calls lost %" PRIu64 ", samplers busy %" PRIu64 ", unreadable stacks %" PRIu64 "\n",
+		     ", calls lost %" PRIu64 ", samplers busy %" PRIu64 ", unreadable stacks %" PRIu64 "%s\n",
 		c[MW_CNT_RINGBUF_FULL], c[MW_CNT_LIVE_FULL], c[MW_CNT_PENDING_FULL], c[MW_CNT_BUSY],
-		c[MW_CNT_STACK_FAIL]);
+		c[MW_CNT_STACK_FAIL], agent);
+}
+
+static void print_hooks(const struct single *r)
+{
+	const struct hook_stats *hs = &r->hook_stats;
+
+	if (!hs->sites)
+		return;
+	fprintf(stderr, "memwatch: inline hooks: %u entries in %u allocator files; reported %" PRIu64
+			" allocations and %" PRIu64 " frees, %" PRIu64 " nested calls passed through; %" PRIu64
+			" sampled calls waited for the ring (%" PRIu64 " gave up); last pause %.2f ms (%u threads)\n",
+		hs->sites, hs->modules, hs->samples, hs->frees, hs->nested, hs->waits, hs->abandoned, hs->pause_ms,
+		hs->threads);
 }
 
 static void print_summary(struct single *r, const char *when)
@@ -90,6 +138,7 @@ static void print_summary(struct single *r, const char *when)
 		fprintf(stderr, "memwatch: probe counters: samples %" PRIu64 ", return halves %" PRIu64
 				", nested calls skipped %" PRIu64 ", frees of sampled blocks %" PRIu64 "\n",
 			c[MW_CNT_SAMPLES], c[MW_CNT_RETURNS], c[MW_CNT_NESTED], c[MW_CNT_FREES_TRACKED]);
+		print_hooks(r);
 	}
 }
 
@@ -210,6 +259,43 @@ static char *describe_budget(const struct single *r)
 	return line;
 }
 
+/* ---- costly uprobes ----------------------------------------------------- */
+
+#define COSTLY_CALLS 20000		/* calls/s through uprobes worth timing */
+#define COSTLY_SHARE 0.05		/* ... and worth a note past this share of a CPU */
+
+/* Allocator calls still going through uprobes at a high rate cost the
+ * target a trap each: say so once, with the numbers and what helps. */
+static void note_uprobe_cost(struct single *r, double dt)
+{
+	const struct options *o = r->opt;
+	uint64_t c[MW_CNT_NR];
+	struct trap_cost cost;
+
+	if (r->cost_noted || !r->t->att.nprobes || o->empty_probes || o->max_overhead)
+		return;
+	session_heap_counters(&r->s, c);
+	uint64_t hits = c[MW_CNT_HITS] + c[MW_CNT_FREE_HITS];
+	double rate = (hits - r->last_hits) / dt;
+	r->last_hits = hits;
+	if (rate < COSTLY_CALLS || calibrate_trap_cost(r->s.bpf.mode, &cost))
+		return;
+	double per_call = cost.sys_s + cost.user_s, share = rate * per_call;
+	if (share < COSTLY_SHARE)
+		return;
+	r->cost_noted = true;
+	char cpu[48];
+	if (share >= 1)
+		snprintf(cpu, sizeof(cpu), "%.1f CPUs", share);
+	else
+		snprintf(cpu, sizeof(cpu), "%.0f%% of a CPU", 100 * share);
+	fprintf(stderr, "memwatch: pid %d calls its allocator %.0f times a second through uprobes, a trap of about "
+			"%.1f us each (timed on this machine): %s; %s\n", (int)r->pid, rate, 1e6 * per_call, cpu,
+		o->hook == HOOK_UPROBE ? "--hook auto would detour them in-process (a few ns a call)"
+				       : "they could not be detoured (-v says why); --max-overhead PCT bounds "
+					 "the cost");
+}
+
 /* ---- the command -------------------------------------------------------- */
 
 /* Undoes the stops memwatch's programs sent the command that it has not
@@ -308,6 +394,8 @@ static void on_interval(void *ctx, uint64_t now)
 {
 	struct single *r = ctx;
 
+	note_uprobe_cost(r, r->s.tick_ns / 1e9);
+	read_hooks(r);
 	if (!r->opt->interval)
 		return;
 	print_summary(r, "after");
@@ -515,6 +603,9 @@ static size_t profile_comments(struct single *r, char **lines)
 	if (o->alloc_only && (lines[n] = strdup("--alloc-only: allocations only; in-use values are absent (no "
 						"free probes)")))
 		n++;
+	if (r->s.hd.engine && r->hook_note[0] &&
+	    asprintf(&lines[n], "hooks (--hook %s): %s", hook_mode_name(o->hook), r->hook_note) >= 0)
+		n++;
 	if (o->max_overhead && (lines[n] = describe_budget(r)))
 		n++;
 	if (r->s.have_pages)
@@ -546,6 +637,7 @@ static int finish(struct single *r)
 	/* One instant ends the run for every probe; then detach, so the
 	 * target runs at full speed while we write. */
 	session_end_run(&r->s);
+	read_hooks(r);
 	uint64_t detach_start = clock_ns(CLOCK_MONOTONIC);
 	heapbpf_stop_on_loader(&r->s.bpf, false);
 	heapbpf_stop_on_exec(&r->s.bpf, false);
