@@ -429,3 +429,28 @@ class HostTest(TestCase):
         sites = Profile(os.path.join(outdir, profile)).by_site()
         for site, want in read_manifest(man).items():
             self.assertEqual(sites.get(site, [0, 0])[:2], want[:2], site)
+
+
+class UprobesBesideDetoursTest(TestCase):
+    """memwatch on uprobes (--hook uprobe, or another instance) in a process
+    whose detours a killed memwatch left behind: a uprobe inside the bytes a
+    detour replaced would make the kernel run the file's instruction there
+    and, removed, write the file's byte into the middle of the jmp. Probes
+    go on the first byte there, and the target runs on unharmed."""
+
+    def test_uprobes_in_a_detoured_process(self):
+        want = LoadTest.baseline(self)
+        s = Stress()
+        try:
+            mw = Attached(s.pid, ["-s", "64k", "-o", self.path("d.pb.gz")] + INLINE)
+            mw.kill()	# the detours stay: nothing in the target depends on memwatch
+            memory, file = libc_bytes(s.pid, "free")
+            self.assertNotEqual(memory, file, "free is detoured")
+            runs = [memwatch(["-v", "--hook", "uprobe", "-p", str(s.pid), "-d", "0.5", "-o", self.path("u.pb.gz")],
+                             timeout=120) for _ in range(3)]
+        finally:
+            got = s.stop()
+        self.assertEqual(got[:2], want, got[2])
+        for run in runs:
+            self.assertEqual(run.returncode, 0, run.stderr)
+            self.assertIn("memwatch's detours may have replaced the bytes after it", run.stderr)

@@ -14,6 +14,7 @@
 #include "elf/elf_file.h"
 #include "memwatch.h"
 #include "probes/allocators.h"
+#include "probes/detoured.h"
 #include "proc/process.h"
 #include "util/report.h"
 
@@ -153,6 +154,7 @@ struct placing {
 	size_t nsites;
 	struct probe_req reqs[2 * MAX_SITES];
 	size_t nreqs;
+	bool detoured;		/* memwatch's detours may be in the file: first bytes only */
 };
 
 static int probe_entry(struct attacher *a, struct objfile *o, const struct alloc_entry *e, struct placing *pc)
@@ -179,6 +181,12 @@ static int probe_entry(struct attacher *a, struct objfile *o, const struct alloc
 	int err = place_probe(pc->d, code, len, e->vaddr, layout_args[e->layout], &pl);
 	if (err)
 		return err;
+	if (pc->detoured && pl.offset > 0) {
+		pl.offset = 0;
+		pl.emulated = false;
+		snprintf(pl.insn, sizeof(pl.insn), "the first instruction");
+		snprintf(pl.why, sizeof(pl.why), "memwatch's detours may have replaced the bytes after it");
+	}
 	if (elf_file_vaddr_to_offset(o->elf, e->vaddr + pl.offset, &offset))
 		return -ENOENT;
 	for (size_t i = 0; i < *nsites; i++) {
@@ -279,8 +287,10 @@ static int probe_file(struct attacher *a, struct process *p, const struct mappin
 		free(pc);
 		return r < 0 ? r : 0;
 	}
-	if (pc && (pc->code = malloc(MAX_CODE)) && (pc->d = disasm_new()))
+	if (pc && (pc->code = malloc(MAX_CODE)) && (pc->d = disasm_new())) {
+		pc->detoured = file_detoured_in(p->pid, o->dev, o->inode);
 		err = place_file(a, o, alloc, pc);
+	}
 	if (err == 0)
 		err = -ENOENT;
 	/* Nesting ranges first: the probes may fire the moment they exist. */

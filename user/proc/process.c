@@ -20,6 +20,8 @@ void procs_init(struct procs *ps)
 {
 	hmap_init(&ps->by_pid, NULL, NULL);
 	hmap_init(&ps->files, NULL, NULL);
+	hmap_init(&ps->by_content, NULL, NULL);
+	hmap_init(&ps->aliases, NULL, NULL);
 	ps->sym = NULL;
 }
 
@@ -47,6 +49,8 @@ void procs_free(struct procs *ps)
 		objfile_free(s->val);
 	hmap_free(&ps->by_pid);
 	hmap_free(&ps->files);
+	hmap_free(&ps->by_content);
+	hmap_free(&ps->aliases);
 	if (ps->sym)
 		symbolizer_free(ps->sym);
 }
@@ -87,13 +91,31 @@ static int open_mapped(pid_t pid, const struct mapping *m)
 	return fd;
 }
 
-static struct objfile *objfile_for(struct procs *ps, pid_t pid, const struct mapping *m)
-{
-	uint64_t key = file_key(m);
-	void **slot = hmap_find(&ps->files, hash_u64(key), key);
+#define MEMFD_HASHED_MAX (4u << 20)	/* larger memfds are keyed by inode only */
 
-	if (slot)
-		return *slot;
+/* A memfd's content hash (0: none). Every process memwatch detours maps
+ * the same agent from a memfd of its own: keyed by content, they share one
+ * objfile (its fd, ELF, symbols and unwind rules) instead of one each that
+ * would outlive the process. */
+static uint64_t memfd_content_key(int fd, const struct mapping *m)
+{
+	struct stat st;
+
+	if (strncmp(m->path, "/memfd:", 7) || fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
+	    (uint64_t)st.st_size > MEMFD_HASHED_MAX)
+		return 0;
+	char *buf = malloc(st.st_size);
+	if (!buf)
+		return 0;
+	uint64_t key = 0;
+	if (pread(fd, buf, st.st_size, 0) == st.st_size)
+		key = hash_bytes(buf, st.st_size, (uint64_t)st.st_size) | 1;
+	free(buf);
+	return key;
+}
+
+static struct objfile *objfile_new(pid_t pid, const struct mapping *m, int fd)
+{
 	struct objfile *o = calloc(1, sizeof(*o));
 	if (!o)
 		return NULL;
@@ -101,13 +123,42 @@ static struct objfile *objfile_for(struct procs *ps, pid_t pid, const struct map
 	o->inode = m->inode;
 	o->path = strdup(m->path);
 	snprintf(o->root, sizeof(o->root), "/proc/%d/root", (int)pid);
-	o->fd = open_mapped(pid, m);
+	o->fd = fd;
 	if (o->fd >= 0)
 		o->elf = elf_file_open(o->fd);
-	if (!o->path || hmap_put(&ps->files, hash_u64(key), key, o)) {
+	if (!o->path) {
 		objfile_free(o);
 		return NULL;
 	}
+	return o;
+}
+
+static struct objfile *objfile_for(struct procs *ps, pid_t pid, const struct mapping *m)
+{
+	uint64_t key = file_key(m);
+	void **slot = hmap_find(&ps->files, hash_u64(key), key);
+
+	if (!slot)
+		slot = hmap_find(&ps->aliases, hash_u64(key), key);
+	if (slot)
+		return *slot;
+	int fd = open_mapped(pid, m);
+	uint64_t content = fd >= 0 ? memfd_content_key(fd, m) : 0;
+	slot = content ? hmap_find(&ps->by_content, hash_u64(content), content) : NULL;
+	if (slot) {
+		close(fd);
+		return hmap_put(&ps->aliases, hash_u64(key), key, *slot) ? NULL : *slot;
+	}
+	struct objfile *o = objfile_new(pid, m, fd);
+	if (!o || hmap_put(&ps->files, hash_u64(key), key, o)) {
+		if (o)
+			objfile_free(o);
+		else if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	if (content)	/* a failed insert only loses the sharing */
+		hmap_put(&ps->by_content, hash_u64(content), content, o);
 	return o;
 }
 

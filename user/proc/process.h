@@ -43,6 +43,8 @@ struct process {
 struct procs {
 	struct hmap by_pid;	/* pid -> struct process * */
 	struct hmap files;	/* (dev, inode) -> struct objfile * */
+	struct hmap by_content;	/* memfds: content hash -> struct objfile * (in files) */
+	struct hmap aliases;	/* memfds: (dev, inode) -> the objfile of the same content */
 	struct symbolizer *sym;
 };
 
