@@ -82,7 +82,8 @@ class FileTest(TestCase):
         out, man = self.path("x.pb.gz"), self.path("x.manifest")
         run = memwatch(["-s", "1", "--stack-mode", "fp", "-o", out, "--", workload("gt-static"), "--manifest", man])
         self.assertEqual(run.returncode, 3, run.stderr)
-        self.assertRegex(run.stderr, r"memwatch: profiling pid \d+ \(gt-static\): \d+ probe sites in glibc")
+        self.assertRegex(run.stderr, r"memwatch: profiling pid \d+ \(gt-static\): (inline hooks in 1 allocator file and )?"
+                                     r"\d+ probe sites,? in glibc")
         prof = Profile(out)
         for site, want in read_manifest(man).items():
             with self.subTest(site=site):

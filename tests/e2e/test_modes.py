@@ -205,8 +205,8 @@ class EndOfRunTest(TestCase):
                 try:
                     w.go()
                     self.assertTrue(w.out.wait_for(r"^live \d+"), w.err.lines)
-                    mw = Attached(w.pid, ["-v", "--attach-mode", mode, "-s", str(self.RATE), "--stack-mode", "fp",
-                                          "-o", out])
+                    mw = Attached(w.pid, ["-v", "--hook", "uprobe", "--attach-mode", mode, "-s", str(self.RATE),
+                                          "--stack-mode", "fp", "-o", out])
                     self.assertTrue(wait_probed(mw, "libc.so.6"), mw.err_lines)
                     # Two turnovers once the probes are in place: the
                     # blocks live now were all allocated under them.
@@ -236,8 +236,8 @@ class LossTest(TestCase):
     def test_lost_samples_keep_totals(self):
         blocks, count, size = 1000, 20000, 3000
         out = self.path("l.pb.gz")
-        run = memwatch(["-s", "1", "--ring-bytes", "64k", "-o", out, "--", STEADY, "--blocks", str(blocks),
-                        "--size", str(size), "--count", str(count)], timeout=300)
+        run = memwatch(["--hook", "uprobe", "-s", "1", "--ring-bytes", "64k", "-o", out, "--", STEADY, "--blocks",
+                        str(blocks), "--size", str(size), "--count", str(count)], timeout=300)
         self.assertEqual(run.returncode, 0, run.stderr)
         ring_full = int(re.search(r"ring buffer full (\d+)", run.stderr).group(1))
         self.assertGreater(ring_full, 0, "the test needs losses: %s" % run.stderr)
@@ -283,7 +283,7 @@ class ForkTest(TestCase):
         w = WaitingWorkload([FORKER])
         child = None
         try:
-            mw = Attached(w.pid, ["-v", "--attach-mode", mode, "-s", "4k", "-o", out])
+            mw = Attached(w.pid, ["-v", "--hook", "uprobe", "--attach-mode", mode, "-s", "4k", "-o", out])
             self.assertTrue(wait_probed(mw, "libc.so.6"), mw.err_lines)
             w.go()
             child = int(w.out.wait_for(r"^child (\d+)").group(1))

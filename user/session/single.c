@@ -326,7 +326,7 @@ static void on_loader_stop(struct single *r)
 	/* An exec event may be waiting: it must come first. */
 	session_consume(&r->s);
 	target_attach(&r->s, r->t);
-	if (r->t->att.nprobes)	/* (a static command's exec event may have probed it) */
+	if (r->t->att.nprobes || r->t->att.ninline)	/* (a static command's exec event may have probed it) */
 		announce(r, procs_find(&r->s.procs, r->pid));
 	resume_own_stops(r);
 }
