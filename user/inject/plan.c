@@ -34,21 +34,6 @@ static unsigned layout_reads(enum mw_layout layout)
 	}
 }
 
-/* Where vaddr of o is mapped in p, or 0. */
-static uint64_t runtime_addr(const struct process *p, const struct objfile *o, uint64_t vaddr)
-{
-	uint64_t off;
-
-	if (elf_file_vaddr_to_offset(o->elf, vaddr, &off))
-		return 0;
-	for (size_t i = 0; i < p->maps.n; i++) {
-		const struct mapping *m = &p->maps.v[i];
-		if (m->data == o && off >= m->offset && off < m->offset + (m->end - m->start))
-			return m->start + (off - m->offset);
-	}
-	return 0;
-}
-
 static void module_range(const struct process *p, const struct objfile *o, uint64_t *lo, uint64_t *hi)
 {
 	*lo = UINT64_MAX;
@@ -223,7 +208,7 @@ static int add_site(struct planner *pl, const struct alloc_entry *e, bool alloc_
 	s->layout = e->layout;
 	s->vaddr = e->vaddr;
 	s->twin = -1;
-	s->entry = runtime_addr(pl->p, pl->o, e->vaddr);
+	s->entry = process_runtime_addr(pl->p, pl->o, e->vaddr);
 	if (!s->entry)
 		return site_refused(pl, s, "not mapped in the process");
 	if (wraps(pl->a, e))

@@ -98,21 +98,6 @@ static const unsigned layout_args[MW_LAYOUT_COUNT] = {
 	[MW_LAYOUT_XALLOCX] = PLACE_ARG(0) | PLACE_ARG(1),
 };
 
-/* Where vaddr of o is mapped in p, or 0. */
-static uint64_t runtime_addr(const struct process *p, const struct objfile *o, uint64_t vaddr)
-{
-	uint64_t off;
-
-	if (elf_file_vaddr_to_offset(o->elf, vaddr, &off))
-		return 0;
-	for (size_t i = 0; i < p->maps.n; i++) {
-		const struct mapping *m = &p->maps.v[i];
-		if (m->data == o && off >= m->offset && off < m->offset + (m->end - m->start))
-			return m->start + (off - m->offset);
-	}
-	return 0;
-}
-
 /* Allocator functions that call other entries themselves (glibc realloc
  * calls malloc and free): calls from inside them are not user calls. */
 static int add_nesting(struct attacher *a, const struct process *p, const struct objfile *o,
@@ -128,7 +113,7 @@ static int add_nesting(struct attacher *a, const struct process *p, const struct
 		while (used < MW_NEST_RANGES && nest.end[used])
 			used++;
 	for (size_t i = 0; i < alloc->nnesting && used < MW_NEST_RANGES; i++) {
-		uint64_t start = runtime_addr(p, o, alloc->nesting[i].vaddr);
+		uint64_t start = process_runtime_addr(p, o, alloc->nesting[i].vaddr);
 		if (!start)
 			continue;
 		nest.start[used] = start;

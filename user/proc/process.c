@@ -350,3 +350,17 @@ const char *process_loader_path(const struct process *p, char *buf, size_t len)
 	}
 	return NULL;
 }
+
+uint64_t process_runtime_addr(const struct process *p, const struct objfile *o, uint64_t vaddr)
+{
+	uint64_t off;
+
+	if (!o->elf || elf_file_vaddr_to_offset(o->elf, vaddr, &off))
+		return 0;
+	for (size_t i = 0; i < p->maps.n; i++) {
+		const struct mapping *m = &p->maps.v[i];
+		if (m->data == o && off >= m->offset && off < m->offset + (m->end - m->start))
+			return m->start + (off - m->offset);
+	}
+	return 0;
+}

@@ -70,6 +70,8 @@ struct frame_at {
 bool process_resolve(struct procs *ps, struct process *p, uint64_t addr, struct frame_at *out);
 struct sym_file *objfile_symbols(struct procs *ps, struct objfile *obj);
 bool objfile_is_exe(const struct objfile *o, const struct process *p);
+/* Where ELF address vaddr of o is mapped in p's snapshot, or 0. */
+uint64_t process_runtime_addr(const struct process *p, const struct objfile *o, uint64_t vaddr);
 /* The dynamic loader p maps (ld-*), as /proc/PID/map_files/START-END in buf
  * (which probes and reads work through whatever namespace p is in); NULL for
  * a static executable. */
