@@ -117,12 +117,19 @@ class BudgetTest(TestCase):
                       r"time .*?; (\d+) traps/s attached: always attached about (\d+)%; probe time ([\d.]+) s, "
                       r"([\d.]+)% of the target's own ([\d.]+) s of CPU; values cover the attached windows only")
 
+    # churn's block size, and a sampling interval short enough that the
+    # attached windows of the costly run hold about a hundred samples (at the
+    # default 512 KiB, about 4: a profile with none came once in 25 runs).
+    SIZE = 64
+    RATE = 16384
+
     def churn(self, budget, pairs, work):
         """churn under memwatch -v --max-overhead BUDGET; the duty cycle's
         numbers from the profile."""
         out = self.path("b%d.pb.gz" % budget)
-        w = WaitingWorkload([CHURN, "--pairs", str(pairs), "--work", str(work)])
-        mw = Attached(w.pid, ["-v", "--hook", "uprobe", "--max-overhead", str(budget), "-o", out])
+        w = WaitingWorkload([CHURN, "--pairs", str(pairs), "--work", str(work), "--size", str(self.SIZE)])
+        mw = Attached(w.pid, ["-v", "--hook", "uprobe", "--max-overhead", str(budget), "-s", str(self.RATE),
+                              "-o", out])
         w.go()
         code, stdout, _ = w.finish(timeout=600)
         self.assertEqual(code, 0)
@@ -170,7 +177,14 @@ class BudgetTest(TestCase):
         self.assertGreater(duty["probe_pct"], duty["budget"] * 0.3, duty)
         # Coverage: the regex holds "values cover the attached windows only".
         self.assertTrue(any("frees while detached were not seen" in c for c in prof.comments), prof.comments)
-        self.assertTrue(prof.by_site(), "samples from the attached windows")
+        # Samples from the attached windows: the probe time is traps x cost,
+        # half the traps are mallocs of SIZE bytes, so the sample count is
+        # Poisson with mean `expected`; none at all has probability
+        # e^-expected.
+        traps = duty["probe_s"] / (duty["cost_us"] * 1e-6)
+        expected = traps / 2 * self.SIZE / self.RATE
+        self.assertGreater(expected, 30, duty)
+        self.assertTrue(prof.by_site(), "samples from the attached windows: %s %s" % (duty, prof.comments))
         self.assertIn("memwatch: a probe trap costs the target", run.stderr)
 
     def test_cheap_probes_stay_attached(self):
