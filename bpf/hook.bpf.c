@@ -140,7 +140,7 @@ static __always_inline int emit_fp(struct hook_scratch *sc, __u64 pid_tgid, __u3
 	len = walk_frames(e, &sc->rep, caller) + sizeof(*e);
 	if (len > cfg_scratch_bytes - MW_SCRATCH_HEAD)
 		len = cfg_scratch_bytes - MW_SCRATCH_HEAD;
-	if (bpf_ringbuf_output(&events, e, len, wakeup_flag())) {
+	if (bpf_ringbuf_output(&events, e, len, wakeup_flag(len, false))) {
 		count(MW_CNT_RINGBUF_FULL);
 		err = -1;
 	}

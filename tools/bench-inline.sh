@@ -23,7 +23,9 @@
 # --quiet-wait seconds for the CPUs to be idle. Prints Markdown tables to
 # stdout; progress goes to stderr.
 #
-#   tools/bench-inline.sh [--rounds R] [--pairs N] [--pause-runs K] [--quiet-wait S] [--pause-only]
+#   tools/bench-inline.sh [--rounds R] [--pairs N] [--pause-runs K] [--quiet-wait S] [--pause-only | --s1-only]
+#
+# --s1-only runs just the every-call-recorded pair (s1-inline, s1-uprobe).
 #
 # Run from anywhere, as root, after `make memwatch workloads`.
 set -euo pipefail
@@ -34,7 +36,7 @@ run_from_private_copy "$@"
 die() { echo "bench-inline: $*" >&2; exit 1; }
 note() { echo "bench-inline: $*" >&2; }
 
-ROUNDS=5 PAIRS=2000000 PAUSE_RUNS=3 QUIET_WAIT=5 PAUSE_ONLY=0
+ROUNDS=5 PAIRS=2000000 PAUSE_RUNS=3 QUIET_WAIT=5 PAUSE_ONLY=0 S1_ONLY=0
 while (($#)); do
 	case "$1" in
 	--rounds) ROUNDS=$2; shift 2 ;;
@@ -42,6 +44,7 @@ while (($#)); do
 	--pause-runs) PAUSE_RUNS=$2; shift 2 ;;
 	--quiet-wait) QUIET_WAIT=$2; shift 2 ;;
 	--pause-only) PAUSE_ONLY=1; shift ;;
+	--s1-only) S1_ONLY=1; shift ;;
 	*) die "unknown argument $1 (see the head of this script)" ;;
 	esac
 done
@@ -129,6 +132,7 @@ churn_run() {
 
 declare -A NS
 ALLOCS=(glibc jemalloc tcmalloc)
+((S1_ONLY)) && ALLOCS=()
 CONFIGS=(none inline uprobe own heaptrack)
 ((PAUSE_ONLY)) && ROUNDS=0
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -171,10 +175,12 @@ pause_runs() {
 	rm -f "$TMP/stress.in"
 	printf '%s %s' "$(median "${attach[*]}" %.2f)" "$(median "${detach[*]}" %.2f)"
 }
-read -r IDLE_ATTACH IDLE_DETACH <<<"$(pause_runs --idle)"
-read -r BUSY_ATTACH BUSY_DETACH <<<"$(pause_runs "")"
+if ((!S1_ONLY)); then
+	read -r IDLE_ATTACH IDLE_DETACH <<<"$(pause_runs --idle)"
+	read -r BUSY_ATTACH BUSY_DETACH <<<"$(pause_runs "")"
+fi
 
-if ((!PAUSE_ONLY)); then
+if ((!PAUSE_ONLY && !S1_ONLY)); then
 echo "### Allocator calls: ns per malloc+free pair (medians of $ROUNDS, churn, one thread)"
 echo
 echo "| allocator | none | memwatch inline | memwatch uprobe | allocator's own sampler | heaptrack | inline - none |"
@@ -188,14 +194,18 @@ for a in "${ALLOCS[@]}"; do
 		"$(awk -v i="$i" -v n="$n" 'BEGIN { printf "%+.1f", i - n }')"
 done
 echo
+fi
+if ((!PAUSE_ONLY)); then
 si=$(median "${NS[glibc.s1-inline]}") su=$(median "${NS[glibc.s1-uprobe]}")
 echo "### Every call recorded (-s 1, glibc, DWARF stacks): ns per pair"
 echo
 echo "| inline | uprobe | uprobe / inline |"
 echo "|--:|--:|--:|"
 printf '| %s | %s | %s |\n' "$si" "$su" "$(ratio "$su" "$si")"
+echo "(per round: inline ${NS[glibc.s1-inline]}; uprobe ${NS[glibc.s1-uprobe]})"
 echo
 fi
+((S1_ONLY)) && exit 0
 echo "### Stop-the-world with 100 threads (medians of $PAUSE_RUNS), ms"
 echo
 echo "| threads | attach | detach |"

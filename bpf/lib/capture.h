@@ -293,12 +293,21 @@ static __always_inline __u64 next_sample_id(struct cpu_state *st)
 	return ((__u64)bpf_get_smp_processor_id() << 48 | ++st->next_id);
 }
 
-/* Wake the reader only once a backlog builds up: a wake-up per event costs
- * more than the event. User space also drains on a timer. */
-static __always_inline __u64 wakeup_flag(void)
+/* Wake the reader when the backlog crosses a multiple of cfg_wakeup_bytes,
+ * not for every record past it: a wake-up costs more than the event (a
+ * self-IPI, an MSR write a hypervisor traps), and a woken reader drains the
+ * whole ring before it sleeps. `queued`: the backlog the ring reports
+ * already holds this record of len bytes (reserved), or not (output). A
+ * crossing two producers race past unseen is caught at the next multiple
+ * (or by user space's timer). */
+static __always_inline __u64 wakeup_flag(__u32 len, bool queued)
 {
-	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > cfg_wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-										 : BPF_RB_NO_WAKEUP;
+	__u64 size = ((__u64)len + 8 + 7) & ~7ULL;	/* with the ring's record header */
+	__u64 backlog = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	__u64 before = queued && backlog >= size ? backlog - size : backlog;
+	__u64 step = cfg_wakeup_bytes ? cfg_wakeup_bytes : 1;
+
+	return before / step != (before + size) / step ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
 /* Emits the event req describes with the current task's user stack: the
@@ -329,7 +338,7 @@ static __noinline int emit_stack(struct capture_req *req)
 	len += sizeof(*e);
 	if (len > cfg_scratch_bytes - MW_SCRATCH_HEAD)
 		len = cfg_scratch_bytes - MW_SCRATCH_HEAD;
-	if (bpf_ringbuf_output(&events, e, len, wakeup_flag())) {
+	if (bpf_ringbuf_output(&events, e, len, wakeup_flag(len, false))) {
 		count(MW_CNT_RINGBUF_FULL);
 		err = MW_CNT_RINGBUF_FULL;
 	}

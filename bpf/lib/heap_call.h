@@ -147,7 +147,7 @@ static __always_inline void emit_cancel(__u64 pid_tgid, __u64 sample_id)
 	}
 	fill_head(&e->h, MW_EV_CANCEL, pid_tgid);
 	e->sample_id = sample_id;
-	bpf_ringbuf_submit(e, wakeup_flag());
+	bpf_ringbuf_submit(e, wakeup_flag(sizeof(*e), true));
 }
 
 static __always_inline bool is_live(__u32 tgid, __u64 addr)

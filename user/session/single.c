@@ -151,7 +151,7 @@ static void print_own_cost(struct single *r)
 	double cpu = ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 	fprintf(stderr, "memwatch: own cost: %.2f s CPU over %.1f s, %.1f us per stack (%" PRIu64 " stacks), max RSS %ld MiB\n",
 		cpu, (clock_ns(CLOCK_MONOTONIC) - r->s.start_ns) / 1e9,
-		r->s.sk.stacks ? r->s.sk.cpu_ns / 1e3 / r->s.sk.stacks : 0.0, r->s.sk.stacks, ru.ru_maxrss / 1024);
+		r->s.sk.stacks ? stacker_cpu_ns(&r->s.sk) / 1e3 / r->s.sk.stacks : 0.0, r->s.sk.stacks, ru.ru_maxrss / 1024);
 }
 
 /* ---- --max-overhead ----------------------------------------------------- */

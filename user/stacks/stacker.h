@@ -22,8 +22,11 @@ struct stacker {
 	struct unwinder *unw;		/* --stack-mode auto, dwarf */
 	struct unwind_result unwound;
 	uint64_t stacks, fp_truncated;
-	uint64_t cpu_ns;		/* CPU spent turning samples into stacks */
+	uint64_t timed, timed_ns;	/* the stacks whose CPU time was measured, and it */
 };
+
+/* CPU spent turning samples into stacks, estimated from the timed ones. */
+uint64_t stacker_cpu_ns(const struct stacker *sk);
 
 /* 0 or -ENOMEM. */
 int stacker_init(struct stacker *sk, enum stack_mode mode, uint32_t stack_bytes);
