@@ -161,7 +161,7 @@ pause_runs() {
 	exec 8>"$TMP/stress.in"
 	wait_line "$TMP/stress.out" '^ready ' "$spid" 10 stress
 	kill -USR1 "$spid"
-	sleep 0.5
+	[[ $mode == --idle ]] || wait_line "$TMP/stress.out" '^stress: running' "$spid" 30 stress
 	for ((i = 0; i < PAUSE_RUNS; i++)); do
 		wait_quiet
 		"$MEMWATCH" -v -p "$spid" -d 0.3 --hook inline -o "$TMP/s.pb.gz" 2>"$err" >/dev/null || die "memwatch: $(cat "$err")"

@@ -222,7 +222,8 @@ class PathsTest(TestCase):
 
 class Stress:
     """tests/workloads/stress: 8 threads allocating and freeing flat out,
-    checking every block, until told to stop."""
+    checking every block, until told to stop; returned once every thread
+    has made its first thousands of steps."""
 
     def __init__(self):
         self.proc = subprocess.Popen([workload("stress"), "--wait"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -231,6 +232,8 @@ class Stress:
         assert line.startswith("ready "), line
         self.pid = int(line.split()[1])
         os.kill(self.pid, signal.SIGUSR1)
+        line = self.proc.stdout.readline()
+        assert line == "stress: running\n", line
 
     def stop(self):
         out, err = self.proc.communicate("stop\n", timeout=120)
@@ -242,9 +245,7 @@ class LoadTest(TestCase):
     memwatch while memwatch comes and goes."""
 
     def baseline(self):
-        s = Stress()
-        time.sleep(1)
-        return s.stop()[:2]
+        return Stress().stop()[:2]
 
     def test_attach_detach_50_times(self):
         want = self.baseline()
@@ -261,14 +262,27 @@ class LoadTest(TestCase):
             got = s.stop()
         self.assertEqual(got[:2], want, got[2])
 
+    KILL_POINTS = (r"probes attach as", r"allocator in .*\(build-id", r"inline hooks, agent at", r"loader hook on",
+                   r"profiling pid")
+
     def test_sigkill_20_times(self):
         want = self.baseline()
         s = Stress()
         try:
             for i in range(20):
-                mw = Attached(s.pid, ["-s", "64k", "-o", self.path("k.pb.gz")] + INLINE)
-                time.sleep(0.05 * (i % 5))	# killed at varied points of the run, not a handshake
+                # Killed at varied points of attaching: before and after the
+                # detours go in, and once profiling.
+                mw = subprocess.Popen([MEMWATCH, "-v", "-p", str(s.pid), "-s", "64k", "-o", self.path("k.pb.gz")] +
+                                      INLINE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                point = re.compile(self.KILL_POINTS[i % len(self.KILL_POINTS)])
+                lines = []
+                for line in mw.stderr:
+                    lines.append(line)
+                    if point.search(line):
+                        break
                 mw.kill()
+                mw.communicate()
+                self.assertTrue(point.search(lines[-1]) if lines else False, "".join(lines))
             # A last, clean run takes the agent over and detaches.
             run = memwatch(["-v", "-p", str(s.pid), "-d", "0.5", "-o", self.path("k.pb.gz")] + INLINE, timeout=60)
             self.assertEqual(run.returncode, 0, run.stderr)

@@ -6,7 +6,8 @@
  * a pattern derived from its size and slot, verified before it is resized
  * or freed. Runs until a line arrives on stdin (or stdin closes), then
  * prints "stress: ok" and exits 0; a corrupted block prints
- * "stress: CORRUPT" and exits 1.
+ * "stress: CORRUPT" and exits 1. Once every thread has made WARM_STEPS
+ * steps it prints "stress: running" (never with --idle).
  *
  *   --threads N   threads (default 8, at most 256)
  *   --idle        the threads wait instead (for timing how long stopping
@@ -24,6 +25,7 @@
 #include "common.h"
 
 #define WINDOW 64
+#define WARM_STEPS (64 * 256)
 
 struct block {
 	unsigned char *p;
@@ -33,6 +35,8 @@ struct block {
 
 static atomic_bool stop;
 static atomic_int corrupt;
+static atomic_int warm_threads;
+static int threads;
 static pthread_mutex_t idle_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t idle_cond = PTHREAD_COND_INITIALIZER;
 static bool idle;
@@ -130,9 +134,15 @@ static void *worker(void *arg)
 	while (idle && !atomic_load(&stop))
 		pthread_cond_wait(&idle_cond, &idle_lock);
 	pthread_mutex_unlock(&idle_lock);
-	while (!atomic_load_explicit(&stop, memory_order_relaxed))
+	for (unsigned long steps = 0; !atomic_load_explicit(&stop, memory_order_relaxed);) {
 		for (int i = 0; i < 256; i++)
 			step(w, &rng);
+		steps += 256;
+		if (steps == WARM_STEPS && atomic_fetch_add(&warm_threads, 1) + 1 == threads) {
+			printf("stress: running\n");
+			fflush(stdout);
+		}
+	}
 	for (int i = 0; i < WINDOW; i++)
 		if (w[i].p) {
 			check(&w[i], w[i].size);
@@ -144,10 +154,10 @@ static void *worker(void *arg)
 int main(int argc, char **argv)
 {
 	const char *n = flag_value(argc, argv, "--threads");
-	int threads = n ? atoi(n) : 8;
 	pthread_t t[256];
 	char line[64];
 
+	threads = n ? atoi(n) : 8;
 	idle = has_flag(argc, argv, "--idle");
 	if (threads < 1 || threads > 256)
 		return 2;

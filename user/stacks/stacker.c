@@ -27,6 +27,8 @@ int stack_mode_parse(const char *name, enum stack_mode *out)
 	return -1;
 }
 
+#define TIME_EVERY 64
+
 static uint64_t thread_cpu_ns(void)
 {
 	struct timespec ts;
@@ -88,16 +90,19 @@ uint32_t stacker_intern(struct stacker *sk, struct stacks *st, struct procs *ps,
 			const struct mw_capture *cap, const uint8_t *data, size_t len)
 {
 	/* A thread CPU clock read is a system call (2-3 us in a VM, more than
-	 * a cached unwind): one stack in TIME_EVERY is timed. */
-	enum { TIME_EVERY = 64 };
-	bool timed = sk->stacks++ % TIME_EVERY == 0;
+	 * a cached unwind): the first TIME_EVERY stacks are timed (the cold
+	 * ones, that load modules), then one in TIME_EVERY. */
+	bool timed = sk->stacks < TIME_EVERY || sk->stacks % TIME_EVERY == 0;
 	uint64_t start = timed ? thread_cpu_ns() : 0;
+	bool first = sk->stacks++ < TIME_EVERY;
 	const uint64_t *frames;
 	const char *why;
 
 	uint32_t n = capture_frames(sk, ps, p, cap, data, len, &frames, &why);
 	uint32_t stack = stacks_intern(st, ps, p, frames, n, why);
-	if (timed) {
+	if (first) {
+		sk->first_ns += thread_cpu_ns() - start;
+	} else if (timed) {
 		sk->timed++;
 		sk->timed_ns += thread_cpu_ns() - start;
 	}
@@ -106,7 +111,9 @@ uint32_t stacker_intern(struct stacker *sk, struct stacks *st, struct procs *ps,
 
 uint64_t stacker_cpu_ns(const struct stacker *sk)
 {
-	return sk->timed ? (uint64_t)((double)sk->timed_ns / sk->timed * sk->stacks) : 0;
+	uint64_t rest = sk->stacks > TIME_EVERY ? sk->stacks - TIME_EVERY : 0;
+
+	return sk->first_ns + (sk->timed ? (uint64_t)((double)sk->timed_ns / sk->timed * rest) : 0);
 }
 
 void stacker_describe(const struct stacker *sk, char *buf, size_t len)

@@ -22,7 +22,8 @@ struct stacker {
 	struct unwinder *unw;		/* --stack-mode auto, dwarf */
 	struct unwind_result unwound;
 	uint64_t stacks, fp_truncated;
-	uint64_t timed, timed_ns;	/* the stacks whose CPU time was measured, and it */
+	uint64_t first_ns;		/* CPU time of the first stacks, all timed */
+	uint64_t timed, timed_ns;	/* later stacks timed (a sample of them), their CPU */
 };
 
 /* CPU spent turning samples into stacks, estimated from the timed ones. */
