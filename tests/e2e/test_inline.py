@@ -289,16 +289,26 @@ class NoLossTest(TestCase):
 
     PAIRS = 20000
 
+    # churn built with jemalloc linked in (the top Makefile's churn-jemalloc-*
+    # targets) stands for the suite's gt-jemalloc and gt-jemalloc-static.
+    CHURNS = {"jemalloc-linked": "churn-jemalloc-linked", "jemalloc-static": "churn-jemalloc-static"}
+    CONFIGS = ("glibc", "jemalloc-preload", "jemalloc-linked", "jemalloc-static", "tcmalloc-preload",
+               "tcmalloc-minimal-preload")
+
     def test_every_allocator(self):
-        churn = os.path.join(os.path.dirname(MEMWATCH), ".output", "churn")
-        for name, (_, preload, _) in C_CONFIGS.items():
-            if name not in ("glibc", "jemalloc-preload", "tcmalloc-preload", "tcmalloc-minimal-preload"):
-                continue
+        outdir = os.path.join(os.path.dirname(MEMWATCH), ".output")
+        for name in self.CONFIGS:
+            _, preload, allocator_rx = C_CONFIGS[name]
+            churn = os.path.join(outdir, self.CHURNS.get(name, "churn"))
+            allocator_rx = allocator_rx.replace("gt-jemalloc-static", "churn-jemalloc-static")
             with self.subTest(config=name):
                 run = memwatch(["-v", "-s", "1", "-o", self.path("n.pb.gz")] + INLINE +
                                ["--", churn, "--threads", "8", "--pairs", str(self.PAIRS)],
                                env=env_with(preload), timeout=600)
                 self.assertEqual(run.returncode, 0, run.stderr)
+                self.assertRegex(run.stderr, allocator_rx)
+                self.assertTrue(inline_allocators(run.stderr), run.stderr)
+                self.assertNotIn("on uprobes", run.stderr)
                 self.assertRegex(run.stderr, NO_LOSS)
                 samples = int(re.search(r"done after [\d.]+s: (\d+) samples", run.stderr).group(1))
                 self.assertGreaterEqual(samples, 8 * self.PAIRS)
