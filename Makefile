@@ -120,6 +120,17 @@ $(OUTPUT)/tests/test_unwind $(OUTPUT)/tests/test_unwind_fast: tests/unit/fixture
 $(OUTPUT)/churn: tools/churn.c | $(OUTPUT)
 	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -pthread $< -o $@
 
+# churn with jemalloc linked dynamically, and statically (no libjemalloc file
+# to name it): built like tests/workloads' gt-jemalloc and gt-jemalloc-static.
+JEMALLOC_PIC := /usr/lib/$(shell $(CC) -dumpmachine)/libjemalloc_pic.a
+CHURNS := $(OUTPUT)/churn $(OUTPUT)/churn-jemalloc-linked $(OUTPUT)/churn-jemalloc-static
+
+$(OUTPUT)/churn-jemalloc-linked: tools/churn.c | $(OUTPUT)
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -pthread $< -o $@ -ljemalloc
+
+$(OUTPUT)/churn-jemalloc-static: tools/churn.c | $(OUTPUT)
+	$(CC) -O2 -g -std=gnu11 -Wall -Wextra -pthread $< $(JEMALLOC_PIC) -o $@ -lstdc++ -ldl -lm
+
 # The unwinder's speed, fast path vs libdwfl: like a Debian binary, no frame pointers.
 $(OUTPUT)/bench-unwind: tools/bench-unwind.c tests/unit/fixtures/unwind_capture.h $(LIBMW)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -fomit-frame-pointer $< $(LIBMW) $(LDLIBS) -o $@
@@ -169,7 +180,7 @@ fuzz: $(FUZZ_BINS)
 # Debian's python3: the tests use modules from Debian packages (python3-pil).
 PYTHON ?= /usr/bin/python3
 
-e2e: memwatch workloads $(OUTPUT)/churn
+e2e: memwatch workloads $(CHURNS)
 	$(PYTHON) tests/e2e/run.py $(E2E_ARGS)
 
 test:

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 
-from mwtest import (DEFAULT_RATE, Attached, MEMWATCH, Profile, Running, TestCase, WaitingWorkload, memwatch,
+from mwtest import (DEFAULT_RATE, ROOT, Attached, MEMWATCH, Profile, Running, TestCase, WaitingWorkload, memwatch,
                     read_manifest, sampled_tolerance, workload)
 from test_allocators import C_CONFIGS, CXX_CONFIGS, env_with
 
@@ -303,16 +303,28 @@ class NoLossTest(TestCase):
 
     PAIRS = 20000
 
+    # churn built with jemalloc linked in (the top Makefile's churn-jemalloc-*
+    # targets) stands for the suite's gt-jemalloc and gt-jemalloc-static.
+    CHURNS = {"jemalloc-linked": "churn-jemalloc-linked", "jemalloc-static": "churn-jemalloc-static"}
+    CONFIGS = ("glibc", "jemalloc-preload", "jemalloc-linked", "jemalloc-static", "tcmalloc-preload",
+               "tcmalloc-minimal-preload")
+
     def test_every_allocator(self):
-        churn = os.path.join(os.path.dirname(MEMWATCH), ".output", "churn")
-        for name, (_, preload, _) in C_CONFIGS.items():
-            if name not in ("glibc", "jemalloc-preload", "tcmalloc-preload", "tcmalloc-minimal-preload"):
-                continue
+        churns = [".output/churn"] + [".output/" + c for c in self.CHURNS.values()]
+        subprocess.run(["make", "-s", "-C", ROOT] + churns, check=True)
+        outdir = os.path.join(ROOT, ".output")
+        for name in self.CONFIGS:
+            _, preload, allocator_rx = C_CONFIGS[name]
+            churn = os.path.join(outdir, self.CHURNS.get(name, "churn"))
+            allocator_rx = allocator_rx.replace("gt-jemalloc-static", "churn-jemalloc-static")
             with self.subTest(config=name):
                 run = memwatch(["-v", "-s", "1", "-o", self.path("n.pb.gz")] + INLINE +
                                ["--", churn, "--threads", "8", "--pairs", str(self.PAIRS)],
                                env=env_with(preload), timeout=600)
                 self.assertEqual(run.returncode, 0, run.stderr)
+                self.assertRegex(run.stderr, allocator_rx)
+                self.assertTrue(inline_allocators(run.stderr), run.stderr)
+                self.assertNotIn("on uprobes", run.stderr)
                 self.assertRegex(run.stderr, NO_LOSS)
                 samples = int(re.search(r"done after [\d.]+s: (\d+) samples", run.stderr).group(1))
                 self.assertGreaterEqual(samples, 8 * self.PAIRS)
@@ -343,6 +355,50 @@ class CoexistenceTest(TestCase):
         notes = [l for l in run.stderr.splitlines() if "need ptrace" in l]
         self.assertEqual(len(notes), 1, run.stderr)
         self.assertRegex(notes[0], r"traced by pid %d \(strace\)" % tracer.pid)
+        sites = Profile(out).by_site()
+        for site, want in read_manifest(man).items():
+            self.assertEqual(sites.get(site, [0, 0, 0, 0]), want, site)
+
+    def test_gdb_attached_first(self):
+        """gdb attached first and holding the target (continued, its commands
+        from a pipe the test holds): the uprobe path serves with the same
+        one-line note, the profile is exact, and gdb detaches cleanly after;
+        the target's output and exit status are those of a run alone."""
+        alone = subprocess.run([workload("groundtruth")], capture_output=True, text=True)
+        out, man = self.path("gt.pb.gz"), self.path("gt.manifest")
+        w = WaitingWorkload([workload("groundtruth"), "--manifest", man, "--hold"])
+        gdb = Running(["gdb", "-q", "-nx", "-p", str(w.pid)])
+        try:
+            # SIGUSR1 (the workload's go) passes through unseen; SIGUSR2,
+            # from the test, stops the target in gdb and is not delivered.
+            for cmd in ("set pagination off", "set confirm off", "handle SIGUSR1 nostop noprint pass",
+                        "handle SIGUSR2 stop print nopass", "echo gdb-attached\\n", "continue"):
+                gdb.send(cmd)
+            self.assertTrue(gdb.out.wait_for(r"gdb-attached$"), gdb.out.lines)
+            self.assertEqual(self.tracer_of(w.pid), gdb.pid)
+            mw = Attached(w.pid, ["-s", "1", "--stack-mode", "fp", "-o", out])
+            w.go()
+            self.assertTrue(w.out.wait_for(r"^checksum="), w.err.lines)
+            os.kill(w.pid, signal.SIGUSR2)
+            self.assertTrue(gdb.out.wait_for(r"received signal SIGUSR2"), gdb.out.lines)
+            gdb.send("detach")
+            gdb.send("quit")
+            gdb_code, gdb_out, gdb_err = gdb.finish()
+            self.assertEqual(gdb_code, 0, gdb_out + gdb_err)
+            self.assertRegex(gdb_out, r"\[Inferior 1 \(process %d\) detached\]" % w.pid)
+            self.assertEqual(self.tracer_of(w.pid), 0)
+            w.release()
+            code, stdout, stderr = w.finish()
+            run = mw.wait()
+        finally:
+            w.kill()
+            gdb.kill()
+        self.assertEqual((code, stdout), (alone.returncode, "ready %d\n%s" % (w.pid, alone.stdout)), stderr)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        notes = [l for l in run.stderr.splitlines() if "need ptrace" in l]
+        self.assertEqual(len(notes), 1, run.stderr)
+        self.assertRegex(notes[0], r"traced by pid %d \(gdb\): inline hooks need ptrace; .* probes are uprobes"
+                         % gdb.pid)
         sites = Profile(out).by_site()
         for site, want in read_manifest(man).items():
             self.assertEqual(sites.get(site, [0, 0, 0, 0]), want, site)
