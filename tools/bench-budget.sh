@@ -7,8 +7,9 @@
 #
 # Configurations (memwatch attaches with -p while churn waits):
 #   none        no probes
-#   budget-P    memwatch -v -p PID --max-overhead P -o FILE, P in --budgets
-#   always-on   memwatch -p PID -o FILE (run with N/10 pairs: it is slow)
+#   budget-P    memwatch -v -p PID --hook uprobe --max-overhead P -o FILE, P in --budgets
+#   always-on   memwatch -p PID --hook uprobe -o FILE (run with N/10 pairs: it is slow)
+# (--hook uprobe: the budget is for uprobe traps; detours take none to budget)
 #
 # Two slowdowns, each a median over rounds against none's median:
 #   wall   churn's ns per pair (its loop's wall time);
@@ -130,10 +131,10 @@ run_one() {
 	case "$cfg" in
 	none) ;;
 	always-on)
-		mw_args=(-o "$prof")
+		mw_args=(--hook uprobe -o "$prof")
 		pairs=$((PAIRS / 10))
 		;;
-	budget-*) mw_args=(-v --max-overhead "${cfg#budget-}" -o "$prof") ;;
+	budget-*) mw_args=(-v --hook uprobe --max-overhead "${cfg#budget-}" -o "$prof") ;;
 	esac
 	env -u LD_PRELOAD "$CHURN" --wait --pairs "$pairs" --work "$WORK" >"$out" 2>&1 &
 	TARGET_PID=$!
@@ -225,7 +226,7 @@ for cfg in "${CONFIGS[@]}"; do
 	att=- cost=- always=- probe=- label=$cfg
 	case "$cfg" in
 	none) label="none (no probes)" ;;
-	always-on) label="probes always on (\`memwatch -p PID -o FILE\`)" ;;
+	always-on) label="probes always on (\`memwatch -p PID --hook uprobe -o FILE\`)" ;;
 	budget-*)
 		label="\`--max-overhead ${cfg#budget-}\`"
 		att="$(median "${ATTACHED[$cfg]}")%"

@@ -14,15 +14,18 @@
 #                   entries: no return probe; empty uprobe on free)
 #   one-trap-floor  memwatch -p PID --empty-probes --attach-mode session --alloc-only
 #                   (one trap per malloc, none per free)
-#   default         memwatch -p PID -o FILE (sessions on kernels that have them)
-#   alloc-only      memwatch -p PID --alloc-only -o FILE
-#   fp              memwatch -p PID --stack-mode fp -o FILE       (glibc only)
-#   s1              memwatch -p PID -s 1 -o FILE, N/10 pairs      (glibc only)
+#   default         memwatch -p PID --hook uprobe -o FILE (sessions on kernels
+#                   that have them)
+#   alloc-only      memwatch -p PID --hook uprobe --alloc-only -o FILE
+#   fp              memwatch -p PID --hook uprobe --stack-mode fp -o FILE (glibc only)
+#   s1              memwatch -p PID --hook uprobe -s 1 -o FILE, N/10 pairs (glibc only)
+# Every memwatch here is on uprobes, the path the floors measure (its
+# default, detours into the process, is tools/bench-inline.sh's).
 # Allocators: glibc (churn as built), jemalloc and tcmalloc (LD_PRELOAD on
 # churn only, never on memwatch).
 #
 # And, first, the attach/detach cost: tests/workloads/bin/gtcxx (glibc,
-# libstdc++, jemalloc preloaded) under `memwatch -v -p PID -d 0.5
+# libstdc++, jemalloc preloaded) under `memwatch -v -p PID -d 0.5 --hook uprobe
 # --attach-mode M` for M in classic, multi, session; medians of the
 # "attached ... in X ms" and "detached in Y ms" lines.
 #
@@ -320,10 +323,10 @@ declare -A LABEL=(
 	[classic-floor]="classic floor: \`--empty-probes --attach-mode multi\` (uprobe + uretprobe at allocations, uprobe at frees)"
 	[session-floor]="session floor: \`--empty-probes --attach-mode session\` (session returning 1 at allocations, uprobe at frees)"
 	[one-trap-floor]="one-trap floor: \`--empty-probes --attach-mode session --alloc-only\` (one trap per malloc, none per free)"
-	[default]="memwatch default: \`memwatch -p PID -o FILE\`"
-	[alloc-only]="memwatch \`--alloc-only -o FILE\`"
-	[fp]="memwatch, frame-pointer stacks: \`memwatch -p PID --stack-mode fp -o FILE\`"
-	[s1]="memwatch -s 1: \`memwatch -p PID -s 1 -o FILE\`"
+	[default]="memwatch on uprobes: \`memwatch -p PID --hook uprobe -o FILE\`"
+	[alloc-only]="memwatch \`--hook uprobe --alloc-only -o FILE\`"
+	[fp]="memwatch, frame-pointer stacks: \`memwatch -p PID --hook uprobe --stack-mode fp -o FILE\`"
+	[s1]="memwatch -s 1: \`memwatch -p PID --hook uprobe -s 1 -o FILE\`"
 )
 # Keyed by ALLOCATOR/CONFIG.
 declare -A NS SAMPLES CPU_SHARE US_PER_STACK SITES OTHER
@@ -356,11 +359,11 @@ run_one() {
 	classic-floor) mw_args=(--empty-probes --attach-mode multi) ;;
 	session-floor) mw_args=(--empty-probes --attach-mode session) ;;
 	one-trap-floor) mw_args=(--empty-probes --attach-mode session --alloc-only) ;;
-	default) mw_args=(-o "$prof") ;;
-	alloc-only) mw_args=(--alloc-only -o "$prof") ;;
-	fp) mw_args=(--stack-mode fp -o "$prof") ;;
+	default) mw_args=(--hook uprobe -o "$prof") ;;
+	alloc-only) mw_args=(--hook uprobe --alloc-only -o "$prof") ;;
+	fp) mw_args=(--hook uprobe --stack-mode fp -o "$prof") ;;
 	s1)
-		mw_args=(-s 1 -o "$prof")
+		mw_args=(--hook uprobe -s 1 -o "$prof")
 		pairs=$S1_PAIRS
 		;;
 	esac
@@ -478,7 +481,7 @@ attach_one() {
 	local mode=$1 run=$2 line
 	local out=$TMP/gtcxx.$mode.$run.out err=$TMP/attach.$mode.$run.err prof=$TMP/attach.$mode.$run.pb.gz
 	start_target "$out" "$JEMALLOC_SO" "$GTCXX" --wait
-	"$MEMWATCH" -v -p "$TARGET_PID" -d 0.5 --attach-mode "$mode" -o "$prof" >/dev/null 2>"$err" &
+	"$MEMWATCH" -v -p "$TARGET_PID" -d 0.5 --hook uprobe --attach-mode "$mode" -o "$prof" >/dev/null 2>"$err" &
 	MW_PID=$!
 	wait_exit "$MW_PID" "$ATTACH_TIMEOUT" ||
 		die "memwatch -v -d 0.5 --attach-mode $mode still running after ${ATTACH_TIMEOUT}s; its stderr:$(printf '\n'; show "$err")"
