@@ -337,12 +337,10 @@ class CoexistenceTest(TestCase):
         with a one-line note; the profile is still exact."""
         out, man = self.path("gt.pb.gz"), self.path("gt.manifest")
         w = WaitingWorkload([workload("groundtruth"), "--manifest", man])
-        tracer = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=none", "-o", "/dev/null", "-p", str(w.pid)],
-                                  stderr=subprocess.PIPE, text=True)
+        tracer = Running(["strace", "-f", "-e", "trace=none", "-o", "/dev/null", "-p", str(w.pid)])
         try:
-            deadline = time.time() + 10
-            while self.tracer_of(w.pid) != tracer.pid and time.time() < deadline:
-                time.sleep(0.05)
+            self.assertTrue(tracer.err.wait_for(r"^strace: Process %d attached" % w.pid), tracer.err.lines)
+            self.assertEqual(self.tracer_of(w.pid), tracer.pid)
             mw = Attached(w.pid, ["-s", "1", "--stack-mode", "fp", "-o", out])
             w.go()
             self.assertEqual(w.finish()[0], 3)
@@ -350,7 +348,6 @@ class CoexistenceTest(TestCase):
         finally:
             w.kill()
             tracer.kill()
-            tracer.wait()
         self.assertEqual(run.returncode, 0, run.stderr)
         notes = [l for l in run.stderr.splitlines() if "need ptrace" in l]
         self.assertEqual(len(notes), 1, run.stderr)
@@ -424,18 +421,16 @@ class CoexistenceTest(TestCase):
         # bpftrace 0.17's -p does not filter uprobe hits: every process's
         # malloc fires it (other tests' workloads once added 18 calls).
         prog = 'uprobe:/lib/x86_64-linux-gnu/libc.so.6:malloc /pid == %d && arg0 == 1000/ { @n = count(); }' % pid
-        bt = subprocess.Popen(["bpftrace", "-p", str(pid), "-e", prog], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
-        deadline = time.time() + 30
-        while self.malloc_first_byte(pid) != 0xcc:
-            self.assertLess(time.time(), deadline, "bpftrace did not attach")
-            self.assertIsNone(bt.poll(), bt.stdout.read() if bt.poll() is not None else "")
-            time.sleep(0.05)
+        # bpftrace runs BEGIN once every probe is attached.
+        prog += ' BEGIN { printf("bpftrace-ready\\n"); }'
+        bt = Running(["bpftrace", "-p", str(pid), "-e", prog])
+        self.assertTrue(bt.out.wait_for(r"^bpftrace-ready"), bt.out.lines + bt.err.lines)
+        self.assertEqual(self.malloc_first_byte(pid), 0xcc, "bpftrace's uprobe on malloc's first byte")
         return bt
 
     def bpftrace_count(self, bt):
-        bt.send_signal(signal.SIGINT)
-        out = bt.communicate(timeout=60)[0]
+        bt.proc.send_signal(signal.SIGINT)
+        out = bt.finish(timeout=60)[1]
         return int(re.search(r"@n: (\d+)", out).group(1))
 
     def run_both(self, bpftrace_first):
@@ -454,7 +449,7 @@ class CoexistenceTest(TestCase):
             count = self.bpftrace_count(bt)
         finally:
             w.kill()
-            if bt and bt.poll() is None:
+            if bt:
                 bt.kill()
         self.assertEqual(run.returncode, 0, run.stderr)
         self.assertIn("glibc", inline_allocators(run.stderr))
@@ -472,29 +467,25 @@ class HostTest(TestCase):
     def test_all_detours_profiled_processes(self):
         """--all: a selected process gets the fast path; allocation values
         exact with -s 1 in its --output-dir profile."""
-        man, outdir, log = self.path("h.manifest"), self.path("out"), self.path("host.log")
+        man, outdir = self.path("h.manifest"), self.path("out")
         os.mkdir(outdir)
         w = WaitingWorkload([workload("groundtruth"), "--manifest", man])
-        with open(log, "w") as err:
-            host = subprocess.Popen([MEMWATCH, "--all", "-v", "-s", "1", "--pid", str(w.pid), "--output-dir",
-                                     outdir] + INLINE, stderr=err, stdout=subprocess.DEVNULL)
+        host = Running([MEMWATCH, "--all", "-v", "-s", "1", "--pid", str(w.pid), "--output-dir", outdir] + INLINE)
         try:
-            deadline = time.time() + 60
-            while not re.search(r"pid %d: glibc allocator in \S+: inline hooks" % w.pid, open(log).read()):
-                self.assertLess(time.time(), deadline, open(log).read())
-                self.assertIsNone(host.poll(), open(log).read())
-                time.sleep(0.1)
+            self.assertTrue(host.err.wait_for(r"pid %d: glibc allocator in \S+: inline hooks" % w.pid),
+                            host.err.lines)
             w.go()
             self.assertEqual(w.finish()[0], 3)
+            # Written when memwatch has read the exit (no line says so).
             deadline = time.time() + 30
             while not [f for f in os.listdir(outdir) if f.endswith(".heap.pb.gz")]:
-                self.assertLess(time.time(), deadline, "no profile at exit: %s" % open(log).read())
+                self.assertLess(time.time(), deadline, "no profile at exit: %s" % "".join(host.err.lines))
                 time.sleep(0.1)
         finally:
             w.kill()
-            host.send_signal(signal.SIGINT)
-            host.wait(timeout=60)
-        self.assertEqual(host.returncode, 0, open(log).read())
+            host.proc.send_signal(signal.SIGINT)
+            code, _, err = host.finish(timeout=60)
+        self.assertEqual(code, 0, err)
         profile = [f for f in os.listdir(outdir) if f.endswith(".heap.pb.gz")][0]
         sites = Profile(os.path.join(outdir, profile)).by_site()
         for site, want in read_manifest(man).items():
